@@ -1,0 +1,556 @@
+"""The study spec: pydantic models, loading with ``extends``, and located validation.
+
+A spec declares algorithms x model scales x seeds x benchmarks plus the shared training
+settings that make the comparison controlled. ``load_spec(path)`` returns a validated
+``StudySpec`` or raises ``SpecError`` whose messages read ``FILE:LINE: path.to.field: message``
+(all problems at once, one line each).
+
+Precedence of training settings (most specific wins): ``training`` (shared) <- the model's
+``training`` <- the algorithm's ``training``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from oxstudy.errors import SpecError
+from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, load_yaml, located
+
+Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="Short label: letters, digits, _ . + -")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- training
+class TrainingSpec(StrictModel):
+    """Shared training settings: identical for every algorithm unless overridden."""
+
+    learning_rate: float = Field(1e-6, gt=0, description="Peak learning rate (AdamW).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    effective_batch_size: int = Field(8, gt=0, description="Examples per optimizer step, all processes together.")
+    per_device_batch_size: int = Field(
+        8, gt=0, description="Examples per forward pass; accumulation = effective / (per_device x processes)."
+    )
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="Fraction of steps with linear warmup.")
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-8, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(512, gt=0, description="Maximum tokens of prompt + completion.")
+    max_prompt_length: int = Field(256, gt=0)
+    max_completion_length: int = Field(256, gt=0, description="Generation length for online RL and self-play.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="auto = bf16 on GPU, fp32 on CPU. bf16/fp16 fall back to fp32 on CPU with a warning."
+    )
+    beta: float = Field(0.1, gt=0, description="Preference / KL temperature shared by preference methods.")
+    max_steps: int | None = Field(None, gt=0, description="Cap on optimizer steps (overrides epochs).")
+    gradient_checkpointing: bool = False
+    logging_steps: int = Field(1, gt=0)
+
+
+def _optional_copy(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """The same fields as ``model``, each optional with default None (for overrides)."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        fields[field_name] = (Optional[info.annotation], Field(None, description=info.description))  # noqa: UP045
+    return create_model(name, __base__=StrictModel, **fields)
+
+
+TrainingOverrides = _optional_copy(TrainingSpec, "TrainingOverrides")
+
+
+def _check_overrides(overrides: BaseModel | None) -> BaseModel | None:
+    """Run the shared field constraints on the overridden values."""
+    if overrides is not None:
+        values = overrides.model_dump(exclude_none=True)
+        TrainingSpec.model_validate(values)
+    return overrides
+
+
+# --------------------------------------------------------------------------- models
+class LoraSpec(StrictModel):
+    """LoRA through PEFT."""
+
+    r: int = Field(16, gt=0, description="Adapter rank (> 0).")
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Literal["all-linear"] | list[str] = Field("all-linear", description="Default: all linear layers.")
+
+
+class ModelSpec(StrictModel):
+    """One model scale."""
+
+    id: str = Identifier
+    source: str = Field(
+        description="zoo:NAME (built-in tiny model), a Hugging Face id (Qwen/Qwen2.5-1.5B-Instruct) or a local path."
+    )
+    params: int | None = Field(None, gt=0, description="Parameter count; read from the model config when absent.")
+    family: str | None = None
+    finetune: Literal["full", "lora"] = "full"
+    lora: LoraSpec | None = None
+    training: TrainingOverrides | None = None  # type: ignore[valid-type]
+    algorithms: list[str] | None = Field(None, description="Subset of algorithm ids run at this model.")
+
+    @field_validator("training")
+    @classmethod
+    def _valid_overrides(cls, value: Any) -> Any:
+        return _check_overrides(value)
+
+
+class AlgorithmSpec(StrictModel):
+    """One algorithm arm: a registry method plus hyperparameter overrides."""
+
+    id: str = Identifier
+    method: str = Field(description="A method from `oxstudy algorithms`.")
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingOverrides | None = None  # type: ignore[valid-type]
+
+    @field_validator("training")
+    @classmethod
+    def _valid_overrides(cls, value: Any) -> Any:
+        return _check_overrides(value)
+
+
+# --------------------------------------------------------------------------- data
+class DatasetSource(StrictModel):
+    source: str = Field(description="hf:ID or a local .jsonl / .parquet path.")
+    config: str | None = None
+    split: str = "train"
+    fields: dict[str, str] = Field(default_factory=dict, description="canonical column -> column in the source")
+
+
+class PreferenceSpec(StrictModel):
+    """How preference / unpaired / RL data is made."""
+
+    mode: Literal["self-play", "dataset"] = "self-play"
+    samples_per_prompt: int = Field(4, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(128, gt=0)
+    dataset: DatasetSource | None = None
+
+
+class RewardSpec(StrictModel):
+    format_weight: float = Field(0.0, ge=0, description="Weight of a format reward added to exact match.")
+
+
+class DataSpec(StrictModel):
+    """The training source."""
+
+    source: str = Field("task:oxs_arith", description="task:NAME (bundled generator), hf:ID, or a local .jsonl/.parquet path.")
+    config: str | None = None
+    split: str = "train"
+    fields: dict[str, str] = Field(default_factory=dict, description="canonical column (prompt, solution, answer) -> source column")
+    train_size: int | None = Field(None, gt=0, description="Use at most this many training examples.")
+    preference: PreferenceSpec = Field(default_factory=PreferenceSpec)
+    reward: RewardSpec = Field(default_factory=RewardSpec)
+
+
+# --------------------------------------------------------------------------- benchmarks
+class BenchmarkSpec(StrictModel):
+    """One evaluation through lm-eval-harness."""
+
+    id: str = Identifier
+    task: str = Field(description="Bundled task, lm-eval task name, or a path to a task YAML.")
+    num_fewshot: int = Field(0, ge=0)
+    metric: str = Field("exact_match,strict-match", description="lm-eval result key: metric,filter.")
+    limit: int | None = Field(None, gt=0)
+    in_domain: bool = False
+    apply_chat_template: bool = True
+    fewshot_as_multiturn: bool = False
+    gen_kwargs: dict[str, Any] = Field(default_factory=dict)
+    batch_size: int = Field(16, gt=0)
+
+
+# --------------------------------------------------------------------------- analysis / execution
+class AnalysisSpec(StrictModel):
+    baseline: str | None = Field(None, description="Algorithm id every other arm is compared against.")
+    alpha: float = Field(0.05, gt=0, lt=1)
+    correction: Literal["bonferroni", "holm", "bh", "none"] = "bonferroni"
+    family: Literal["vs-baseline", "pairwise"] = "vs-baseline"
+    factors: list[str] = Field(default_factory=list, description="Columns for the factorial ANOVA, e.g. [params, finetune].")
+    claims: str | None = Field(None, description="Path to a claims file checked by `oxstudy verify` and the report.")
+
+
+class RaySpec(StrictModel):
+    address: str | None = Field(None, description="Existing cluster (ray://... or auto); None starts a local instance.")
+
+
+class SlurmSpec(StrictModel):
+    partition: str | None = None
+    time_min: int = Field(240, gt=0, description="Job time limit in minutes.")
+    cpus_per_task: int = Field(8, gt=0)
+    mem_gb: int = Field(64, gt=0)
+    array_parallelism: int = Field(64, gt=0)
+    additional_parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ExecutionSpec(StrictModel):
+    backend: Literal["local", "ray", "slurm"] = "local"
+    gpus_per_run: int = Field(0, ge=0, description="0 = CPU; > 1 launches through accelerate + DeepSpeed ZeRO-3.")
+    max_parallel: int = Field(1, gt=0)
+    retries: int = Field(1, ge=0, description="Extra attempts for a failed cell.")
+    timeout_s: int | None = Field(None, gt=0, description="Per-cell wall-clock limit.")
+    keep_checkpoints: bool = False
+    ray: RaySpec = Field(default_factory=RaySpec)
+    slurm: SlurmSpec = Field(default_factory=SlurmSpec)
+
+
+class Exclusion(StrictModel):
+    """Cells to leave out: every key given must match."""
+
+    model: str | None = None
+    algorithm: str | None = None
+    seed: int | None = None
+
+
+class StudySpec(StrictModel):
+    """A controlled comparison: algorithms x models x seeds, evaluated on benchmarks."""
+
+    name: str = Identifier
+    description: str = ""
+    output_dir: str | None = Field(None, description="Results store; default studies/<name>.")
+    extends: str | None = Field(None, description="A base spec whose settings this one overrides.")
+    models: list[ModelSpec] = Field(min_length=1)
+    algorithms: list[AlgorithmSpec] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    exclude: list[Exclusion] = Field(default_factory=list)
+
+    # Not part of the YAML: where the spec was loaded from (resolves relative paths).
+    _spec_path: Path | None = None
+
+    @property
+    def spec_path(self) -> Path | None:
+        return self._spec_path
+
+    @property
+    def base_dir(self) -> Path:
+        return self._spec_path.parent if self._spec_path else Path.cwd()
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the spec, relative to the spec file."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def store_dir(self) -> Path:
+        if self.output_dir:
+            return self.resolve_path(self.output_dir)
+        return Path("studies") / self.name
+
+    def model(self, model_id: str) -> ModelSpec:
+        return next(m for m in self.models if m.id == model_id)
+
+    def algorithm(self, algorithm_id: str) -> AlgorithmSpec:
+        return next(a for a in self.algorithms if a.id == algorithm_id)
+
+
+# --------------------------------------------------------------------------- source kinds
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def source_kind(source: str) -> Literal["zoo", "task", "hub", "path"]:
+    """Classify a model or data source string.
+
+    ``zoo:NAME`` and ``task:NAME`` are built in, ``hf:ID`` is always the hub; a string that
+    starts like a path (``./``, ``../``, ``/``, ``~``) or has a file suffix is a local path;
+    ``owner/name`` is a hub id.
+    """
+    if source.startswith("zoo:"):
+        return "zoo"
+    if source.startswith("task:"):
+        return "task"
+    if source.startswith("hf:"):
+        return "hub"
+    if source.startswith((".", "/", "~")) or Path(source).suffix in {".jsonl", ".json", ".parquet", ".csv"}:
+        return "path"
+    if _HUB_ID.match(source):
+        return "hub"
+    return "path"
+
+
+# --------------------------------------------------------------------------- loading
+def _read_with_extends(path: Path, seen: tuple[Path, ...] = ()) -> tuple[dict[str, Any], SourceMap]:
+    data, source = load_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}:1: <root>: a spec must be a mapping of settings, got {type(data).__name__}")
+    base_name = data.get("extends")
+    if base_name is None:
+        return data, source
+    if not isinstance(base_name, str):
+        raise SpecError(located(source, ("extends",), "must be a path to a base spec"))
+    base_path = (path.parent / base_name).resolve()
+    if base_path in seen or base_path == path.resolve():
+        raise SpecError(located(source, ("extends",), f"circular extends via {base_name}"))
+    if not base_path.exists():
+        raise SpecError(located(source, ("extends",), f"base spec {base_name} not found (looked in {base_path.parent})"))
+    base_data, base_source = _read_with_extends(base_path, seen + (path.resolve(),))
+    base_data.pop("extends", None)
+    merged = deep_merge(base_data, data)
+    # The child's locations win; paths only the base defines point into the base file.
+    base_source.update(source)
+    base_source.default_file = str(path)
+    return merged, base_source
+
+
+def _field_suggestion(model_cls: type[BaseModel] | None, key: str) -> str:
+    if model_cls is None:
+        return ""
+    fields = list(model_cls.model_fields)
+    close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+    close = close or [f for f in fields if key.startswith(f) or f.startswith(key)][:1]  # rank -> r
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _model_at(path: PathKey) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``path`` (for 'did you mean' on unknown keys)."""
+    cls: Any = StudySpec
+    for part in path:
+        if isinstance(part, int):
+            continue
+        if cls is None or not hasattr(cls, "model_fields") or part not in cls.model_fields:
+            return None
+        annotation = cls.model_fields[part].annotation
+        cls = _unwrap_model(annotation)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in args or ():
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _pydantic_messages(exc: ValidationError, source: SourceMap) -> list[str]:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            msg = f"unknown key{_field_suggestion(_model_at(loc[:-1]), key)}"
+        elif kind == "missing":
+            msg = "required field is missing"
+        else:
+            msg = error["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+        messages.append(located(source, loc, msg))
+    return messages
+
+
+def load_spec(path: str | Path) -> StudySpec:
+    """Load, merge ``extends`` and validate a spec; raise ``SpecError`` with every problem."""
+    path = Path(path)
+    data, source = _read_with_extends(path)
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        messages = _pydantic_messages(exc, source)
+        # Cross-field checks on the raw data still run, so every problem shows at once.
+        messages += [located(source, p, m) for p, m in _raw_cross_checks(data)]
+        raise SpecError(*dict.fromkeys(messages)) from None
+    spec._spec_path = path.resolve()
+    problems = check_spec(spec)
+    if problems:
+        raise SpecError(*dict.fromkeys(located(source, p, m) for p, m in problems))
+    return spec
+
+
+def load_spec_data(data: dict[str, Any], base_dir: Path | None = None) -> StudySpec:
+    """Validate an in-memory spec (tests, smoke mode). Errors are located as ``<spec>:1``."""
+    source = SourceMap(default_file="<spec>")
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(*_pydantic_messages(exc, source)) from None
+    if base_dir is not None:
+        spec._spec_path = (Path(base_dir) / "spec.yaml").resolve()
+    problems = check_spec(spec)
+    if problems:
+        raise SpecError(*(located(source, p, m) for p, m in problems))
+    return spec
+
+
+# --------------------------------------------------------------------------- cross-field checks
+Problem = tuple[PathKey, str]
+
+
+def _duplicates(values: list[Any]) -> list[int]:
+    seen: set[Any] = set()
+    out = []
+    for i, value in enumerate(values):
+        if value in seen:
+            out.append(i)
+        seen.add(value)
+    return out
+
+
+def _raw_cross_checks(data: dict[str, Any]) -> list[Problem]:
+    """The id-reference checks on unvalidated data (best effort, for all-at-once reporting)."""
+    problems: list[Problem] = []
+    algorithms = data.get("algorithms") if isinstance(data.get("algorithms"), list) else []
+    algorithm_ids = {a.get("id") for a in algorithms if isinstance(a, dict)}
+    analysis = data.get("analysis") if isinstance(data.get("analysis"), dict) else {}
+    baseline = analysis.get("baseline")
+    if baseline is not None and algorithm_ids and baseline not in algorithm_ids:
+        problems.append((("analysis", "baseline"), _unknown_id("algorithm", baseline, algorithm_ids)))
+    for i, algorithm in enumerate(algorithms):
+        if isinstance(algorithm, dict) and isinstance(algorithm.get("method"), str):
+            problem = _method_problem(algorithm["method"])
+            if problem:
+                problems.append((("algorithms", i, "method"), problem))
+    seeds = data.get("seeds")
+    if isinstance(seeds, list):
+        for i in _duplicates(seeds):
+            problems.append((("seeds", i), f"seed {seeds[i]} is listed twice"))
+    return problems
+
+
+def _unknown_id(kind: str, value: Any, known: set[Any]) -> str:
+    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(sorted(map(str, known)))})"
+    return f"'{value}' is not one of the study's {kind}s{hint}"
+
+
+def _method_problem(method: str) -> str | None:
+    from oxstudy.algorithms import registry
+
+    try:
+        registry.canonical(method)
+        return None
+    except KeyError:
+        pass
+    suggestion = registry.suggest(method)
+    hint = f" (did you mean '{suggestion}'?)" if suggestion else " (see `oxstudy algorithms`)"
+    return f"unknown method '{method}'{hint}"
+
+
+def check_spec(spec: StudySpec) -> list[Problem]:
+    """Cross-field rules; returns (path, message) for each problem."""
+    from oxstudy.algorithms import registry
+
+    problems: list[Problem] = []
+    model_ids = [m.id for m in spec.models]
+    algorithm_ids = [a.id for a in spec.algorithms]
+    for key, ids in (("models", model_ids), ("algorithms", algorithm_ids), ("benchmarks", [b.id for b in spec.benchmarks])):
+        for i in _duplicates(ids):
+            problems.append(((key, i, "id"), f"id '{ids[i]}' is used twice"))
+    for i in _duplicates(spec.seeds):
+        problems.append((("seeds", i), f"seed {spec.seeds[i]} is listed twice"))
+
+    for i, algorithm in enumerate(spec.algorithms):
+        problem = _method_problem(algorithm.method)
+        if problem:
+            problems.append((("algorithms", i, "method"), problem))
+            continue
+        for message in registry.validate_hyperparameters(algorithm.method, algorithm.hyperparameters):
+            problems.append((("algorithms", i, "hyperparameters"), message))
+
+    if spec.analysis.baseline is not None and spec.analysis.baseline not in algorithm_ids:
+        problems.append((("analysis", "baseline"), _unknown_id("algorithm", spec.analysis.baseline, set(algorithm_ids))))
+
+    for i, model in enumerate(spec.models):
+        if model.finetune == "full" and model.lora is not None:
+            problems.append((("models", i, "lora"), "LoRA settings given but finetune is 'full' (set finetune: lora)"))
+        for j, algorithm_id in enumerate(model.algorithms or []):
+            if algorithm_id not in algorithm_ids:
+                problems.append((("models", i, "algorithms", j), _unknown_id("algorithm", algorithm_id, set(algorithm_ids))))
+        kind = source_kind(model.source)
+        if kind == "path" and not spec.resolve_path(model.source).exists():
+            problems.append((("models", i, "source"), f"local model path {model.source} does not exist"))
+        if kind == "zoo":
+            from oxstudy.zoo import ZOO
+
+            name = model.source.split(":", 1)[1]
+            if name not in ZOO:
+                problems.append((("models", i, "source"), f"unknown zoo model '{name}' (zoo: {', '.join(ZOO)})"))
+
+    problems += _data_problems(spec)
+    for i, benchmark in enumerate(spec.benchmarks):
+        if benchmark.task.endswith((".yaml", ".yml")) and not spec.resolve_path(benchmark.task).exists():
+            problems.append((("benchmarks", i, "task"), f"task file {benchmark.task} does not exist"))
+    if spec.analysis.claims and not spec.resolve_path(spec.analysis.claims).exists():
+        problems.append((("analysis", "claims"), f"claims file {spec.analysis.claims} does not exist"))
+
+    for i, exclusion in enumerate(spec.exclude):
+        if exclusion.model is not None and exclusion.model not in model_ids:
+            problems.append((("exclude", i, "model"), _unknown_id("model", exclusion.model, set(model_ids))))
+        if exclusion.algorithm is not None and exclusion.algorithm not in algorithm_ids:
+            problems.append((("exclude", i, "algorithm"), _unknown_id("algorithm", exclusion.algorithm, set(algorithm_ids))))
+
+    if problems:
+        return problems
+    # Rules that need a consistent spec: the batch arithmetic and the matrix itself.
+    from oxstudy.plan import expand_cells
+
+    for i, model in enumerate(spec.models):
+        for algorithm in spec.algorithms:
+            training = resolve_training(spec, model, algorithm)
+            if training.effective_batch_size % min(training.per_device_batch_size, training.effective_batch_size):
+                problems.append(
+                    (("models", i, "training"), f"effective_batch_size {training.effective_batch_size} is not a multiple of "
+                     f"per_device_batch_size {training.per_device_batch_size} (algorithm {algorithm.id})")
+                )
+                break
+    if problems:
+        return problems
+    cells, clashes = expand_cells(spec, check=True)
+    problems += clashes
+    if not cells:
+        problems.append((("exclude",) if spec.exclude else ("models",), "the run matrix is empty after subsets and exclusions"))
+    return problems
+
+
+def _data_problems(spec: StudySpec) -> list[Problem]:
+    problems: list[Problem] = []
+    sources: list[tuple[PathKey, str]] = [(("data", "source"), spec.data.source)]
+    if spec.data.preference.dataset is not None:
+        sources.append((("data", "preference", "dataset", "source"), spec.data.preference.dataset.source))
+    for path, value in sources:
+        kind = source_kind(value)
+        if kind == "path" and not spec.resolve_path(value).exists():
+            problems.append((path, f"data file {value} does not exist"))
+        elif kind == "task":
+            from oxstudy.tasks import bundled_tasks
+
+            name = value.split(":", 1)[1]
+            if name not in bundled_tasks():
+                problems.append((path, f"unknown bundled task '{name}' (bundled: {', '.join(bundled_tasks())})"))
+    if spec.data.preference.mode == "dataset" and spec.data.preference.dataset is None:
+        problems.append((("data", "preference", "dataset"), "mode 'dataset' needs a dataset (source, split, fields)"))
+    return problems
+
+
+def resolve_training(spec: StudySpec, model: ModelSpec, algorithm: AlgorithmSpec) -> TrainingSpec:
+    """Shared settings <- model overrides <- algorithm overrides (most specific wins)."""
+    values = spec.training.model_dump()
+    for overrides in (model.training, algorithm.training):
+        if overrides is not None:
+            values.update(overrides.model_dump(exclude_none=True))
+    return TrainingSpec.model_validate(values)
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec file, for editor completion (``oxstudy schema``)."""
+    schema = StudySpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "oxstudy study spec"
+    return schema

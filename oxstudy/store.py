@@ -1,0 +1,355 @@
+"""The results store: one atomic, checksummed JSON record per run.
+
+Layout of a study directory::
+
+    <study>/
+      spec.yaml             the merged spec as last run (analysis defaults)
+      plan.json             run_id -> model / algorithm / seed labels of the current plan
+      runs/<run_id>.json    one record per finished run (done or failed)
+      cells/<run_id>/       logs, curves and (optionally) checkpoints of a cell
+
+Why plain files: many machines may write into one shared filesystem at once (SLURM
+arrays, Ray workers). Each record is written to a unique temporary name, fsynced and
+renamed into place, which is atomic on POSIX filesystems including NFS, so a reader
+never sees half a record and no lock is needed between writers of different runs.
+SQLite on NFS is not safe, so it is not used.
+
+Every record carries ``checksum = sha256(canonical JSON of the record without it)``.
+A record that fails to parse or to match its checksum is reported and treated as
+missing: the runner runs that cell again, and the new record replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oxstudy.errors import InputError
+
+RECORD_SCHEMA = "oxstudy.record/1"
+RUN_COLUMNS = [
+    "run_id", "study", "model", "params", "family", "finetune", "algorithm", "method", "seed",
+    "benchmark", "task", "metric", "value", "stderr", "n_items", "in_domain", "status",
+]  # fmt: skip
+ITEM_COLUMNS = ["run_id", "model", "algorithm", "seed", "benchmark", "doc_id", "doc_hash", "score"]
+FAILED_COLUMNS = ["run_id", "model", "algorithm", "seed", "reason"]
+
+
+class CorruptRecord(Exception):
+    """A record that cannot be trusted (truncated, edited, or checksum mismatch)."""
+
+
+def record_checksum(record: dict[str, Any]) -> str:
+    body = {k: v for k, v in record.items() if k != "checksum"}
+    payload = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - some filesystems refuse directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+
+
+def provenance(device: str | None = None) -> dict[str, Any]:
+    """Versions, git commit, host and device of the process writing a record.
+
+    Versions come from package metadata, so this never imports torch.
+    """
+    versions: dict[str, Any] = {}
+    for key, dist in (
+        ("oxstudy", "oxstudy"), ("torch", "torch"), ("transformers", "transformers"), ("trl", "trl"),
+        ("peft", "peft"), ("lm_eval", "lm_eval"), ("accelerate", "accelerate"), ("datasets", "datasets"),
+    ):  # fmt: skip
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = None
+    versions["python"] = platform.python_version()
+    versions["git_commit"] = _git_commit()
+    versions["host"] = socket.gethostname()
+    versions["platform"] = platform.platform()
+    versions["device"] = device
+    return versions
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class StudyTables:
+    """A loaded study: tidy tables for the statistics engine."""
+
+    runs: pd.DataFrame
+    items: pd.DataFrame
+    failed: pd.DataFrame
+    spec: dict[str, Any] | None = None
+    corrupt: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    path: Path | None = None
+
+
+class Store:
+    """The records of one study directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+        self.cells_dir = self.root / "cells"
+
+    # ------------------------------------------------------------------ writing
+    def record_path(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def cell_dir(self, run_id: str) -> Path:
+        return self.cells_dir / run_id
+
+    def write_record(self, record: dict[str, Any]) -> Path:
+        """Add schema and checksum, then write atomically. Returns the record's path."""
+        if "run_id" not in record:
+            raise ValueError("a record needs a run_id")
+        record = {"schema": RECORD_SCHEMA, **{k: v for k, v in record.items() if k != "checksum"}}
+        record["checksum"] = record_checksum(record)
+        text = json.dumps(record, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=True)
+        path = self.record_path(record["run_id"])
+        atomic_write_text(path, text)
+        return path
+
+    def save_plan(self, spec_data: dict[str, Any], cells: list[dict[str, Any]]) -> None:
+        """Save the merged spec (for analysis defaults) and the plan's labels (for loading)."""
+        import yaml
+
+        spec_data = {k: v for k, v in spec_data.items() if k != "extends"}
+        atomic_write_text(self.root / "spec.yaml", yaml.safe_dump(spec_data, sort_keys=False))
+        atomic_write_text(self.root / "plan.json", json.dumps({"cells": cells}, indent=1))
+
+    # ------------------------------------------------------------------ reading
+    @staticmethod
+    def read_record(path: Path) -> dict[str, Any]:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptRecord(f"{path}: unreadable record ({exc.__class__.__name__})") from None
+        if not isinstance(record, dict) or "checksum" not in record or "run_id" not in record:
+            raise CorruptRecord(f"{path}: not an oxstudy record (no run_id/checksum)")
+        if record_checksum(record) != record["checksum"]:
+            raise CorruptRecord(f"{path}: checksum mismatch (the record was truncated or edited)")
+        if record["run_id"] != path.stem:
+            raise CorruptRecord(f"{path}: record is for run {record['run_id']}, not {path.stem}")
+        return record
+
+    def record_paths(self) -> list[Path]:
+        if not self.runs_dir.exists():
+            return []
+        return sorted(p for p in self.runs_dir.glob("*.json") if not p.name.startswith("."))
+
+    def iter_records(self) -> Iterator[tuple[Path, dict[str, Any] | None, str | None]]:
+        """(path, record, None) for good records and (path, None, reason) for corrupt ones."""
+        for path in self.record_paths():
+            try:
+                yield path, self.read_record(path), None
+            except CorruptRecord as exc:
+                yield path, None, str(exc)
+
+    def statuses(self) -> tuple[dict[str, str], list[str]]:
+        """run_id -> 'done' | 'failed' for trustworthy records, and the corrupt ones' messages."""
+        statuses: dict[str, str] = {}
+        corrupt: list[str] = []
+        for path, record, problem in self.iter_records():
+            if record is None:
+                corrupt.append(problem or str(path))
+            else:
+                statuses[record["run_id"]] = record.get("status", "failed")
+        return statuses, corrupt
+
+    def clean_partial(self) -> list[Path]:
+        """Remove temporary files left by writers that were killed mid-write."""
+        removed = []
+        if self.runs_dir.exists():
+            for tmp in self.runs_dir.glob(".*.tmp"):
+                try:
+                    tmp.unlink()
+                    removed.append(tmp)
+                except FileNotFoundError:  # another process cleaned it
+                    pass
+        return removed
+
+
+# ---------------------------------------------------------------------- tidy tables
+def _labels_from_plan(root: Path) -> dict[str, dict[str, Any]]:
+    """run_id -> current labels, from the study's saved plan (renames apply to old records)."""
+    plan_file = root / "plan.json"
+    if not plan_file.exists():
+        return {}
+    try:
+        cells = json.loads(plan_file.read_text())["cells"]
+        return {c["run_id"]: {"model": c["model"], "algorithm": c["algorithm"], "seed": c["seed"]} for c in cells}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def record_rows(record: dict[str, Any], labels: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The tidy rows (one per benchmark x metric) of one done record."""
+    cell = record.get("cell", {})
+    model = cell.get("model", {})
+    algorithm = cell.get("algorithm", {})
+    labels = labels or {}
+    base = {
+        "run_id": record["run_id"],
+        "study": record.get("study", cell.get("study")),
+        "model": labels.get("model", model.get("id")),
+        "params": record.get("params") or model.get("params"),
+        "family": model.get("family"),
+        "finetune": model.get("finetune"),
+        "algorithm": labels.get("algorithm", algorithm.get("id")),
+        "method": algorithm.get("method"),
+        "seed": cell.get("seed"),
+        "status": record.get("status"),
+    }
+    rows = []
+    for benchmark, result in (record.get("metrics") or {}).items():
+        rows.append(
+            {
+                **base,
+                "benchmark": benchmark,
+                "task": result.get("task"),
+                "metric": result.get("metric"),
+                "value": result.get("value"),
+                "stderr": result.get("stderr"),
+                "n_items": result.get("n"),
+                "in_domain": result.get("in_domain"),
+            }
+        )
+    return rows
+
+
+def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
+    """Load a study directory into tidy tables (see ``RUN_COLUMNS`` / ``ITEM_COLUMNS``).
+
+    Corrupt records are listed in ``.corrupt`` and left out; failed runs go to ``.failed``.
+    When the study's plan is saved, labels come from it (so renaming an algorithm in the
+    spec relabels old records) and ``.missing`` lists cells that have no record yet.
+    """
+    root = Path(path)
+    store = Store(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: not a study directory")
+    if not store.runs_dir.is_dir() and not (root / "plan.json").exists():
+        raise InputError(f"{root}: not a study directory (no runs/ and no plan.json)")
+    labels = _labels_from_plan(root)
+    run_rows: list[dict[str, Any]] = []
+    item_frames: list[pd.DataFrame] = []
+    failed_rows: list[dict[str, Any]] = []
+    corrupt: list[str] = []
+    records: list[dict[str, Any]] = []
+    for record_path, record, problem in store.iter_records():
+        if record is None:
+            corrupt.append(problem or str(record_path))
+            continue
+        records.append(record)
+        run_labels = labels.get(record["run_id"], {})
+        if record.get("status") != "done":
+            cell = record.get("cell", {})
+            failed_rows.append(
+                {
+                    "run_id": record["run_id"],
+                    "model": run_labels.get("model", cell.get("model", {}).get("id")),
+                    "algorithm": run_labels.get("algorithm", cell.get("algorithm", {}).get("id")),
+                    "seed": cell.get("seed"),
+                    "reason": (record.get("error") or {}).get("reason", "unknown"),
+                }
+            )
+            continue
+        rows = record_rows(record, run_labels)
+        run_rows.extend(rows)
+        if with_items and rows:
+            head = rows[0]
+            for benchmark, items in (record.get("items") or {}).items():
+                if not items or not items.get("score"):
+                    continue
+                frame = pd.DataFrame(
+                    {
+                        "doc_id": items.get("doc_id"),
+                        "doc_hash": items.get("doc_hash"),
+                        "score": items.get("score"),
+                    }
+                )
+                frame.insert(0, "benchmark", benchmark)
+                for column in ("seed", "algorithm", "model", "run_id"):
+                    frame.insert(0, column, head[column])
+                item_frames.append(frame)
+    runs = pd.DataFrame(run_rows, columns=RUN_COLUMNS)
+    items = pd.concat(item_frames, ignore_index=True) if item_frames else pd.DataFrame(columns=ITEM_COLUMNS)
+    failed = pd.DataFrame(failed_rows, columns=FAILED_COLUMNS)
+    spec_dict = None
+    missing: list[dict[str, Any]] = []
+    spec_file = root / "spec.yaml"
+    if spec_file.exists():
+        import yaml
+
+        try:
+            spec_dict = yaml.safe_load(spec_file.read_text())
+        except yaml.YAMLError:
+            spec_dict = None
+    if labels:
+        have = {r["run_id"] for r in records}
+        missing = [{"run_id": rid, **lab} for rid, lab in labels.items() if rid not in have]
+    return StudyTables(
+        runs=runs, items=items, failed=failed, spec=spec_dict, corrupt=corrupt, records=records,
+        missing=missing, path=root,
+    )  # fmt: skip
