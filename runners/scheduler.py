@@ -142,11 +142,20 @@ class GpuScheduler:
             return sorted(jobs, key=lambda job: job.order)
         return sorted(jobs, key=_Job.rank)
 
-    def assign(self, now: float = 0.0) -> list[tuple[JobId, tuple[int, ...]]]:
-        """Start every job that may start at time ``now``: [(job_id, gpu_ids), ...]."""
+    def assign(self, now: float = 0.0, max_starts: int | None = None) -> list[tuple[JobId, tuple[int, ...]]]:
+        """Start every job that may start at time ``now``: [(job_id, gpu_ids), ...].
+
+        The returned jobs count as running from now on (the caller must start them and later
+        ``release`` them). ``max_starts`` caps how many start (e.g. a ``max_parallel`` limit on
+        processes); the rest stay queued in rank order.
+        """
         started: list[tuple[JobId, tuple[int, ...]]] = []
+        if max_starts is not None and max_starts <= 0:
+            return started
         if self.policy == "fifo":
             for job in self._ranked():
+                if len(started) == max_starts:
+                    break
                 if job.gpus > len(self._free):
                     break  # head-of-line blocking, on purpose: this is the naive contrast
                 started.append(self._start(job, now))
@@ -156,6 +165,8 @@ class GpuScheduler:
         reservation: tuple[float, int] | None = None  # (shadow time, GPUs spare at that time)
         waiting: list[_Job] = []  # higher-ranked jobs that did not fit
         for job in self._ranked():
+            if len(started) == max_starts:
+                break
             if job.gpus <= len(self._free):
                 if reservation is not None:
                     shadow, spare = reservation

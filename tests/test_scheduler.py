@@ -64,6 +64,16 @@ def test_single_gpu_cells_keep_pairs_free() -> None:
     assert dict(scheduler.assign(0.0)) == {"pair": (2, 3)}
 
 
+def test_max_starts_caps_without_losing_jobs() -> None:
+    scheduler = GpuScheduler(4)
+    for i, duration in enumerate([5.0, 4.0, 3.0]):
+        scheduler.submit(f"j{i}", 1, duration)
+    assert scheduler.assign(0.0, max_starts=0) == []
+    assert [j for j, _ in scheduler.assign(0.0, max_starts=2)] == ["j0", "j1"]
+    assert scheduler.pending == ["j2"] and len(scheduler.free_gpus) == 2  # j2 still queued, not lost
+    assert [j for j, _ in scheduler.assign(0.0)] == ["j2"]
+
+
 def _check_schedule(jobs: list[SimJob], num_gpus: int, starts: dict) -> None:
     """Independently of the scheduler: every job ran once with the GPUs it asked for, and no
     GPU id served two jobs at overlapping times."""
