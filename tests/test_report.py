@@ -1,0 +1,264 @@
+"""The HTML report and its exports: sections, escaping, self-containment, export formats.
+
+Inputs are small synthetic long tables analysed by the real statistics engine, plus a few
+hand-built analysis dicts where the test needs exact numbers (headline wording).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oxstudy.report import export
+from oxstudy.report.build import ReportMeta, build_report, build_sections
+from oxstudy.report.headlines import comparison_headlines, headlines
+from oxstudy.report.inputs import meta_from_table
+from oxstudy.report.plots import BASELINE_COLOR, algorithm_styles
+from oxstudy.stats import analyze
+
+HOSTILE = "<script>alert(1)</script>"
+SECTION_IDS = ["summary", "results", "seeds", "comparisons", "pairwise", "scaling", "rankings", "factorial",
+               "leverage", "power", "claims", "curves"]
+
+
+def long_table(algorithms=("dpo", "ipo", "simpo"), seeds=4, models=None, benchmarks=("gsm8k", "math")):
+    rng = np.random.default_rng(3)
+    models = models or {"m-70M": 7e7, "m-410M": 4.1e8, "m-1.4B": 1.4e9}
+    rows = []
+    for model, params in models.items():
+        for index, algorithm in enumerate(algorithms):
+            for seed in range(seeds):
+                for benchmark in benchmarks:
+                    value = 0.2 + 0.05 * np.log10(params / 7e7) + 0.02 * index + rng.normal(0, 0.01)
+                    rows.append({"model": model, "algorithm": algorithm, "seed": seed, "benchmark": benchmark,
+                                 "value": float(value), "params": params, "in_domain": benchmark == "gsm8k",
+                                 "finetune": "lora" if seed % 2 else "full"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def hostile_report() -> tuple[dict, ReportMeta, str]:
+    table = long_table(algorithms=("dpo", HOSTILE, "a$b$_&%"))
+    analysis = analyze(table, baseline="dpo", factors=["params", "finetune"], n_resamples=300)
+    meta = meta_from_table(table, study="study <i>x</i>", source="table.csv", input_kind="long table")
+    return analysis, meta, build_report(analysis, meta)
+
+
+def sections_of(html: str) -> dict[str, str]:
+    parts = re.split(r'<section id="([a-z-]+)">', html)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_all_twelve_sections_in_order(hostile_report) -> None:
+    _, _, html = hostile_report
+    assert re.findall(r'<section id="([a-z-]+)">', html) == SECTION_IDS
+    body = sections_of(html)
+    for filled in ("results", "seeds", "comparisons", "scaling", "rankings", "factorial", "leverage", "power"):
+        assert 'class="note"' not in body[filled].split("<figure>")[0], filled
+    for absent in ("pairwise", "claims", "curves"):
+        assert 'class="note"' in body[absent], absent
+    assert body["seeds"].count("<svg") >= 2  # one strip plot per benchmark
+    assert "<table" in body["comparisons"] and "<svg" in body["comparisons"]
+
+
+def test_hostile_names_render_as_text_everywhere(hostile_report) -> None:
+    _, _, html = hostile_report
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "study &lt;i&gt;x&lt;/i&gt;" in html
+    # inside the SVG figures too: matplotlib writes the name as escaped text
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    assert svgs
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt;" in svg for svg in svgs)
+    # a dollar sign must not switch matplotlib to mathtext (it would eat the $...$)
+    assert any("a$b$_&amp;%" in svg for svg in svgs)
+
+
+def test_report_is_self_contained(hostile_report) -> None:
+    _, _, html = hostile_report
+    assert not re.search(r"""(?:src|href|xlink:href)\s*=\s*["']?\s*(?:https?:|//)""", html, flags=re.I)
+    assert not re.search(r"url\(\s*['\"]?(?:https?:|//)", html, flags=re.I)
+    assert "@import" not in html
+    assert not re.search(r"https?://", html.replace("http://www.w3.org/", ""))  # SVG namespaces only
+    assert 'http-equiv="Content-Security-Policy"' in html
+
+
+def test_svg_ids_are_unique_across_figures(hostile_report) -> None:
+    _, _, html = hostile_report
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    clip_ids = [i for i in ids if not re.fullmatch(r"(figure|axes|patch|line2d|text|matplotlib\.axis|xtick|ytick|"
+                                                   r"legend|PolyCollection|LineCollection|PathCollection|"
+                                                   r"QuadMesh|image|FillBetweenPolyCollection)_\d+", i)]
+    referenced = set(re.findall(r'url\(#([^)]+)\)', html)) | set(re.findall(r'href="#([^"]+)"', html))
+    duplicated = {i for i in clip_ids if clip_ids.count(i) > 1}
+    assert not (duplicated & referenced), sorted(duplicated & referenced)[:5]
+
+
+def test_best_mean_is_bold_and_missing_cells_marked() -> None:
+    table = long_table()
+    table = table[~((table["model"] == "m-1.4B") & (table["algorithm"] == "ipo"))]
+    analysis = analyze(table, baseline="dpo", n_resamples=200)
+    html = build_report(analysis, meta_from_table(table, study="s"))
+    results = sections_of(html)["results"]
+    assert 'class="missing"' in results
+    # simpo has the largest effect by construction: bold in every column
+    bold_rows = re.findall(r"<tr><td class=\"name\">([^<]+)</td>(.*?)</tr>", results, flags=re.S)
+    simpo = [cells for name, cells in bold_rows if name == "simpo"]
+    assert simpo and all(cells.count("best") == 3 for cells in simpo)
+
+
+def test_summary_statistics_input_omits_per_seed_sections() -> None:
+    summary = pd.DataFrame([
+        {"model": m, "algorithm": a, "benchmark": "gsm8k", "mean": mean, "sd": 0.01, "n": 5}
+        for m in ("7B", "70B") for a, mean in (("dpo", 0.5), ("kto", 0.52), ("orpo", 0.47))
+    ])
+    analysis = analyze(summary, baseline="dpo", n_resamples=200)
+    meta, sections = build_sections(analysis, meta_from_table(summary, study="paper table"))
+    by_id = {s.id: s for s in sections}
+    assert not by_id["seeds"].available and "summary statistics" in by_id["seeds"].note
+    assert by_id["results"].available and by_id["comparisons"].available
+    html = build_report(analysis, meta)
+    assert "No per-seed values in the input" in html
+
+
+def test_empty_analysis_still_renders_every_section_with_a_note() -> None:
+    meta, sections = build_sections({}, {"study": "empty"})
+    assert [s.id for s in sections] == SECTION_IDS
+    assert all(not s.available for s in sections[1:])
+    assert all(s.note and "\n" not in s.note for s in sections[1:])
+    html = build_report({}, {"study": "empty"})
+    assert html.count('class="note"') == 11
+
+
+def test_headline_wording_bonferroni() -> None:
+    rows = [{"model": "7B", "benchmark": "gsm8k", "metric": "acc", "family": "vs-baseline", "a": f"v{i}",
+             "b": "DPO", "diff": 0.01, "p_value": 0.01, "p_adjusted": 0.19, "significant": False,
+             "family_size": 19} for i in range(19)]
+    analysis = {"conventions": {"baseline": "DPO", "alpha": 0.05, "correction": "bonferroni",
+                                "points_per_unit": 100}, "comparisons": rows}
+    assert comparison_headlines(analysis) == [
+        "At 7B on gsm8k no variant significantly beats DPO after Bonferroni correction "
+        "(19 comparisons, alpha 0.0026)."]
+    rows[3].update(significant=True, diff=0.032, p_adjusted=0.004)
+    line = comparison_headlines(analysis)[0]
+    assert line.startswith("At 7B on gsm8k 1 of 19 variants significantly beat DPO") and "v3 (+3.2 pp" in line
+
+
+def test_headlines_from_real_analysis(hostile_report) -> None:
+    analysis, meta, _ = hostile_report
+    lines = headlines(analysis, meta=meta)
+    assert any("leverage from most to least" in line for line in lines)
+    assert any("minimum detectable difference" in line for line in lines)
+    assert sum(line.startswith("At ") for line in lines) == 6  # 3 models x 2 benchmarks
+
+
+def test_claims_and_curves_sections() -> None:
+    table = long_table(seeds=3)
+    analysis = analyze(table, baseline="dpo", n_resamples=200)
+    claims = [{"description": "simpo beats dpo at m-1.4B", "kind": "difference", "verdict": "SUPPORTED",
+               "evidence": {"diff": 0.04, "p_adjusted": 0.001}},
+              {"id": "c2", "kind": "best", "verdict": "REFUTED", "evidence": "best is simpo"}]
+    curves = [{"model": "m-70M", "algorithm": a, "seed": s, "step": [1, 2, 3], "loss": [1.0, 0.8, 0.7],
+               "reward": [0.1, 0.2, 0.3]} for a in ("dpo", "simpo") for s in range(2)]
+    html = build_report(analysis, meta_from_table(table, study="s"), claims=claims, curves=curves)
+    body = sections_of(html)
+    assert "SUPPORTED" in body["claims"] and 'class="bad"' in body["claims"]
+    assert "<svg" in body["curves"] and 'class="note"' not in body["curves"]
+
+
+def test_pairwise_family_fills_the_matrix() -> None:
+    table = long_table(seeds=3)
+    analysis = analyze(table, family="pairwise", n_resamples=200)
+    body = sections_of(build_report(analysis, meta_from_table(table, study="s")))
+    assert "<svg" in body["pairwise"] and 'class="note"' not in body["pairwise"].split("<figure>")[0]
+    assert 'class="note"' in body["comparisons"]  # no baseline, no forest plot
+
+
+def test_palette_is_consistent_and_distinct() -> None:
+    names = [f"alg{i}" for i in range(20)]
+    styles = algorithm_styles(["base", *names], baseline="base")
+    assert styles["base"].color == BASELINE_COLOR
+    pairs = {(s.color, s.marker, s.linestyle) for s in styles.values()}
+    assert len(pairs) == 21
+    assert algorithm_styles(["base", *names], baseline="base") == styles
+
+
+# --------------------------------------------------------------------------- exports
+
+
+@pytest.fixture(scope="module")
+def analysis_for_export() -> dict:
+    table = long_table(algorithms=("dpo", "ipo_v2", "a&b%", "simpo"), seeds=3)
+    return analyze(table, baseline="dpo", n_resamples=200)
+
+
+def test_csv_export_reads_back(tmp_path: Path, analysis_for_export: dict) -> None:
+    paths = export.export_tables(analysis_for_export, "csv", tmp_path / "out.html")
+    assert [p.name for p in paths] == ["out.cells.csv", "out.comparisons.csv"]
+    cells = pd.read_csv(paths[0])
+    assert len(cells) == len(analysis_for_export["cells"])
+    assert {"model", "algorithm", "benchmark", "n", "mean", "sd", "ci_low", "ci_high"} <= set(cells.columns)
+    assert cells["mean"].dtype.kind == "f" and set(cells["algorithm"]) == {"dpo", "ipo_v2", "a&b%", "simpo"}
+    expected = pd.DataFrame(analysis_for_export["cells"])
+    np.testing.assert_allclose(cells["mean"], expected["mean"])
+    comparisons = pd.read_csv(paths[1])
+    assert len(comparisons) == len(analysis_for_export["comparisons"])
+    np.testing.assert_allclose(comparisons["p_value"], pd.DataFrame(analysis_for_export["comparisons"])["p_value"])
+
+
+def test_latex_export_is_booktabs_and_escaped(tmp_path: Path, analysis_for_export: dict) -> None:
+    (path,) = export.export_tables(analysis_for_export, "tex", tmp_path / "out.html")
+    tex = path.read_text()
+    n_tables = tex.count("\\begin{tabular}")
+    assert n_tables == 3  # two benchmarks + comparisons
+    for rule in ("\\toprule", "\\midrule", "\\bottomrule"):
+        assert tex.count(rule) == n_tables
+    assert "a\\&b\\%" in tex and "ipo\\_v2" in tex
+    assert "\\textbf{" in tex and "$\\pm$" in tex
+    # every row of a tabular has as many cells as the header
+    for body in re.findall(r"\\begin\{tabular\}\{(\w+)\}(.*?)\\end\{tabular\}", tex, flags=re.S):
+        spec, content = body
+        rows = [r for r in content.split("\\\\") if "&" in r or r.strip().startswith(("algorithm", "model"))]
+        for row in rows:
+            cells = re.split(r"(?<!\\)&", row)
+            assert len(cells) == len(spec), row
+
+
+def test_markdown_export_table_shape(tmp_path: Path, analysis_for_export: dict) -> None:
+    (path,) = export.export_tables(analysis_for_export, "md", tmp_path / "out.html")
+    text = path.read_text()
+    blocks = [b for b in text.split("### ") if b.strip()]
+    assert len(blocks) == 3
+    for block in blocks:
+        lines = [line for line in block.splitlines() if line.startswith("|")]
+        widths = {len(re.split(r"(?<!\\)\|", line)) for line in lines}
+        assert len(widths) == 1, block[:200]
+        assert re.fullmatch(r"\|---(\|---:)+\|", lines[1])
+    assert "**" in text and "a&b%" in text
+
+
+def test_json_export_is_the_analysis(tmp_path: Path, analysis_for_export: dict) -> None:
+    import json
+
+    (path,) = export.export_tables(analysis_for_export, "json", tmp_path / "out.html")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(analysis_for_export))
+
+
+def test_unknown_export_format_is_an_input_error(tmp_path: Path, analysis_for_export: dict) -> None:
+    from oxstudy.errors import InputError
+
+    with pytest.raises(InputError, match="--format"):
+        export.export_tables(analysis_for_export, "docx", tmp_path / "x.html")
+
+
+def test_markdown_from_string_buffer_parses_with_pandas(tmp_path: Path, analysis_for_export: dict) -> None:
+    # Markdown tables are pipe-separated: pandas reads the comparisons table back.
+    text = export.to_markdown(export.main_tables(analysis_for_export)[-1:])
+    lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
+    frame = pd.read_csv(io.StringIO("\n".join(line.strip("|") for line in lines)), sep="|")
+    assert len(frame) == len(analysis_for_export["comparisons"])
