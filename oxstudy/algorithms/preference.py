@@ -1,0 +1,265 @@
+"""Offline preference methods on ``trl.DPOTrainer``.
+
+Most of the DPO taxonomy is TRL's own ``DPOConfig.loss_type`` (see the registry's ``fixed``
+values): dpo, ipo, hinge, slic, exo, nca, robust-dpo, bco, sppo, aot, aot-unpaired, apo, apo-down,
+discopop, sigmoid-norm, rpo, wpo, f-dpo, ld-dpo, tr-dpo.
+
+The methods TRL lacks are *loss overrides* on the same trainer, not new loops: each is a pure
+function of the summed completion log-probabilities below, and :class:`OxDPOTrainer` swaps it
+in for TRL's loss while keeping TRL's batching, reference model handling (frozen copy, or the
+adapter-disabled base under LoRA), optimiser, scheduler and logging.
+
+Notation: ``h_w = log pi(y_w|x) - log ref(y_w|x)``, ``h_l`` likewise, ``h = h_w - h_l``,
+``sigma`` the logistic function, ``|y|`` the completion length in tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+@dataclass
+class PairLogps:
+    """Summed completion log-probabilities of a batch of preference pairs (1-D tensors)."""
+
+    chosen: torch.Tensor
+    rejected: torch.Tensor
+    ref_chosen: torch.Tensor
+    ref_rejected: torch.Tensor
+    chosen_lengths: torch.Tensor
+    rejected_lengths: torch.Tensor
+
+    @property
+    def chosen_logratios(self) -> torch.Tensor:
+        return self.chosen - self.ref_chosen
+
+    @property
+    def rejected_logratios(self) -> torch.Tensor:
+        return self.rejected - self.ref_rejected
+
+
+LossFn = Callable[[PairLogps, float, dict[str, Any], dict[str, Any]], "torch.Tensor"]
+
+
+def rdpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """R-DPO, Park et al. 2024 (arXiv:2403.19159), Eq. 9:
+    ``-log sigma(beta h - alpha (|y_w| - |y_l|))``."""
+    import torch.nn.functional as F
+
+    h = batch.chosen_logratios - batch.rejected_logratios
+    length_gap = (batch.chosen_lengths - batch.rejected_lengths).to(h.dtype)
+    return -F.logsigmoid(beta * h - hp["alpha"] * length_gap)
+
+
+def cdpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """cDPO, Mitchell 2023 (conservative DPO): ``-(1-eps) log sigma(beta h) - eps log sigma(-beta h)``."""
+    import torch.nn.functional as F
+
+    eps = hp["label_smoothing"]
+    z = beta * (batch.chosen_logratios - batch.rejected_logratios)
+    return -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
+
+
+def beta_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """beta-DPO, Wu et al. 2024 (arXiv:2407.08639), Eq. 7 (batch-level dynamic beta):
+    ``beta_b = beta (1 + alpha (M_b - M0))`` with ``M_b`` the batch mean implicit reward margin
+    ``beta h`` and ``M0`` its moving average (momentum ``m``); loss ``-log sigma(beta_b h)``.
+    ``state`` carries ``M0`` between steps (starts at the first batch's margin); beta_b is kept
+    positive (floored at 1e-3 * beta). The paper's optional data filtering is not applied."""
+    import torch
+    import torch.nn.functional as F
+
+    h = batch.chosen_logratios - batch.rejected_logratios
+    with torch.no_grad():
+        margin = float((beta * h).mean())
+        m0 = state.get("m0", margin)
+        beta_b = max(beta * (1 + hp["alpha"] * (margin - m0)), 1e-3 * beta)
+        state["m0"] = hp["momentum"] * m0 + (1 - hp["momentum"]) * margin
+        state["beta"] = beta_b
+    return -F.logsigmoid(beta_b * h)
+
+
+def cal_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """Cal-DPO, Xiao et al. 2024 (arXiv:2412.14516), Eq. 10:
+    ``-log sigma(h_w - h_l) + (h_w - 1/(2 beta))^2 + (h_l + 1/(2 beta))^2``."""
+    import torch.nn.functional as F
+
+    hw, hl = batch.chosen_logratios, batch.rejected_logratios
+    return -F.logsigmoid(hw - hl) + (hw - 1 / (2 * beta)) ** 2 + (hl + 1 / (2 * beta)) ** 2
+
+
+def dpop_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """DPO-Positive, Pal et al. 2024 (arXiv:2402.13228), Eq. 3:
+    ``-log sigma(beta (h_w - h_l - lambda max(0, log ref(y_w) - log pi(y_w))))``."""
+    import torch
+    import torch.nn.functional as F
+
+    hw, hl = batch.chosen_logratios, batch.rejected_logratios
+    penalty = torch.clamp(-hw, min=0)
+    return -F.logsigmoid(beta * (hw - hl - hp["dpop_lambda"] * penalty))
+
+
+def odpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """ODPO, Amini et al. 2024 (arXiv:2402.10571), Eq. 8: ``-log sigma(beta h - Delta)``.
+    The paper's offset is ``Delta = alpha log(s_w - s_l)``; with verifier rewards every pair has
+    the same score gap, so the offset is a constant, exposed as ``offset``."""
+    import torch.nn.functional as F
+
+    h = batch.chosen_logratios - batch.rejected_logratios
+    return -F.logsigmoid(beta * h - hp["offset"])
+
+
+def gpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """GPO, Tang et al. 2024 (arXiv:2402.05749), Table 1: ``f(beta h)`` with a convex ``f``:
+    exponential ``exp(-z)``, truncated_quadratic ``max(0, 1 - z)^2``, savage ``1/(1+exp(z))^2``
+    (logistic, hinge and squared are the dpo, hinge and ipo methods)."""
+    import torch
+
+    z = beta * (batch.chosen_logratios - batch.rejected_logratios)
+    kind = hp["gpo_loss"]
+    if kind == "exponential":
+        return torch.exp(-z)
+    if kind == "truncated_quadratic":
+        return torch.clamp(1 - z, min=0) ** 2
+    if kind == "savage":
+        return torch.sigmoid(-z) ** 2
+    raise ValueError(f"gpo_loss must be exponential, truncated_quadratic or savage, not {kind!r}")
+
+
+def focalpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """FocalPO, Liu et al. 2025 (arXiv:2501.06645), Eq. 5: ``-sigma(beta h)^gamma log sigma(beta h)``
+    (the modulating factor is p^gamma, not focal loss's (1-p)^gamma: correctly ranked pairs
+    weigh more)."""
+    import torch
+    import torch.nn.functional as F
+
+    z = beta * (batch.chosen_logratios - batch.rejected_logratios)
+    return -(torch.sigmoid(z) ** hp["gamma"]) * F.logsigmoid(z)
+
+
+#: Losses of the DPO-family methods TRL 1.16 lacks, by registry name.
+CUSTOM_LOSSES: dict[str, LossFn] = {
+    "rdpo": rdpo_loss,
+    "cdpo": cdpo_loss,
+    "beta-dpo": beta_dpo_loss,
+    "cal-dpo": cal_dpo_loss,
+    "dpop": dpop_loss,
+    "odpo": odpo_loss,
+    "gpo": gpo_loss,
+    "focalpo": focalpo_loss,
+}
+
+
+def dpo_config_kwargs(method: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """``DPOConfig`` keyword arguments for a DPO-family method: the registry's fixed values,
+    the method's hyperparameters that are DPOConfig fields, and method-specific translations
+    (``rpo_alpha`` / ``sft_weight`` -> ``loss_weights``)."""
+    from oxstudy.algorithms import registry
+
+    info = registry.get(method)
+    fields = set(registry.TRAINER_CONFIG_FIELDS["trl.DPOConfig"])
+    kwargs: dict[str, Any] = dict(info.fixed)
+    for key, value in hyperparameters.items():
+        if key in fields and not (info.name in CUSTOM_LOSSES and key == "label_smoothing"):
+            kwargs[key] = value
+    if info.name == "rpo":
+        kwargs["loss_weights"] = [1.0, float(hyperparameters["rpo_alpha"])]
+    elif info.name == "slic":
+        kwargs["loss_weights"] = [1.0, float(hyperparameters["sft_weight"])]
+    return kwargs
+
+
+def _oxdpo_trainer_class():
+    """Build the override class lazily (importing TRL is slow)."""
+    import torch
+    from trl import DPOTrainer
+
+    class OxDPOTrainer(DPOTrainer):
+        """``trl.DPOTrainer`` with the loss replaced by one of :data:`CUSTOM_LOSSES`.
+
+        Only ``_compute_loss`` changes: the policy and reference log-probabilities are computed
+        exactly as TRL does (same fused LM head, same reference handling), then the method's
+        loss is applied. Logs the same reward metrics as TRL.
+        """
+
+        def __init__(self, *args: Any, method: str, loss_hyperparameters: dict[str, Any], **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            self.method = method
+            self.loss_fn = CUSTOM_LOSSES[method]
+            self.loss_hyperparameters = dict(loss_hyperparameters)
+            self.loss_state: dict[str, Any] = {}
+
+        def _compute_loss(self, model, inputs, return_outputs):
+            mode = "train" if self.model.training else "eval"
+            non_model_keys = {"completion_mask", "ref_chosen_logps", "ref_rejected_logps"}
+            model_kwargs = {k: v for k, v in inputs.items() if k not in non_model_keys}
+            model_kwargs["use_cache"] = False
+            completion_mask = inputs["completion_mask"]
+            shift_completion_mask = completion_mask[..., 1:]
+            labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
+            outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
+            seq_len = shift_completion_mask.size(1)
+            logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
+            chosen_logps, rejected_logps = logps.chunk(2, dim=0)
+            if self.precompute_ref_logps:
+                ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            else:
+                # Same reference as TRL: the frozen copy, or (LoRA) the policy with adapters disabled.
+                reference = self.ref_model if self.ref_model is not None else model
+                ref_chosen_logps, ref_rejected_logps = self.compute_ref_log_probs(reference, inputs)
+            lengths = shift_completion_mask.sum(dim=1)
+            chosen_lengths, rejected_lengths = lengths.chunk(2, dim=0)
+            batch = PairLogps(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
+                              chosen_lengths, rejected_lengths)
+            loss = self.loss_fn(batch, self.beta, self.loss_hyperparameters, self.loss_state).mean()
+
+            with torch.no_grad():
+                chosen_rewards = self.beta * (chosen_logps - ref_chosen_logps).detach()
+                rejected_rewards = self.beta * (rejected_logps - ref_rejected_logps).detach()
+                gather = self.accelerator.gather
+                metrics = self._metrics[mode]
+                metrics["rewards/chosen"].append(gather(chosen_rewards).mean().item())
+                metrics["rewards/rejected"].append(gather(rejected_rewards).mean().item())
+                metrics["rewards/accuracies"].append(
+                    gather((chosen_rewards > rejected_rewards).float()).mean().item())
+                metrics["rewards/margins"].append(gather(chosen_rewards - rejected_rewards).mean().item())
+                metrics["logps/chosen"].append(gather(chosen_logps.detach()).mean().item())
+                metrics["logps/rejected"].append(gather(rejected_logps.detach()).mean().item())
+                if "beta" in self.loss_state:
+                    metrics["beta"].append(float(self.loss_state["beta"]))
+            return (loss, outputs) if return_outputs else loss
+
+    return OxDPOTrainer
+
+
+_TRAINER_CLASS: list[type] = []
+
+
+def oxdpo_trainer_class() -> type:
+    """The :class:`OxDPOTrainer` class (built on first use)."""
+    if not _TRAINER_CLASS:
+        _TRAINER_CLASS.append(_oxdpo_trainer_class())
+    return _TRAINER_CLASS[0]
+
+
+def build_trainer(method: str, *, model, ref_model, args, train_dataset, tokenizer, peft_config,
+                  hyperparameters: dict[str, Any], callbacks: list | None = None):
+    """A TRL DPOTrainer (or the override for a method TRL lacks) for a DPO-family ``method``."""
+    from oxstudy.algorithms import registry
+
+    name = registry.canonical(method)
+    common = dict(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
+                  processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
+    if name in CUSTOM_LOSSES:
+        return oxdpo_trainer_class()(method=name, loss_hyperparameters=hyperparameters, **common)
+    from trl import DPOTrainer
+
+    return DPOTrainer(**common)
+
+
+__all__ = ["CUSTOM_LOSSES", "PairLogps", "build_trainer", "dpo_config_kwargs", "oxdpo_trainer_class"]

@@ -1,0 +1,479 @@
+"""Train one cell through Hugging Face TRL.
+
+:func:`train_cell` maps a cell's shared :class:`~oxstudy.spec.TrainingSpec` onto the TRL config
+of its method *identically for every method* (:func:`shared_arguments`), adds the method's own
+settings (registry ``fixed`` values and resolved hyperparameters), builds the TRL trainer (or
+oxstudy's loss override on TRL's DPO trainer), trains, and returns the trained model in memory
+with its training curves.
+
+Full fine-tuning and LoRA (PEFT) are both supported; a LoRA run's adapter is merged into the
+base weights for evaluation (``TrainResult.model`` is a plain causal LM either way).
+Non-finite losses raise :class:`NonFiniteLossError` at the step where they appear.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oxstudy.algorithms import registry
+from oxstudy.errors import ResourceError, SpecError
+
+ProgressFn = Callable[[int, int], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run is recorded as failed."""
+
+
+@dataclass
+class TrainResult:
+    """What a training run returns.
+
+    Attributes:
+        model: the trained causal LM in memory (LoRA adapters merged into the base weights).
+        tokenizer: its tokenizer.
+        curves: ``{"step": [...], "loss": [...], "reward": [...], "kl": [...]}`` (None where a
+            method does not log the quantity) plus the other numeric keys TRL logged.
+        final_loss: the last logged training loss.
+        steps: optimizer steps taken.
+        train_s: wall time of ``trainer.train()`` (model loading and trainer setup excluded).
+        setup_s: wall time of model loading and trainer construction.
+        method: canonical method name.
+        config: the TRL config as a plain dict (for provenance and for the equality tests).
+        adapter_dir: where a LoRA adapter was saved, if any.
+    """
+
+    model: Any
+    tokenizer: Any
+    curves: dict[str, list[Any]]
+    final_loss: float
+    steps: int
+    train_s: float
+    setup_s: float
+    method: str
+    config: dict[str, Any] = field(default_factory=dict)
+    adapter_dir: str | None = None
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def device_kind() -> str:
+    """``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def num_processes(cell: Any) -> int:
+    """Data-parallel processes of a run: ``execution.gpus_per_run`` when > 1, else 1."""
+    execution = getattr(cell, "execution", None)
+    gpus = getattr(execution, "gpus_per_run", 0) or 0
+    return max(int(gpus), 1)
+
+
+def precision_flags(precision: str, device: str) -> dict[str, bool]:
+    """``bf16``/``fp16`` flags: ``auto`` is bf16 on GPU, fp32 on CPU. Half precision on CPU is
+    refused (TRL's CPU path silently autocasts, giving different numbers)."""
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" else "fp32"
+    if precision in ("bf16", "fp16") and device != "cuda":
+        raise ResourceError(f"training.precision: {precision} needs a GPU; use auto or fp32 on CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def gradient_accumulation(training: Any, processes: int) -> int:
+    """``effective_batch_size / (per_device_batch_size * processes)``, which must be a whole number."""
+    per_step = training.per_device_batch_size * processes
+    if training.effective_batch_size % per_step:
+        raise SpecError(
+            f"training.effective_batch_size: {training.effective_batch_size} is not a multiple of "
+            f"per_device_batch_size x processes = {training.per_device_batch_size} x {processes}")
+    return training.effective_batch_size // per_step
+
+
+def shared_arguments(training: Any, *, seed: int, output_dir: str | Path, device: str,
+                     processes: int = 1) -> dict[str, Any]:
+    """The TrainingArguments every method gets from the shared TrainingSpec: identical for all
+    methods of a study by construction (the controlled part of a comparison)."""
+    arguments: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "learning_rate": training.learning_rate,
+        "num_train_epochs": training.epochs,
+        "max_steps": training.max_steps if training.max_steps is not None else -1,
+        "per_device_train_batch_size": training.per_device_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation(training, processes),
+        # transformers 5: a float in [0, 1) is a ratio of the total steps.
+        "warmup_steps": float(training.warmup_ratio),
+        "lr_scheduler_type": training.lr_scheduler,
+        "adam_beta1": training.adam_beta1,
+        "adam_beta2": training.adam_beta2,
+        "adam_epsilon": training.adam_epsilon,
+        "weight_decay": training.weight_decay,
+        "optim": "adamw_torch",
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": training.logging_steps,
+        "logging_first_step": True,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "gradient_checkpointing": training.gradient_checkpointing,
+        **precision_flags(training.precision, device),
+    }
+    if device == "cpu":
+        arguments["use_cpu"] = True
+    return arguments
+
+
+def method_arguments(method: str, training: Any, hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    """The method's own config fields: registry ``fixed`` values, its hyperparameters that are
+    fields of its TRL config, and the shared lengths / beta where the config has them."""
+    info = registry.get(method)
+    config_fields = set(registry.TRAINER_CONFIG_FIELDS[info.config])
+    if info.config == "trl.DPOConfig":
+        from oxstudy.algorithms.preference import dpo_config_kwargs
+
+        kwargs = dpo_config_kwargs(info.name, hyperparameters)
+    else:
+        kwargs = dict(info.fixed)
+        kwargs.update({k: v for k, v in hyperparameters.items() if k in config_fields})
+    shared = {
+        "max_length": training.max_length,
+        "max_completion_length": training.max_completion_length,
+        "max_new_tokens": training.max_completion_length,
+    }
+    for key, value in shared.items():
+        if key in config_fields:
+            kwargs[key] = value
+    # The shared preference temperature: for online RL (GRPO family, RLOO) ``beta`` is instead
+    # the KL coefficient, a method hyperparameter with TRL's default.
+    if "beta" in config_fields and (info.family != "online-rl" or info.name == "online-dpo"):
+        kwargs["beta"] = training.beta
+    if "disable_dropout" in config_fields:
+        kwargs.setdefault("disable_dropout", True)
+    return kwargs
+
+
+def _config_class(dotted: str):
+    module, _, name = dotted.rpartition(".")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
+    """The TRL config object for ``cell`` (shared arguments + method arguments)."""
+    device = device or device_kind()
+    method = registry.canonical(cell.algorithm.method)
+    info = registry.get(method)
+    hyperparameters = registry.resolve_hyperparameters(method, cell.algorithm.hyperparameters)
+    errors = registry.validate_hyperparameters(method, cell.algorithm.hyperparameters)
+    if errors:
+        raise SpecError(*(f"algorithms[{cell.algorithm.id}].hyperparameters: {e}" for e in errors))
+    if hyperparameters.get("use_vllm") and device != "cuda":
+        raise ResourceError(f"algorithms[{cell.algorithm.id}].hyperparameters.use_vllm: vLLM needs a GPU")
+    kwargs = shared_arguments(cell.training, seed=cell.seed, output_dir=output_dir, device=device,
+                              processes=num_processes(cell))
+    kwargs.update(method_arguments(method, cell.training, hyperparameters))
+    return _config_class(info.config)(**kwargs)
+
+
+def config_as_dict(config: Any) -> dict[str, Any]:
+    """A JSON-able dict of a TRL config's fields."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, (str, int, float, bool, type(None), list, dict)):
+            out[f.name] = value
+        else:
+            out[f.name] = str(value)
+    return out
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def _assistant(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def trainer_dataset(method: str, data: Any):
+    """The TRL-format (conversational) dataset a method trains on, from prepared data.
+
+    ``data`` is a :class:`oxstudy.selfplay.TrainingData` or any mapping with the same keys:
+    ``gold`` and ``sp_rft`` (prompt, solution), ``pairs`` (prompt, chosen, rejected),
+    ``unpaired`` (prompt, completion, label), ``prompts`` (prompt, answer).
+    """
+    from datasets import Dataset
+
+    info = registry.get(method)
+
+    def rows(key: str) -> list[dict[str, Any]]:
+        records = data[key] if isinstance(data, dict) else getattr(data, key)
+        if not records:
+            raise ResourceError(
+                f"{info.name}: no {key.replace('_', '-')} training examples were derived from the data "
+                "(self-play found no usable samples); increase data.train_size or "
+                "data.preference.samples_per_prompt")
+        return list(records)
+
+    if info.data == "demonstrations":
+        records = rows("sp_rft" if info.name == "sp-rft" else "gold")
+        return Dataset.from_list([{"prompt": _user(r["prompt"]), "completion": _assistant(r["solution"])}
+                                  for r in records])
+    if info.data == "preference-pairs":
+        return Dataset.from_list([{"prompt": _user(r["prompt"]), "chosen": _assistant(r["chosen"]),
+                                   "rejected": _assistant(r["rejected"])} for r in rows("pairs")])
+    if info.data == "unpaired-labels":
+        return Dataset.from_list([{"prompt": _user(r["prompt"]), "completion": _assistant(r["completion"]),
+                                   "label": bool(r["label"])} for r in rows("unpaired")])
+    return Dataset.from_list([{"prompt": _user(r["prompt"]), "answer": str(r["answer"])}
+                              for r in rows("prompts")])
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def lora_config(lora: Any):
+    """A PEFT LoraConfig from the spec's LoraSpec (default: rank 16 on all linear layers)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=lora.target_modules, task_type="CAUSAL_LM",
+    )
+
+
+def load_model(model_path: str | Path, device: str, precision: str):
+    """The base causal LM and tokenizer from a local directory (or hub id when online)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.float32
+    flags = precision_flags(precision, device)
+    if flags["bf16"]:
+        dtype = torch.bfloat16
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
+    except OSError as exc:
+        raise ResourceError(f"model {model_path}: cannot be loaded ({str(exc).splitlines()[0]})") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
+    from transformers import TrainerCallback
+
+    class CurveCallback(TrainerCallback):
+        """Collects logged metrics into curves; fails fast on a non-finite loss."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "loss" not in logs:  # the end-of-training summary, not a step
+                return
+            loss = float(logs["loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(f"non-finite training loss {loss} at step {state.global_step}")
+            reward = logs.get("reward", logs.get("rewards/margins", logs.get("rewards/chosen")))
+            kl = logs.get("kl", logs.get("objective/kl"))
+            row = {"step": state.global_step, "loss": loss, "reward": reward, "kl": kl}
+            for key, value in logs.items():
+                if key not in ("loss", "reward", "kl") and isinstance(value, (int, float)):
+                    row.setdefault(key, value)
+            n = len(curves.get("step", []))
+            for key in set(curves) | set(row):
+                column = curves.setdefault(key, [None] * n)
+                column.append(float(row[key]) if isinstance(row.get(key), (int, float)) else None)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress is not None:
+                progress(state.global_step, state.max_steps)
+
+    return [CurveCallback()]
+
+
+def _build_trainer(info: registry.AlgorithmInfo, *, model, tokenizer, args, dataset, peft_config,
+                   hyperparameters: dict[str, Any], reward_funcs: list, callbacks: list):
+    if info.config == "trl.DPOConfig":
+        from oxstudy.algorithms.preference import build_trainer
+
+        return build_trainer(info.name, model=model, ref_model=None, args=args, train_dataset=dataset,
+                             tokenizer=tokenizer, peft_config=peft_config,
+                             hyperparameters=hyperparameters, callbacks=callbacks)
+    trainer_class = _config_class(info.trainer)
+    common = dict(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                  peft_config=peft_config, callbacks=callbacks)
+    if info.family == "online-rl":
+        return trainer_class(reward_funcs=reward_funcs, **common)
+    return trainer_class(**common)
+
+
+def _quiet_libraries() -> None:
+    """No per-library progress bars: the runner shows one progress bar per cell."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
+               progress: ProgressFn | None = None, device: str | None = None,
+               reward_funcs: list[Callable[..., list[float]]] | None = None) -> TrainResult:
+    """Train ``cell`` (an :class:`oxstudy.plan.Cell`) from ``model_path`` on prepared ``data``.
+
+    Args:
+        cell: the resolved run (``.model``, ``.algorithm.method/.hyperparameters``, ``.seed``,
+            ``.training``, ``.data``, ``.execution``).
+        model_path: local directory of the base model.
+        output_dir: scratch directory for TRL (nothing is checkpointed; LoRA adapters are saved
+            under ``adapter/``).
+        data: :class:`oxstudy.selfplay.TrainingData` (or a mapping with its keys).
+        progress: called as ``progress(step, total_steps)`` after every optimizer step.
+        device: ``cpu`` or ``cuda`` (default: detected).
+        reward_funcs: online RL reward callables replacing the default verifier rewards
+            (:func:`oxstudy.selfplay.reward_functions`).
+
+    Raises:
+        NonFiniteLossError: a logged loss was NaN or infinite.
+        SpecError / ResourceError: invalid settings or unusable data / model.
+    """
+    import torch
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    device = device or device_kind()
+    method = registry.canonical(cell.algorithm.method)
+    info = registry.get(method)
+    hyperparameters = registry.resolve_hyperparameters(method, cell.algorithm.hyperparameters)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    args = build_config(cell, output_dir, device)
+
+    _quiet_libraries()
+    set_seed(cell.seed)  # before model loading: LoRA initialisation draws from it
+    model, tokenizer = load_model(model_path, device, cell.training.precision)
+    dataset = trainer_dataset(method, data)
+    peft_config = None
+    if getattr(cell.model, "finetune", "full") == "lora":
+        from oxstudy.spec import LoraSpec
+
+        peft_config = lora_config(cell.model.lora or LoraSpec())
+    if info.family == "online-rl" and reward_funcs is None:
+        from oxstudy.selfplay import reward_functions
+
+        reward_weight = getattr(getattr(getattr(cell, "data", None), "reward", None), "format_weight", 0.0)
+        reward_funcs = reward_functions(format_weight=reward_weight)
+    curves: dict[str, list[Any]] = {"step": [], "loss": [], "reward": [], "kl": []}
+    trainer = _build_trainer(info, model=model, tokenizer=tokenizer, args=args, dataset=dataset,
+                             peft_config=peft_config, hyperparameters=hyperparameters,
+                             reward_funcs=list(reward_funcs or []), callbacks=_callbacks(curves, progress))
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # logs go to the curves, not stdout
+    trainer.remove_callback(ProgressCallback)
+    setup_s = time.perf_counter() - started
+
+    train_started = time.perf_counter()
+    output = trainer.train()
+    train_s = time.perf_counter() - train_started
+    losses = [x for x in curves["loss"] if x is not None]
+    final_loss = losses[-1] if losses else float(output.training_loss)
+    if not math.isfinite(final_loss):
+        raise NonFiniteLossError(f"non-finite training loss {final_loss} at the end of training")
+
+    trained = trainer.model
+    adapter_dir = None
+    if peft_config is not None:
+        adapter_dir = str(output_dir / "adapter")
+        trained.save_pretrained(adapter_dir)
+        trained = trained.merge_and_unload()
+    trained.eval()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return TrainResult(model=trained, tokenizer=tokenizer, curves=curves, final_loss=final_loss,
+                       steps=int(trainer.state.global_step), train_s=train_s, setup_s=setup_s,
+                       method=method, config=config_as_dict(args), adapter_dir=adapter_dir)
+
+
+# ----------------------------------------------------------------------------- multi-GPU
+
+
+def deepspeed_zero3_config(cell: Any) -> dict[str, Any]:
+    """A DeepSpeed ZeRO-3 config for a multi-GPU run of ``cell`` ("auto" values are filled in by
+    the HF Trainer from the TRL config, so batch sizes and precision stay those of the spec)."""
+    flags = precision_flags(cell.training.precision, "cuda")
+    return {
+        "zero_optimization": {
+            "stage": 3,
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "reduce_bucket_size": "auto",
+            "stage3_prefetch_bucket_size": "auto",
+            "stage3_param_persistence_threshold": "auto",
+            "stage3_gather_16bit_weights_on_model_save": True,
+        },
+        "bf16": {"enabled": flags["bf16"]},
+        "fp16": {"enabled": flags["fp16"]},
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+    }
+
+
+def accelerate_config(cell: Any) -> dict[str, Any]:
+    """An ``accelerate launch --config_file`` config (DeepSpeed ZeRO-3) for ``cell``; only for
+    ``execution.gpus_per_run > 1``."""
+    processes = num_processes(cell)
+    if processes < 2:
+        raise SpecError("execution.gpus_per_run: an accelerate/DeepSpeed config is only for runs on 2+ GPUs")
+    flags = precision_flags(cell.training.precision, "cuda")
+    mixed = "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "no"
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "DEEPSPEED",
+        "deepspeed_config": {
+            "deepspeed_multinode_launcher": "standard",
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero3_init_flag": True,
+            "zero3_save_16bit_model": True,
+            "zero_stage": 3,
+        },
+        "downcast_bf16": "no",
+        "machine_rank": 0,
+        "main_training_function": "main",
+        "mixed_precision": mixed,
+        "num_machines": 1,
+        "num_processes": processes,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": False,
+    }
+
+
+def write_accelerate_config(cell: Any, path: str | Path) -> Path:
+    """Write :func:`accelerate_config` as YAML to ``path`` and return it."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(accelerate_config(cell), sort_keys=True))
+    return path
