@@ -1,0 +1,47 @@
+"""Bundled synthetic tasks: seeded generators, the shared answer verifier, disjoint
+splits, JSONL export and lm-eval task YAMLs.
+
+``oxs_arith`` is the training domain (GSM8K-style, ``#### N`` answers); ``oxs_sequence``
+is an out-of-domain generative family; ``oxs_compare`` is an out-of-domain multiple-choice
+family scored by log-likelihood.
+"""
+
+from __future__ import annotations
+
+from oxstudy.tasks.generators import Difficulty, generate, seeded_rng
+from oxstudy.tasks.suite import (
+    ARITH_LEVELS,
+    TASKS,
+    TaskDef,
+    bundled_tasks,
+    cache_root,
+    content_hash,
+    export_tasks,
+    materialize_tasks,
+    read_jsonl,
+    suite_fingerprint,
+    task_split,
+    write_jsonl,
+)
+from oxstudy.tasks.verifier import extract_answer, is_correct, normalize_number
+
+__all__ = [
+    "ARITH_LEVELS",
+    "TASKS",
+    "Difficulty",
+    "TaskDef",
+    "bundled_tasks",
+    "cache_root",
+    "content_hash",
+    "export_tasks",
+    "extract_answer",
+    "generate",
+    "is_correct",
+    "materialize_tasks",
+    "normalize_number",
+    "read_jsonl",
+    "seeded_rng",
+    "suite_fingerprint",
+    "task_split",
+    "write_jsonl",
+]

@@ -1,0 +1,364 @@
+"""The tiny-model zoo: a ladder of small Llama causal LMs pretrained on the bundled
+synthetic tasks, so the whole pipeline runs for real on a CPU with no model hub.
+
+Each model is fully determined by its :class:`ZooConfig`; it is built once into
+``<cache>/zoo/<name>-<config hash>/`` (``$OXSTUDY_CACHE`` or ``~/.cache/oxstudy``) with
+``save_pretrained`` and later loads like any hub model from that local path. A second
+build is a no-op. The tokenizer is a byte-level BPE trained locally with ``tokenizers``
+(digits split one per token, which tiny models need to learn arithmetic) and wrapped in
+``PreTrainedTokenizerFast`` with a chat template, eos and pad tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oxstudy.errors import ResourceError
+from oxstudy.tasks import cache_root, task_split
+
+ZOO_VERSION = 1
+META_FILE = "oxstudy_zoo.json"
+
+#: Chat format shared by the zoo models, the bundled tasks and the trainers. The
+#: ``{% generation %}`` markers let TRL compute assistant-only losses.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "<|assistant|>{% generation %}{{ message['content'] }}<|end|>{% endgeneration %}"
+    "{% else %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """Architecture and pretraining recipe of one zoo model (its hash names the cache entry).
+
+    ``corpus`` maps bundled task names to how many ``pretrain``-split examples the corpus
+    takes from each (the pretrain split never shares a prompt with the test split).
+    """
+
+    name: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    steps: int
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.01
+    corpus: dict[str, int] = field(
+        default_factory=lambda: {"oxs_arith": 20000, "oxs_sequence": 1500, "oxs_compare": 4000}
+    )
+    vocab_size: int = 512
+    max_positions: int = 256
+    seed: int = 0
+
+    def config_hash(self) -> str:
+        payload = json.dumps({"zoo_version": ZOO_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+ZOO: dict[str, ZooConfig] = {
+    c.name: c
+    for c in (
+        ZooConfig("tiny", hidden_size=64, intermediate_size=192, num_layers=4, num_heads=4, steps=300),
+        ZooConfig("small", hidden_size=128, intermediate_size=384, num_layers=6, num_heads=4, steps=600),
+        ZooConfig(
+            "medium",
+            hidden_size=256,
+            intermediate_size=768,
+            num_layers=8,
+            num_heads=8,
+            steps=800,
+            learning_rate=2e-3,
+        ),
+    )
+}
+
+
+def zoo_names() -> list[str]:
+    """Names of the zoo models, smallest first."""
+    return list(ZOO)
+
+
+def _config(name: str) -> ZooConfig:
+    if name not in ZOO:
+        raise ResourceError(f"zoo:{name}: unknown zoo model (known: {', '.join(ZOO)})")
+    return ZOO[name]
+
+
+def model_dir(name: str) -> Path:
+    """Where zoo model ``name`` lives (whether or not it is built yet)."""
+    config = _config(name)
+    return cache_root() / "zoo" / f"{name}-{config.config_hash()}"
+
+
+def is_built(name: str) -> bool:
+    return (model_dir(name) / META_FILE).exists()
+
+
+def zoo_metadata(name: str) -> dict[str, Any] | None:
+    """The recorded metadata (params, build time, base accuracy) of a built model."""
+    path = model_dir(name) / META_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def corpus_texts(config: ZooConfig) -> list[tuple[str, str]]:
+    """(user, assistant) pairs of the pretraining corpus, in a fixed interleaved order."""
+    pairs: list[tuple[str, str]] = []
+    for task_name, count in sorted(config.corpus.items()):
+        pairs.extend((e["prompt"], e["solution"]) for e in task_split(task_name, "pretrain", count))
+    import random
+
+    random.Random(config.seed).shuffle(pairs)
+    return pairs
+
+
+def train_tokenizer(pairs: Iterable[tuple[str, str]], vocab_size: int):
+    """A byte-level BPE tokenizer (digits split individually) wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    texts = [f"{user}\n{assistant}" for user, assistant in pairs]
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|end|>",
+        pad_token="<|pad|>",
+        additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>"],
+        model_max_length=256,
+        padding_side="left",
+        clean_up_tokenization_spaces=False,
+    )
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
+
+
+def count_parameters(model) -> int:
+    """Distinct parameters (tied embeddings counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def _train(config: ZooConfig, tokenizer, pairs, on_step: Callable[[int, int, float], None] | None):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(config.seed)
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        rope_theta=10000.0,
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(model_config)
+    texts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": u}, {"role": "assistant", "content": a}], tokenize=False
+        )
+        for u, a in pairs
+    ]
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assistant_id = tokenizer.convert_tokens_to_ids("<|assistant|>")
+    answer_starts = torch.tensor([seq.index(assistant_id) for seq in encoded])
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, betas=(0.9, 0.95), weight_decay=config.weight_decay
+    )
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    pad = tokenizer.pad_token_id
+    model.train()
+    losses = []
+    for step in range(config.steps):
+        index = torch.randint(len(encoded), (config.batch_size,), generator=generator).tolist()
+        batch = [encoded[i] for i in index]
+        width = max(map(len, batch))
+        positions = torch.arange(width).unsqueeze(0)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        for row, seq in enumerate(batch):
+            ids[row, : len(seq)] = torch.tensor(seq)
+        attention = (ids != pad).long()
+        # Loss on the assistant turn only: capacity goes to solving, not to the prompts.
+        labels = ids.masked_fill((attention == 0) | (positions <= answer_starts[index].unsqueeze(1)), -100)
+        loss = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, config.steps, losses[-1])
+    model.eval()
+    return model, losses
+
+
+def build(
+    name: str,
+    force: bool = False,
+    evaluate: bool = True,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> Path:
+    """Build zoo model ``name`` into the cache (a no-op when it is already there) and
+    return its directory. With ``evaluate``, its base accuracy on the bundled in-domain
+    task is measured through lm-eval and recorded in ``oxstudy_zoo.json``."""
+    config = _config(name)
+    target = model_dir(name)
+    if is_built(name) and not force:
+        return target
+    import torch
+
+    started = time.perf_counter()
+    pairs = corpus_texts(config)
+    tokenizer = train_tokenizer(pairs, config.vocab_size)
+    threads = torch.get_num_threads()
+    model, losses = _train(config, tokenizer, pairs, on_step)
+    train_s = time.perf_counter() - started
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-staging-"))
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    meta: dict[str, Any] = {
+        "schema": "oxstudy.zoo/1",
+        "name": name,
+        "config_hash": config.config_hash(),
+        "config": asdict(config),
+        "params": count_parameters(model),
+        "train_s": round(train_s, 2),
+        "torch_threads": threads,
+        "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
+        "base_accuracy": None,
+    }
+    if evaluate:
+        from oxstudy.evaluation import BenchmarkRequest, evaluate_model
+
+        eval_started = time.perf_counter()
+        result = evaluate_model(
+            model,
+            [
+                BenchmarkRequest(
+                    id="oxs_arith", task="oxs_arith", metric="exact_match,strict-match", batch_size=64
+                )
+            ],
+            tokenizer=tokenizer,
+        )["metrics"]["oxs_arith"]
+        meta["base_accuracy"] = {
+            "task": "oxs_arith",
+            "metric": result["metric"],
+            "value": result["value"],
+            "stderr": result["stderr"],
+            "n": result["n"],
+        }
+        meta["eval_s"] = round(time.perf_counter() - eval_started, 2)
+    meta["build_s"] = round(time.perf_counter() - started, 2)
+    (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    if target.exists():
+        shutil.rmtree(target)
+    try:
+        os.rename(staging, target)
+    except OSError:  # a concurrent build finished first; its result is equivalent
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_model_source(source: str, spec_dir: str | Path | None = None) -> str:
+    """A local directory for a spec's model ``source``.
+
+    ``zoo:NAME`` builds (once) or loads the zoo model; a local path must exist (relative
+    paths resolve against ``spec_dir``); anything else is a Hugging Face hub id, looked up
+    only in the local HF cache: no network call is ever made.
+    """
+    source = str(source).strip()
+    if source.startswith("zoo:"):
+        return str(build(source[4:]))
+    candidate = Path(source).expanduser()
+    if not candidate.is_absolute() and spec_dir is not None:
+        candidate = Path(spec_dir) / candidate
+    looks_like_path = source.startswith((".", "/", "~")) or candidate.exists() or source.count("/") != 1
+    if looks_like_path:
+        if candidate.is_dir() and any(
+            (candidate / f).exists() for f in ("config.json", "adapter_config.json")
+        ):
+            return str(candidate.resolve())
+        if candidate.exists():
+            raise ResourceError(f"{source}: not a model directory (no config.json or adapter_config.json)")
+        raise ResourceError(f"{source}: model path does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(source, local_files_only=True)
+    except Exception:
+        raise ResourceError(
+            f"{source}: Hugging Face model not in the local cache and the hub is not used offline; "
+            "download it first or use a local path, or try the CPU quickstart "
+            "(specs/quickstart.yaml with zoo: models, or --smoke)"
+        ) from None
+
+
+def model_param_count(path: str | Path) -> int:
+    """Number of parameters of the model saved at ``path``, read from its safetensors
+    headers (no weights loaded); tied weights count once. A LoRA adapter dir counts the
+    adapter's own parameters."""
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise ResourceError(f"{path}: no .safetensors weights to count parameters from")
+    total = 0
+    for file in files:
+        with open(file, "rb") as handle:
+            header_len = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_len))
+        for key, info in header.items():
+            if key == "__metadata__":
+                continue
+            total += math.prod(info["shape"])
+    return total
