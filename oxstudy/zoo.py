@@ -68,7 +68,11 @@ class ZooConfig:
     seed: int = 0
 
     def config_hash(self) -> str:
-        payload = json.dumps({"zoo_version": ZOO_VERSION, **asdict(self)}, sort_keys=True)
+        """Hash of the recipe and of the corpus content itself, so a change in the task
+        generators (not only in this config) gives a new cache entry."""
+        payload = json.dumps(
+            {"zoo_version": ZOO_VERSION, **asdict(self), "corpus_sha": _corpus_sha(self)}, sort_keys=True
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -126,6 +130,19 @@ def corpus_texts(config: ZooConfig) -> list[tuple[str, str]]:
 
     random.Random(config.seed).shuffle(pairs)
     return pairs
+
+
+_CORPUS_SHA: dict[str, str] = {}
+
+
+def _corpus_sha(config: ZooConfig) -> str:
+    key = json.dumps(config.corpus, sort_keys=True) + str(config.seed)
+    if key not in _CORPUS_SHA:
+        digest = hashlib.sha256()
+        for user, assistant in corpus_texts(config):
+            digest.update(f"{user}\x1f{assistant}\x1e".encode())
+        _CORPUS_SHA[key] = digest.hexdigest()
+    return _CORPUS_SHA[key]
 
 
 def train_tokenizer(pairs: Iterable[tuple[str, str]], vocab_size: int):
@@ -256,7 +273,19 @@ def build(
     started = time.perf_counter()
     pairs = corpus_texts(config)
     tokenizer = train_tokenizer(pairs, config.vocab_size)
-    threads = torch.get_num_threads()
+    # One thread per build by default: the weights then do not depend on the machine's
+    # core count, and a build never oversubscribes a shared CPU (2 threads next to other
+    # work ran ~20x slower here). Several models build in parallel processes instead.
+    threads = int(os.environ.get("OXSTUDY_ZOO_THREADS", "1"))
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _build(name, config, target, pairs, tokenizer, threads, started, evaluate, on_step)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, on_step) -> Path:
     model, losses = _train(config, tokenizer, pairs, on_step)
     train_s = time.perf_counter() - started
     model.generation_config.eos_token_id = tokenizer.eos_token_id

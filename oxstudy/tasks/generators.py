@@ -99,7 +99,7 @@ def arith_problem(rng: random.Random, difficulty: Difficulty) -> dict[str, Any]:
             new, line = value + n, f"{value} + {n} = {value + n}"
             text = rng.choice(_ADD).format(n=n, item=item)
         elif op == "sub":
-            n = rng.randint(1, value - 1) if value > 1 else 1
+            n = rng.randint(1, min(value - 1, hi))
             new, line = value - n, f"{value} - {n} = {value - n}"
             text = rng.choice(_SUB).format(n=n, item=item)
         else:

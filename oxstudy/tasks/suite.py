@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -94,27 +95,24 @@ def content_hash(example: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _stream(task: TaskDef, split: str) -> Iterator[dict[str, Any]]:
-    rng = seeded_rng("oxstudy-task", task.name, split, SUITE_VERSION)
-    i = 0
-    while True:
-        if task.family == "arith":
-            yield arith_problem(rng, ARITH_LEVELS[i % len(ARITH_LEVELS)])
-        elif task.family == "sequence":
-            yield sequence_problem(rng)
-        else:
-            yield compare_problem(rng)
-        i += 1
+def _draw(task: TaskDef, rng: random.Random, index: int) -> dict[str, Any]:
+    if task.family == "arith":  # the level follows the accepted count: exact equal parts
+        return arith_problem(rng, ARITH_LEVELS[index % len(ARITH_LEVELS)])
+    if task.family == "sequence":
+        return sequence_problem(rng)
+    return compare_problem(rng)
 
 
 def _unique(task: TaskDef, split: str, n: int, exclude: set[str]) -> list[dict[str, Any]]:
+    rng = seeded_rng("oxstudy-task", task.name, split, SUITE_VERSION)
     out: list[dict[str, Any]] = []
     seen = set(exclude)
-    for tries, example in enumerate(_stream(task, split)):
-        if len(out) >= n:
-            break
+    tries = 0
+    while len(out) < n:
+        tries += 1
         if tries > 50 * n + 1000:
             raise RuntimeError(f"{task.name}/{split}: only {len(out)} unique problems found for {n}")
+        example = _draw(task, rng, len(out))
         key = content_hash(example)
         if key in seen:
             continue
