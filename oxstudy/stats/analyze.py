@@ -167,7 +167,7 @@ class _Analysis:
                                      f"seed={sub[dup]['seed'].iloc[0]}")
                 values = sub["value"].to_numpy(float)
                 n, mean = values.size, float(values.mean())
-                sd = float(values.std(ddof=1)) if n >= 2 else float("nan")
+                sd = descriptives.sample_sd(values)
                 self.cell_values.append(values)
                 self.cell_seeds.append([_plain(s) for s in sub["seed"]])
             else:

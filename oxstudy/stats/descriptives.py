@@ -40,11 +40,22 @@ def describe_from_stats(mean: float, sd: float | None, n: int, confidence: float
     return out
 
 
+def sample_sd(values: np.ndarray) -> float:
+    """Sample sd (ddof=1); exactly 0 when every value is identical (numpy can leave ~1e-17 there,
+    which would turn a degenerate t-test into a spurious p ~ 1e-31)."""
+    values = np.asarray(values, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    if np.all(values == values[0]):
+        return 0.0
+    return float(values.std(ddof=1))
+
+
 def describe(values: np.ndarray, confidence: float = 0.95) -> dict:
     """Describe one cell's per-seed values: mean, sample sd (ddof=1), se = sd/sqrt(n), t-CI."""
     values = np.asarray(values, dtype=float)
     n = values.size
-    sd = float(values.std(ddof=1)) if n >= 2 else None
+    sd = sample_sd(values) if n >= 2 else None
     return describe_from_stats(float(values.mean()), sd, n, confidence)
 
 

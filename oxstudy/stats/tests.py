@@ -113,7 +113,9 @@ def run_test(test: str, a: np.ndarray, b: np.ndarray, *, n_resamples: int = 10_0
 
 
 def _sd(x: np.ndarray) -> float:
-    return float(x.std(ddof=1)) if x.size >= 2 else 0.0
+    from oxstudy.stats.descriptives import sample_sd
+
+    return sample_sd(x) if x.size >= 2 else 0.0
 
 
 def diff_interval(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,

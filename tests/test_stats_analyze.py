@@ -1,0 +1,142 @@
+"""The assembled analysis (oxstudy.stats.analyze) on small tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from oxstudy.errors import InputError
+from oxstudy.stats.analyze import analyze
+from oxstudy.stats.synthetic import synthetic_study
+
+TOP_KEYS = {"schema", "conventions", "cells", "comparisons", "rankings", "inversions", "factorial", "leverage",
+            "power", "warnings"}
+
+
+@pytest.fixture(scope="module")
+def study():
+    runs, items = synthetic_study(n_algorithms=4, n_models=2, n_seeds=5, n_benchmarks=2, n_items=120, rng_seed=2)
+    return runs, items
+
+
+@pytest.fixture(scope="module")
+def result(study):
+    runs, items = study
+    return analyze(runs, items=items, baseline="dpo", correction="holm", n_resamples=2000, factors=["params"])
+
+
+def _values(runs, model, alg, bench):
+    sel = runs[(runs.model == model) & (runs.algorithm == alg) & (runs.benchmark == bench)]
+    return sel["value"].to_numpy()
+
+
+def test_schema_and_json_without_nan(result):
+    assert set(result) >= TOP_KEYS
+    assert result["schema"] == "oxstudy.analysis/1"
+    json.dumps(result, allow_nan=False)  # raises on any NaN/inf left in
+
+
+def test_cells_and_comparisons_equal_scipy_and_statsmodels(study, result):
+    runs, _ = study
+    cell = next(c for c in result["cells"] if (c["model"], c["algorithm"], c["benchmark"]) == ("m0.5b", "ipo", "bench0"))
+    v = _values(runs, "m0.5b", "ipo", "bench0")
+    assert cell["mean"] == pytest.approx(v.mean()) and cell["sd"] == pytest.approx(v.std(ddof=1))
+    half = stats.t.ppf(0.975, 4) * v.std(ddof=1) / np.sqrt(5)
+    assert (cell["ci_low"], cell["ci_high"]) == pytest.approx((v.mean() - half, v.mean() + half))
+    assert cell["n_items"] == 120 and cell["item_se"] > 0
+    from statsmodels.stats.multitest import multipletests
+
+    rows = [r for r in result["comparisons"] if r["model"] == "m0.5b" and r["benchmark"] == "bench0"]
+    assert {r["b"] for r in rows} == {"dpo"} and len(rows) == 3
+    p = []
+    for r in rows:
+        ref = stats.ttest_ind(_values(runs, "m0.5b", r["a"], "bench0"), _values(runs, "m0.5b", "dpo", "bench0"),
+                              equal_var=False)
+        assert r["p_value"] == pytest.approx(ref.pvalue) and r["test"] == "welch"
+        p.append(ref.pvalue)
+    adjusted = multipletests(p, method="holm")[1]
+    np.testing.assert_allclose([r["p_adjusted"] for r in rows], adjusted)
+    paired = rows[0]["paired"]
+    assert paired["test"] == "hierarchical-bootstrap" and paired["ci_low"] < paired["diff"] < paired["ci_high"]
+    assert paired["mcnemar"]["combined"]["p_value"] is not None
+
+
+def test_summary_table_gives_the_same_tests_as_long_table(study):
+    runs, _ = study
+    long = analyze(runs, baseline="dpo", sections=["comparisons"])
+    summary = (runs.groupby(["model", "algorithm", "benchmark", "metric"], sort=False)["value"]
+               .agg(mean="mean", sd=lambda s: s.std(ddof=1), n="size").reset_index())
+    summ = analyze(summary, baseline="dpo", sections=["comparisons"])
+    for r1, r2 in zip(long["comparisons"], summ["comparisons"], strict=True):
+        assert r1["p_value"] == pytest.approx(r2["p_value"]) and r1["cohens_d"] == pytest.approx(r2["cohens_d"])
+    with pytest.raises(InputError, match="needs per-seed values"):
+        analyze(summary, baseline="dpo", test="mannwhitney")
+
+
+def test_unequal_seeds_three_vs_five(study):
+    runs, _ = study
+    drop = (runs.algorithm == "ipo") & (runs.seed >= 3)
+    res = analyze(runs[~drop], baseline="dpo", sections=["comparisons", "power"])
+    row = next(r for r in res["comparisons"] if r["a"] == "ipo" and r["model"] == "m1b" and r["benchmark"] == "bench1")
+    keep = runs[~drop]
+    ref = stats.ttest_ind(_values(keep, "m1b", "ipo", "bench1"), _values(keep, "m1b", "dpo", "bench1"), equal_var=False)
+    assert (row["n_a"], row["n_b"]) == (3, 5) and row["p_value"] == pytest.approx(ref.pvalue)
+    assert res["power"][0]["n_per_arm"] == 3
+
+
+def test_rankings_inversions_leverage(study, result):
+    ranks = result["rankings"]
+    assert ranks["scale_order"] == ["m0.5b", "m1b"]
+    for row in ranks["ranks"]:
+        assert 1 <= row["rank_ci_low"] <= row["rank_ci_high"] <= 4
+    assert all(-1 <= t["tau"] <= 1 for t in ranks["kendall_tau"])
+    for inv in result["inversions"]:
+        assert np.sign(inv["diff_from"]) != np.sign(inv["diff_to"])
+        assert inv["kind"] in ("significant", "point-estimate") and 0 <= inv["probability"] <= 1
+    lev = result["leverage"]["benchmarks"][0]
+    runs, _ = study
+    cell_means = runs[runs.benchmark == "bench0"].groupby(["model", "algorithm"])["value"].mean()
+    by_model = cell_means.groupby("model").mean()
+    scale = next(f for f in lev["factors"] if f["factor"] == "scale")
+    assert scale["spread_points"] == pytest.approx(100 * (by_model.max() - by_model.min()))
+    assert scale["ci_low"] <= scale["spread_points"] <= scale["ci_high"] + 1e-9
+    assert 0 <= scale["eta_sq"] <= 1
+    spreads = [f["spread_points"] for f in lev["factors"]]
+    assert spreads == sorted(spreads, reverse=True)
+    assert result["leverage"]["compression"][0]["ratio"] > 1
+    assert result["factorial"] and result["factorial"][0]["terms"][0]["term"] == "params"
+
+
+def test_degenerate_and_bad_inputs():
+    base = pd.DataFrame({"model": "m", "algorithm": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
+                         "benchmark": "x", "value": [0.5] * 3 + [0.4] * 3})
+    res = analyze(base, baseline="b", n_resamples=200)
+    row = res["comparisons"][0]
+    assert row["p_value"] is None and row["significant"] is None and "zero variance" in row["note"]
+    json.dumps(res, allow_nan=False)
+    with pytest.raises(InputError, match="unknown baseline 'zz'"):
+        analyze(base, baseline="zz")
+    single = base.assign(seed=[0, 1, 2, 0, 0, 0]).drop_duplicates(["algorithm", "seed"])
+    with pytest.raises(InputError, match="n < 2 for a test"):
+        analyze(single.assign(_where=["t.csv:2", "t.csv:3", "t.csv:4", "t.csv:5"]), baseline="b")
+    mixed = base.assign(metric=["acc"] * 3 + ["f1"] * 3)
+    with pytest.raises(InputError, match="mixed metrics"):
+        analyze(mixed, baseline="b")
+    dup = base.assign(seed=[0, 0, 1, 0, 1, 2])
+    with pytest.raises(InputError, match="duplicate run"):
+        analyze(dup, baseline="b")
+    one_seed = base.drop_duplicates("algorithm")
+    res = analyze(one_seed, baseline="b", n_resamples=100)
+    assert any("single seed" in w for w in res["warnings"])
+    assert res["comparisons"][0]["p_value"] is None
+
+
+def test_deterministic(study):
+    runs, items = study
+    a = analyze(runs, items=items, baseline="dpo", n_resamples=500, sections=["comparisons", "rankings"])
+    b = analyze(runs, items=items, baseline="dpo", n_resamples=500, sections=["rankings", "comparisons"])
+    assert a == b

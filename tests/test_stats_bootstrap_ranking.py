@@ -1,0 +1,124 @@
+"""Bootstrap, rankings, factorial ANOVA and leverage helpers against references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from oxstudy.stats import bootstrap as bs
+from oxstudy.stats import factorial, leverage, ranking
+
+
+def test_item_weights_are_multinomial_resamples():
+    w = bs.item_weights(bs.generator(0, 1), 50, 300, chunk=64)
+    assert w.shape == (300, 50)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
+    counts = w * 50
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-4)
+    # each item is drawn 1 time per resample on average
+    assert counts.mean() == pytest.approx(1.0)
+    np.testing.assert_array_equal(w, bs.item_weights(bs.generator(0, 1), 50, 300, chunk=64))
+
+
+def test_vectorised_hierarchical_bootstrap_matches_the_loop_in_distribution():
+    rng = np.random.default_rng(1)
+    a = (rng.random((5, 300)) < 0.55).astype(float)
+    b = (rng.random((3, 300)) < 0.50).astype(float)
+    fast = bs.hierarchical_diff(a, b, n_resamples=4000, rng_seed=0)
+    slow = bs.hierarchical_diff_loop(a, b, n_resamples=4000, rng_seed=0)
+    observed = a.mean() - b.mean()
+    assert fast.mean() == pytest.approx(observed, abs=0.004)
+    assert slow.mean() == pytest.approx(observed, abs=0.004)
+    assert fast.std() == pytest.approx(slow.std(), rel=0.1)
+    # reproducible with the documented seed
+    np.testing.assert_array_equal(fast, bs.hierarchical_diff(a, b, n_resamples=4000, rng_seed=0))
+
+
+def test_bootstrap_p_value_and_interval():
+    diffs = np.concatenate([np.full(990, 1.0), np.full(10, -1.0)])
+    assert bs.bootstrap_p_value(diffs) == pytest.approx(2 * 11 / 1001)
+    assert bs.bootstrap_p_value(np.zeros(100)) == 1.0
+    low, high = bs.percentile_interval(np.arange(101.0))
+    assert (low, high) == pytest.approx((2.5, 97.5))
+    assert np.all(bs.seed_bootstrap_means(np.array([3.0]), 10, bs.generator(0)) == 3.0)
+
+
+def test_kendall_tau_b_equals_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        x = rng.integers(0, 4, 8).astype(float)
+        y = rng.integers(0, 4, 8).astype(float)
+        ref = stats.kendalltau(x, y).statistic
+        ours = ranking.kendall_tau_b(x, y)
+        if np.isnan(ref):
+            assert np.isnan(ours)
+        else:
+            assert ours == pytest.approx(ref)
+    batch = rng.random((5, 6))
+    other = rng.random((5, 6))
+    np.testing.assert_allclose(ranking.kendall_tau_b(batch, other),
+                               [stats.kendalltau(batch[i], other[i]).statistic for i in range(5)])
+
+
+def test_ranks_best_is_one_and_ties_average():
+    np.testing.assert_array_equal(ranking.ranks(np.array([0.5, 0.7, 0.5, 0.1])), [2.5, 1, 2.5, 4])
+    low, high = ranking.rank_intervals(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), 0.5)
+    assert low[0] == 1 and high[1] == 2
+
+
+def test_anova_equals_statsmodels_and_summary_pseudo_observations():
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for scale in (1, 7):
+        for ft in ("full", "lora"):
+            for seed in range(4 if ft == "lora" else 3):  # unbalanced
+                rows.append({"params": scale, "finetune": ft,
+                             "value": 0.3 + 0.1 * (scale == 7) + 0.05 * (ft == "lora") * (scale == 7) + rng.normal(0, 0.02)})
+    data = pd.DataFrame(rows)
+    res = factorial.anova(data, ["params", "finetune"])
+    ref = anova_lm(smf.ols("value ~ C(params) * C(finetune)", data=data).fit(), typ=2)
+    terms = {t["term"]: t for t in res["terms"]}
+    assert set(terms) == {"params", "finetune", "params:finetune"}
+    assert terms["params:finetune"]["sum_sq"] == pytest.approx(ref.loc["C(params):C(finetune)", "sum_sq"])
+    assert terms["params"]["p_value"] == pytest.approx(ref.loc["C(params)", "PR(>F)"])
+    ss_res = ref.loc["Residual", "sum_sq"]
+    assert terms["finetune"]["partial_eta_sq"] == pytest.approx(
+        ref.loc["C(finetune)", "sum_sq"] / (ref.loc["C(finetune)", "sum_sq"] + ss_res))
+    # the same ANOVA from each cell's n, mean and sd only
+    pseudo = []
+    for (p, f), sub in data.groupby(["params", "finetune"]):
+        for v in factorial.pseudo_observations(sub["value"].mean(), sub["value"].std(ddof=1), len(sub)):
+            pseudo.append({"params": p, "finetune": f, "value": v})
+    res2 = factorial.anova(pd.DataFrame(pseudo), ["params", "finetune"])
+    for t1, t2 in zip(res["terms"], res2["terms"], strict=True):
+        assert t1["F"] == pytest.approx(t2["F"]) and t1["p_value"] == pytest.approx(t2["p_value"])
+    assert len(res["cell_means"]) == 4
+
+
+def test_anova_with_one_seed_per_cell_is_descriptive():
+    data = pd.DataFrame({"a": [1, 1, 2, 2], "b": ["x", "y", "x", "y"], "value": [0.1, 0.2, 0.3, 0.5]})
+    res = factorial.anova(data, ["a", "b"])
+    assert res["terms"] == [] and "no inference" in res["note"]
+    assert len(res["cell_means"]) == 4
+
+
+def test_leverage_sums_of_squares_by_hand():
+    values = {"x": [1.0, 2.0, 3.0], "y": [5.0, 6.0], "z": [9.0, 9.5, 10.0, 10.5]}
+    n = np.array([len(v) for v in values.values()])
+    mean = np.array([np.mean(v) for v in values.values()])
+    sd = np.array([np.std(v, ddof=1) for v in values.values()])
+    flat = np.concatenate(list(values.values()))
+    ss_total, grand = leverage.total_sum_of_squares(n, mean, sd)
+    assert ss_total == pytest.approx(((flat - flat.mean()) ** 2).sum())
+    groups = np.array(["g1", "g1", "g2"], dtype=object)
+    g1 = np.concatenate([values["x"], values["y"]])
+    g2 = np.array(values["z"])
+    expected = len(g1) * (g1.mean() - flat.mean()) ** 2 + len(g2) * (g2.mean() - flat.mean()) ** 2
+    assert leverage.between_sum_of_squares(n, mean, groups) == pytest.approx(expected)
+    spread = leverage.factor_spread(mean, np.tile(mean, (10, 1)), groups)
+    assert spread["spread"] == pytest.approx(9.75 - (2.0 + 5.5) / 2)

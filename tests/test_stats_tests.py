@@ -1,0 +1,116 @@
+"""Hypothesis tests and effect sizes against scipy / statsmodels / hand computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from oxstudy.stats import tests as ht
+
+RNG = np.random.default_rng(7)
+A5 = np.array([0.61, 0.64, 0.59, 0.66, 0.63])
+B5 = np.array([0.55, 0.58, 0.60, 0.54, 0.57])
+B3 = np.array([0.52, 0.60, 0.57])
+
+
+@pytest.mark.parametrize("a,b", [(A5, B5), (A5, B3), (B3, A5), (RNG.normal(0, 1, 8), RNG.normal(0.5, 3, 4))])
+def test_welch_and_student_equal_scipy(a, b):
+    welch = ht.welch(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert welch["test"] == "welch"
+    assert welch["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert welch["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert welch["df"] == pytest.approx(ref.df, rel=1e-12)
+    student = ht.student(a, b)
+    ref = stats.ttest_ind(a, b, equal_var=True)
+    assert student["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert student["df"] == len(a) + len(b) - 2
+
+
+def test_from_summary_stats_equals_ttest_ind_from_stats():
+    res = ht.t_test_from_stats(71.2, 1.3, 5, 69.9, 0.8, 3)
+    ref = stats.ttest_ind_from_stats(71.2, 1.3, 5, 69.9, 0.8, 3, equal_var=False)
+    assert res["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert res["statistic"] == pytest.approx(ref.statistic, rel=1e-12)
+
+
+def test_zero_variance_gives_a_note_not_nan():
+    res = ht.welch(np.array([0.5, 0.5, 0.5]), np.array([0.4, 0.4, 0.4]))
+    assert res["p_value"] is None and res["statistic"] is None
+    assert "zero variance" in res["note"]
+    # one arm constant, the other not: still a valid Welch test
+    res = ht.welch(np.array([0.5, 0.5, 0.5]), np.array([0.4, 0.45, 0.41]))
+    ref = stats.ttest_ind([0.5, 0.5, 0.5], [0.4, 0.45, 0.41], equal_var=False)
+    assert res["p_value"] == pytest.approx(ref.pvalue)
+    assert ht.t_test_from_stats(1.0, 0.1, 1, 0.0, 0.1, 5)["p_value"] is None
+
+
+def test_mann_whitney_equals_scipy_including_ties():
+    a = np.array([1, 2, 2, 3, 5.0])
+    b = np.array([2, 3, 3, 4, 6, 7.0])
+    res = ht.mann_whitney(a, b)
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided")
+    assert res["p_value"] == pytest.approx(ref.pvalue)
+    assert res["statistic"] == ref.statistic
+    same = ht.mann_whitney(np.ones(3), np.ones(4))
+    assert same["p_value"] == 1.0 and "identical" in same["note"]
+
+
+def test_permutation_is_exact_for_five_vs_five():
+    res = ht.permutation(A5, B5)
+    # exact: count all 252 splits by hand
+    pooled = np.concatenate([A5, B5])
+    observed = A5.mean() - B5.mean()
+    import itertools
+
+    extreme = 0
+    for idx in itertools.combinations(range(10), 5):
+        mask = np.zeros(10, bool)
+        mask[list(idx)] = True
+        d = pooled[mask].mean() - pooled[~mask].mean()
+        extreme += abs(d) >= abs(observed) - 1e-12
+    assert res["p_value"] == pytest.approx(extreme / 252)
+    assert res["note"].startswith("exact")
+
+
+def test_effect_sizes_by_hand():
+    sa, sb = A5.std(ddof=1), B3.std(ddof=1)
+    pooled = math.sqrt((4 * sa**2 + 2 * sb**2) / 6)
+    d = ht.cohens_d(A5.mean(), sa, 5, B3.mean(), sb, 3)
+    assert d == pytest.approx((A5.mean() - B3.mean()) / pooled)
+    assert ht.hedges_g(d, 5, 3) == pytest.approx(d * (1 - 3 / (4 * 8 - 9)))
+    assert ht.cohens_d(1.0, 0.0, 3, 0.5, 0.0, 3) is None
+
+
+def test_welch_difference_interval_by_hand():
+    low, high = ht.diff_interval(A5.mean(), A5.std(ddof=1), 5, B3.mean(), B3.std(ddof=1), 3)
+    ref = stats.ttest_ind(A5, B3, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+
+
+def test_mcnemar_matches_statsmodels():
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    for only_a, only_b in [(3, 9), (0, 5), (30, 12), (100, 140)]:
+        exact = only_a + only_b < 25
+        ref = mcnemar([[50, only_a], [only_b, 40]], exact=exact, correction=True)
+        res = ht.mcnemar(only_a, only_b)
+        assert res["p_value"] == pytest.approx(ref.pvalue, rel=1e-10)
+        assert res["test"] == ("mcnemar-exact" if exact else "mcnemar-chi2")
+    assert ht.mcnemar(0, 0)["p_value"] == 1.0
+
+
+def test_mcnemar_seed_pairs_pairs_by_seed_and_pools_discordant_counts():
+    rng = np.random.default_rng(0)
+    a = (rng.random((3, 200)) < 0.6).astype(float)
+    b = (rng.random((5, 200)) < 0.5).astype(float)
+    res = ht.mcnemar_seed_pairs(a, b, [0, 1, 2], [2, 1, 0, 3, 4])
+    assert [(p["seed_a"], p["seed_b"]) for p in res["per_pair"]] == [(0, 0), (1, 1), (2, 2)]
+    only_a = sum(int(((a[i] == 1) & (b[j] == 0)).sum()) for i, j in [(0, 2), (1, 1), (2, 0)])
+    assert res["combined"]["only_a"] == only_a
+    assert "unpaired" in res["note"]
+    assert ht.mcnemar_seed_pairs(a * 0.5, b, [0, 1, 2], [0, 1, 2, 3, 4])["combined"] is None
