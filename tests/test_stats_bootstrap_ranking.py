@@ -76,7 +76,7 @@ def test_anova_equals_statsmodels_and_summary_pseudo_observations():
     rows = []
     for scale in (1, 7):
         for ft in ("full", "lora"):
-            for seed in range(4 if ft == "lora" else 3):  # unbalanced
+            for _seed in range(4 if ft == "lora" else 3):  # unbalanced
                 rows.append({"params": scale, "finetune": ft,
                              "value": 0.3 + 0.1 * (scale == 7) + 0.05 * (ft == "lora") * (scale == 7) + rng.normal(0, 0.02)})
     data = pd.DataFrame(rows)
