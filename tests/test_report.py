@@ -19,7 +19,7 @@ from oxstudy.report.build import ReportMeta, build_report, build_sections
 from oxstudy.report.headlines import comparison_headlines, headlines
 from oxstudy.report.inputs import meta_from_table
 from oxstudy.report.plots import BASELINE_COLOR, algorithm_styles
-from oxstudy.stats import analyze
+from oxstudy.stats.analyze import analyze
 
 HOSTILE = "<script>alert(1)</script>"
 SECTION_IDS = ["summary", "results", "seeds", "comparisons", "pairwise", "scaling", "rankings", "factorial",
@@ -262,3 +262,92 @@ def test_markdown_from_string_buffer_parses_with_pandas(tmp_path: Path, analysis
     lines = [line for line in text.splitlines() if line.startswith("|") and not line.startswith("|---")]
     frame = pd.read_csv(io.StringIO("\n".join(line.strip("|") for line in lines)), sep="|")
     assert len(frame) == len(analysis_for_export["comparisons"])
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def write_study(root: Path, *, hostile: bool = False) -> Path:
+    """A small study directory written through the real store: 3 algorithms x 2 models x
+    3 seeds, 2 benchmarks with per-item scores, training curves, one failed run."""
+    from oxstudy.store import Store
+
+    store = Store(root)
+    rng = np.random.default_rng(11)
+    algorithms = ["dpo", HOSTILE if hostile else "ipo", "simpo"]
+    index = 0
+    for model, params in (("tiny", 7e7), ("small", 4.1e8)):
+        for a, algorithm in enumerate(algorithms):
+            for seed in range(3):
+                index += 1
+                run_id = f"{index:016x}"
+                cell = {"run_id": run_id, "study": "mini", "seed": seed,
+                        "model": {"id": model, "params": params, "finetune": "full"},
+                        "algorithm": {"id": algorithm, "method": algorithm if algorithm != HOSTILE else "dpo"}}
+                timings = {"data_s": 1.0, "train_s": 30.0, "eval_s": 5.0, "total_s": 36.0}
+                provenance = {"oxstudy": "0.1.0", "torch": "2.13.0", "trl": "1.16.0", "git_commit": "abc123",
+                              "device": "cpu", "python": "3.11"}
+                if model == "small" and algorithm == "simpo" and seed == 2:
+                    store.write_record({"run_id": run_id, "study": "mini", "cell": cell, "status": "failed",
+                                        "error": {"reason": "CUDA <oom>", "log_tail": "..."}, "attempts": 2,
+                                        "timings": timings, "provenance": provenance})
+                    continue
+                metrics, items = {}, {}
+                for bench in ("gsm8k", "math"):
+                    p = 0.2 + 0.1 * (params > 1e8) + 0.03 * a
+                    scores = (rng.random(40) < p).astype(float).tolist()
+                    metrics[bench] = {"task": bench, "metric": "exact_match,strict-match",
+                                      "value": float(np.mean(scores)), "stderr": 0.05, "n": 40,
+                                      "in_domain": bench == "gsm8k"}
+                    items[bench] = {"doc_id": list(range(40)), "doc_hash": [f"h{i}" for i in range(40)],
+                                    "score": scores}
+                steps = list(range(1, 11))
+                curves = {"step": steps, "loss": [1.0 / s + 0.01 * a for s in steps],
+                          "reward": [0.1 * s for s in steps]}
+                store.write_record({"run_id": run_id, "study": "mini", "cell": cell, "status": "done",
+                                    "error": None, "attempts": 1, "timings": timings, "metrics": metrics,
+                                    "items": items, "curves": curves, "provenance": provenance})
+    return root
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from oxstudy.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_report_on_a_study_directory(tmp_path: Path, capsys) -> None:
+    import json
+
+    study = write_study(tmp_path / "studies" / "mini", hostile=True)
+    target = tmp_path / "reports" / "mini.html"
+    code, out, err = run_cli(["report", str(study), "-o", str(target), "--baseline", "dpo", "--resamples", "300",
+                              "-f", "html", "-f", "tex", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["outputs"] == [str(target), str(target.with_suffix(".tex"))] and result["seconds"] > 0
+    html = target.read_text()
+    body = sections_of(html)
+    assert "<script" not in html.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "CUDA &lt;oom&gt;" in body["summary"]  # the failed run and its reason
+    assert "17 done, 1 failed, 0 missing of 18 planned" in body["summary"]
+    assert "2.13.0" in body["summary"] and "abc123" in body["summary"]  # provenance
+    assert "train" in body["summary"] and "min" in body["summary"]  # compute used (18 x 30 s)
+    assert "<svg" in body["curves"] and 'class="note"' not in body["curves"]
+    assert "<svg" in body["seeds"]
+    assert "\\toprule" in target.with_suffix(".tex").read_text()
+
+
+def test_cli_report_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("model,algorithm,seed,benchmark,value\nm,a,0,b,notanumber\n")
+    code, out, err = run_cli(["report", str(bad), "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()

@@ -301,7 +301,7 @@ def chromium() -> str:
 def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from oxstudy.report.build import build_report
     from oxstudy.report.inputs import meta_from_table
-    from oxstudy.stats import analyze
+    from oxstudy.stats.analyze import analyze
 
     table = _small_study_long_table()
     analysis = analyze(table, baseline="dpo", factors=["params", "finetune"], correction="bonferroni",

@@ -723,8 +723,9 @@ def _curves_section(view: AnalysisView, curves: list[dict[str, Any]] | None,
         return section
     section.intro = "Each line is one seed's training run (loss and reward as logged by the trainer)."
     panels = []
+    quantities = [q for q in ("loss", "reward", "kl") if any(c.get(q) for c in usable)]
     for model in view.models:
-        for quantity in ("loss", "reward", "kl"):
+        for quantity in quantities:
             lines = [(c["algorithm"], c["step"], c[quantity]) for c in usable
                      if c.get("model") == model and c.get(quantity)]
             if lines:
@@ -732,7 +733,8 @@ def _curves_section(view: AnalysisView, curves: list[dict[str, Any]] | None,
     if not panels:
         section.note = "No training curves in the store."
         return section
-    section.figures.append(_figure("Training curves", plots.curves_plot(panels, view.algorithms, styles)))
+    section.figures.append(_figure("Training curves", plots.curves_plot(panels, view.algorithms, styles,
+                                                                        per_row=max(2, len(quantities)))))
     return section
 
 

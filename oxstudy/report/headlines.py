@@ -37,11 +37,11 @@ def _correction_phrase(correction: str | None, alpha: float, m: int) -> str:
     """'after Bonferroni correction (19 comparisons, alpha 0.0026)'."""
     name = _CORRECTIONS.get(str(correction).lower(), str(correction)) if correction else None
     if name is None or name == "no":
-        return f"without correction ({m} comparison{'s' if m != 1 else ''}, alpha {fmt(alpha, 2)})"
+        return f"without correction ({m} comparison{'s' if m != 1 else ''}, alpha {alpha:g})"
     if str(correction).lower() == "bonferroni" and m > 0:
         per_test = alpha / m
         return f"after Bonferroni correction ({m} comparisons, alpha {fmt(per_test, 2)})"
-    return f"after {name} correction ({m} comparisons, family alpha {fmt(alpha, 2)})"
+    return f"after {name} correction ({m} comparisons, family alpha {alpha:g})"
 
 
 def points(value: float, per_unit: float) -> str:

@@ -427,12 +427,14 @@ def curves_plot(
     panels: list[dict[str, Any]],
     algorithms: Sequence[str],
     styles: dict[str, Style],
+    per_row: int = 3,
 ) -> str:
     """Training curves: one panel per (model, quantity); each seed is one thin line.
 
-    ``panels``: ``[{"title", "ylabel", "lines": [(algorithm, steps, values)]}]``.
+    ``panels``: ``[{"title", "ylabel", "lines": [(algorithm, steps, values)]}]``; panels of
+    one model come together, so each row is one model when ``per_row`` is its quantities.
     """
-    rows, cols = _grid(len(panels), max_cols=3)
+    rows, cols = _grid(len(panels), max_cols=per_row)
     fig = _new_figure(FULL_WIDTH, 2.6 * rows + 0.9)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax, panel in zip(axes.flat, panels, strict=False):

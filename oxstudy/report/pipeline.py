@@ -1,0 +1,151 @@
+"""From ``oxstudy report``'s inputs to written files: load (``oxstudy.results_io``), analyse
+(``oxstudy.stats.analyze``), collect study metadata, render and export.
+
+Loading and statistics are the analyze command's own functions, so the report shows the
+same numbers ``oxstudy analyze`` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oxstudy.errors import InputError
+
+FORMATS = ("html", "md", "tex", "csv", "json")
+
+
+@dataclass
+class ReportOptions:
+    """The command's options; ``None`` means: take it from the spec, else the engine default."""
+
+    inputs: list[Path]
+    output: Path | None = None
+    formats: list[str] = field(default_factory=lambda: ["html"])
+    claims: Path | None = None
+    baseline: str | None = None
+    correction: str | None = None
+    alpha: float | None = None
+    family: str | None = None
+    factors: list[str] = field(default_factory=list)
+    items: Path | None = None
+    mapping: Path | None = None
+    model: str | None = None
+    algorithm: str | None = None
+    seed: str | None = None
+    metric: str | None = None
+    title: str | None = None
+    resamples: int = 10_000
+
+
+def _spec_analysis(spec: dict[str, Any] | None) -> dict[str, Any]:
+    section = (spec or {}).get("analysis") or {}
+    return section if isinstance(section, dict) else {}
+
+
+def analysis_options(options: ReportOptions, spec: dict[str, Any] | None) -> dict[str, Any]:
+    """``analyze`` keyword arguments: command-line flags over the spec's analysis section."""
+    defaults = _spec_analysis(spec)
+    out: dict[str, Any] = {"n_resamples": options.resamples}
+    for key in ("baseline", "correction", "alpha", "family"):
+        value = getattr(options, key)
+        if value is None:
+            value = defaults.get(key)
+        if value is not None:
+            out[key] = value
+    factors = options.factors or defaults.get("factors") or []
+    if factors:
+        out["factors"] = list(factors)
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "report"
+
+
+def default_output(study: str) -> Path:
+    return Path("reports") / f"{_slug(study)}.html"
+
+
+def verify_claims(claims_path: Path | None, spec: dict[str, Any] | None, results: Any,
+                  analysis: dict[str, Any], kwargs: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Claim verdicts from the statistics engine's verifier, for ``--claims`` or the spec's
+    claims; ``None`` when there are none."""
+    spec_claims = _spec_analysis(spec).get("claims")
+    if claims_path is None and not spec_claims:
+        return None
+    try:
+        from oxstudy.stats import claims as claims_module
+    except ImportError:
+        raise InputError("--claims: this oxstudy has no claims verifier (oxstudy.stats.claims)") from None
+    verify = getattr(claims_module, "verify_for_report", None) or getattr(claims_module, "verify", None)
+    if verify is None:
+        raise InputError("--claims: oxstudy.stats.claims has no verify function")
+    source = claims_path if claims_path is not None else spec_claims
+    verdicts = verify(source, results=results, analysis=analysis, **kwargs)
+    return [dict(v) if not isinstance(v, dict) else v for v in verdicts]
+
+
+def prepare(options: ReportOptions, progress: Callable[[str], None] | None = None
+            ) -> tuple[dict[str, Any], Any, list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """(analysis, meta, curves, claims) for the options' inputs."""
+    from oxstudy.report.inputs import meta_from_study, meta_from_table, seed_values
+    from oxstudy.results_io import _is_study_dir, load_results
+    from oxstudy.stats.analyze import analyze
+
+    if progress:
+        progress("loading results")
+    results = load_results(options.inputs, items=options.items, mapping=options.mapping, model=options.model,
+                           algorithm=options.algorithm, seed=options.seed, metric=options.metric)
+    kwargs = analysis_options(options, results.spec)
+    analysis = analyze(results.table, items=results.items, kind=results.kind, source=results.source,
+                       progress=progress, **kwargs)
+    analysis.setdefault("warnings", [])
+    analysis["warnings"] = list(dict.fromkeys([*results.warnings, *analysis["warnings"]]))
+    studies = [p for p in options.inputs if _is_study_dir(Path(p))]
+    curves: list[dict[str, Any]] = []
+    if len(studies) == 1 and len(options.inputs) == 1:
+        from oxstudy.store import load_study
+
+        if progress:
+            progress("reading study records")
+        meta, curves = meta_from_study(load_study(studies[0], with_items=False), source=results.source)
+        meta.seed_values = seed_values(results.table)
+    else:
+        first = Path(options.inputs[0]) if options.inputs else Path("results")
+        name = (results.spec or {}).get("name") or (first.stem if first.is_file() else first.name)
+        meta = meta_from_table(results.table, study=str(name), source=results.source,
+                               input_kind={"runs": "per-run results", "summary": "summary statistics"}.get(
+                                   results.kind, results.kind))
+    if options.title:
+        meta.study = options.title
+    if progress:
+        progress("verifying claims")
+    claims = verify_claims(options.claims, results.spec, results, analysis, kwargs)
+    return analysis, meta, curves, claims
+
+
+def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Run the pipeline and write every requested format; returns the written paths."""
+    from oxstudy.report.build import build_report, write_report
+    from oxstudy.report.export import export_tables
+
+    unknown = [f for f in options.formats if f not in FORMATS]
+    if unknown:
+        raise InputError(f"--format: unknown format(s) {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
+    analysis, meta, curves, claims = prepare(options, progress)
+    output = options.output or default_output(meta.study)
+    written: list[Path] = []
+    for fmt in dict.fromkeys(options.formats):
+        if fmt == "html":
+            if progress:
+                progress("rendering figures")
+            html = build_report(analysis, meta, claims=claims, curves=curves)
+            target = output if output.suffix in (".html", ".htm") else output.with_suffix(".html")
+            written.append(write_report(html, target))
+        else:
+            written.extend(export_tables(analysis, fmt, output))
+    return written
