@@ -280,7 +280,8 @@ def verify_command(
         s = report["summary"]
         console.print(f"{s['SUPPORTED']} supported, {s['REFUTED']} refuted, {s['INCONCLUSIVE']} inconclusive")
     if not report["all_supported"]:
-        raise typer.Exit(1)
+        # SystemExit, not typer.Exit: click in non-standalone mode (oxstudy.cli.main) swallows Exit's code
+        raise SystemExit(1)
 
 
 def register(app: typer.Typer) -> None:

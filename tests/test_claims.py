@@ -1,0 +1,90 @@
+"""Claims files: schema with located errors, and verdicts against a table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from oxstudy.claims import load_claims, verify
+from oxstudy.errors import InputError, SpecError
+from oxstudy.results_io import load_results
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def results():
+    return load_results([DATA / "analysis_runs.csv"])
+
+
+def _claims(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "claims.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_example_claims_file_is_all_supported(results):
+    loaded = load_claims(DATA / "analysis_claims.yaml")
+    assert loaded.results == [DATA / "analysis_runs.csv"]
+    report = verify(loaded, results, n_resamples=1000)
+    assert [c["verdict"] for c in report["claims"]] == ["SUPPORTED"] * 6
+    assert report["all_supported"] and report["schema"] == "oxstudy.verify/1"
+    diff = report["claims"][0]["numbers"]
+    assert diff["diff"] < 0 and diff["p_adjusted"] < 0.05 and diff["test"] == "welch"
+
+
+def test_refuted_and_inconclusive_verdicts(tmp_path, results):
+    path = _claims(tmp_path, """\
+defaults: {baseline: dpo}
+claims:
+  - {kind: best, algorithm: simpo, model: m1b, benchmark: bench0}
+  - {kind: difference, a: simpo, b: dpo, model: m1b, benchmark: bench0, direction: greater}
+  - {kind: difference, a: ipo, b: dpo, model: m0.5b, benchmark: bench0, direction: greater, significant: true}
+  - {kind: difference, a: ipo, b: dpo, model: m0.5b, benchmark: bench0, direction: none}
+  - {kind: inversion, a: ipo, b: simpo, from_model: m0.5b, to_model: m1b, benchmark: bench0}
+  - {kind: inversion, a: sft, b: dpo, from_model: m0.5b, to_model: m1b, benchmark: bench0, significant: true}
+  - {kind: spread_ratio, numerator: bench0, denominator: bench1, at_least: 50}
+  - {kind: leverage_order, order: [paradigm, scale], benchmark: bench0}
+  - {kind: none_better_than_baseline, model: m1b, benchmark: bench0, baseline: simpo, correction: none}
+""")
+    report = verify(load_claims(path), results, n_resamples=500)
+    verdicts = [c["verdict"] for c in report["claims"]]
+    assert verdicts == ["REFUTED", "INCONCLUSIVE", "INCONCLUSIVE", "SUPPORTED", "REFUTED", "INCONCLUSIVE",
+                        "REFUTED", "REFUTED", "REFUTED"]
+    assert not report["all_supported"]
+    assert report["summary"] == {"SUPPORTED": 1, "REFUTED": 5, "INCONCLUSIVE": 3}
+
+
+def test_located_schema_errors(tmp_path):
+    path = _claims(tmp_path, """\
+description: x
+claims:
+  - kind: difference
+    a: ipo
+    b: dpo
+    model: m1b
+    benchmark: bench0
+    direction: sideways
+  - kind: bestest
+    algorithm: ipo
+  - kind: best
+    algorithm: ipo
+    model: m1b
+    bench: bench0
+""")
+    with pytest.raises(SpecError) as exc:
+        load_claims(path)
+    messages = exc.value.messages
+    assert any(m.startswith(f"{path}:8: claims[0].direction:") for m in messages)
+    assert any(m.startswith(f"{path}:9: claims[1].kind: unknown claim kind 'bestest'") for m in messages)
+    assert any(f"{path}:14: claims[2].bench: unknown key" in m for m in messages)
+    assert any("claims[2].benchmark: required field is missing" in m for m in messages)
+    with pytest.raises(SpecError, match="claims"):
+        load_claims(_claims(tmp_path, "description: nothing\n"))
+
+
+def test_unknown_names_are_located_input_errors(tmp_path, results):
+    path = _claims(tmp_path, "claims:\n  - kind: best\n    algorithm: ipo\n    model: m70b\n    benchmark: bench0\n")
+    with pytest.raises(InputError, match=r"claims.yaml:4: claims\[0\].model: unknown model 'm70b'"):
+        verify(load_claims(path), results, n_resamples=200)
