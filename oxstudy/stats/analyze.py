@@ -41,7 +41,7 @@ def analyze(
     items: pd.DataFrame | None = None,
     kind: str | None = None,
     baseline: str | None = None,
-    correction: str = "holm",
+    correction: str = "bonferroni",
     alpha: float = 0.05,
     family: str = "vs-baseline",
     test: str = "welch",
