@@ -306,9 +306,9 @@ class _Analysis:
         missing = [c for c in need if c not in items.columns]
         if missing:
             raise InputError(f"items table: missing column(s) {', '.join(missing)}")
-        items = items.copy()
-        for col in ("model", "algorithm", "benchmark"):
-            items[col] = items[col].astype(str)
+        if any(items[col].dtype != object and not pd.api.types.is_string_dtype(items[col])
+               for col in ("model", "algorithm", "benchmark")):
+            items = items.astype({"model": str, "algorithm": str, "benchmark": str})
         metrics_per_bench = self.cells.groupby("benchmark")["metric"].unique()
         self.item_matrix: dict = {}
         for bench, sub in items.groupby("benchmark", sort=False):
@@ -325,9 +325,11 @@ class _Analysis:
                 self.warnings.append(f"items for benchmark {bench}: several metrics and no metric column in "
                                      "the items; item-level analyses skipped")
                 continue
-            run_codes, run_index = pd.MultiIndex.from_frame(sub[["model", "algorithm", "seed"]]).factorize()
-            run_names = ["\x1f".join(str(p) for p in key) for key in run_index]
-            item_codes, item_names = pd.factorize(sub[key].astype(str))
+            run_codes = sub.groupby(["model", "algorithm", "seed"], sort=False).ngroup().to_numpy()
+            firsts = np.unique(run_codes, return_index=True)[1]  # first row of each run, in code order
+            heads = sub[["model", "algorithm", "seed"]].iloc[firsts].itertuples(index=False)
+            run_names = ["\x1f".join(str(p) for p in head) for head in heads]
+            item_codes, item_names = pd.factorize(sub[key])
             n_runs, n_items = len(run_names), len(item_names)
             flat = run_codes.astype(np.int64) * n_items + item_codes
             if np.bincount(flat, minlength=n_runs * n_items).max() > 1:
