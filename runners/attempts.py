@@ -1,0 +1,155 @@
+"""Attempt bookkeeping shared by the remote backends (Ray, SLURM).
+
+A remote worker writes its own record through ``oxstudy.execute.execute_cell``; the driver
+only has to decide, once an attempt has ended, what the store now says about it:
+
+- the worker wrote a record for *this* attempt: trust it (done or failed);
+- it did not (crash, out-of-memory kill, timeout, cancelled job): the driver writes the
+  failed record itself, with the reason it knows and the tail of the cell's log;
+- then a failed cell is retried while attempts remain, and events go to the driver's sink.
+
+"A record for this attempt" is decided by the record file's identity (inode and mtime):
+records are replaced by atomic rename, so a record written by this attempt is a new file,
+and an older record of the same run (a failed first attempt, or an earlier study run)
+is never mistaken for the outcome of the attempt that crashed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runners.base import CellOutcome, EventSink, RunnerEvent
+
+if TYPE_CHECKING:
+    from oxstudy.plan import Cell
+    from oxstudy.store import Store
+
+FileSignature = tuple[int, int] | None
+
+
+def file_signature(path: os.PathLike[str] | str) -> FileSignature:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def short_reason(exc: BaseException, limit: int = 300) -> str:
+    """``ExceptionType: first meaningful line`` of an error raised by an engine."""
+    cause = getattr(exc, "cause", None)  # RayTaskError wraps the task's own exception
+    target = cause if isinstance(cause, BaseException) else exc
+    lines = [line.strip() for line in str(target).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return f"{type(target).__name__}: {text}"[:limit] if text else type(target).__name__
+
+
+@dataclass
+class Attempt:
+    """One submission of one cell."""
+
+    cell: Cell
+    attempt: int
+    submitted_wall: float = field(default_factory=time.time)
+    submitted: float = field(default_factory=time.monotonic)
+    running_since: float | None = None  # monotonic; from the cell's first progress write
+    record_before: FileSignature = None
+    handle: Any = None  # the engine's reference (Ray ObjectRef, submitit Job)
+    last_progress: dict[str, Any] | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.cell.run_id
+
+    def poll_progress(self, store: Store) -> dict[str, Any] | None:
+        """The cell's progress if it changed since the last poll (marks the attempt running)."""
+        from oxstudy.execute import read_progress
+
+        progress = read_progress(store, self.run_id)
+        if progress is None or progress.get("updated_at", 0) < self.submitted_wall - 1.0:
+            return None  # absent, or left by an earlier attempt
+        if self.running_since is None:
+            self.running_since = time.monotonic()
+        if progress == self.last_progress:
+            return None
+        self.last_progress = progress
+        return progress
+
+    def timed_out(self, timeout_s: float | None) -> bool:
+        """Past the limit, counted from when the cell started running (not from queueing)."""
+        return (
+            timeout_s is not None
+            and self.running_since is not None
+            and (time.monotonic() - self.running_since > timeout_s)
+        )
+
+
+@dataclass
+class AttemptBook:
+    """Turns ended attempts into outcomes, failed records, retries and events."""
+
+    store: Store
+    emit: EventSink
+    retries: int | None = None  # None: each cell's execution.retries
+    outcomes: dict[str, CellOutcome] = field(default_factory=dict)
+
+    def new_attempt(self, cell: Cell, attempt: int) -> Attempt:
+        return Attempt(cell, attempt, record_before=file_signature(self.store.record_path(cell.run_id)))
+
+    def max_retries(self, cell: Cell) -> int:
+        return cell.execution.retries if self.retries is None else self.retries
+
+    def recorded(self, attempt: Attempt) -> tuple[str | None, str | None]:
+        """(status, reason) of a record this attempt wrote, or (None, None)."""
+        from oxstudy.store import CorruptRecord
+
+        path = self.store.record_path(attempt.run_id)
+        if file_signature(path) == attempt.record_before:
+            return None, None
+        try:
+            record = self.store.read_record(path)
+        except (CorruptRecord, FileNotFoundError):
+            return None, None
+        if record.get("attempts") != attempt.attempt:
+            return None, None
+        return record.get("status", "failed"), (record.get("error") or {}).get("reason")
+
+    def settle(self, attempt: Attempt, *, crash_reason: str | None = None) -> bool:
+        """Record the end of ``attempt``; returns True when the cell should be tried again.
+
+        ``crash_reason``: what the engine reported when the worker wrote nothing (killed,
+        timed out, cancelled). Ignored if the worker did write a record for this attempt.
+        """
+        from oxstudy.execute import LOG_NAME, log_tail, record_failure
+
+        cell = attempt.cell
+        wall = time.monotonic() - attempt.submitted
+        status, reason = self.recorded(attempt)
+        if status is None:
+            reason = crash_reason or "the worker ended without writing a record"
+            record_failure(
+                self.store,
+                cell,
+                attempt=attempt.attempt,
+                reason=reason,
+                log_tail=log_tail(self.store.cell_dir(cell.run_id) / LOG_NAME),
+            )
+            status = "failed"
+        detail: dict[str, Any] = {"attempt": attempt.attempt, "wall_s": round(wall, 3)}
+        if status == "done":
+            self.outcomes[cell.run_id] = CellOutcome(cell.run_id, "done", attempt.attempt, None, wall)
+            self.emit(RunnerEvent("done", cell.run_id, detail))
+            return False
+        detail["reason"] = reason
+        if attempt.attempt <= self.max_retries(cell):
+            self.emit(RunnerEvent("retry", cell.run_id, detail))
+            return True
+        self.outcomes[cell.run_id] = CellOutcome(cell.run_id, "failed", attempt.attempt, reason, wall)
+        self.emit(RunnerEvent("failed", cell.run_id, detail))
+        return False
+
+    def ordered(self, cells: list[Cell]) -> list[CellOutcome]:
+        return [self.outcomes[c.run_id] for c in cells if c.run_id in self.outcomes]

@@ -1,0 +1,185 @@
+"""The Ray backend: each cell is a Ray task on an existing cluster or a local instance.
+
+Every cell runs as ``@ray.remote(num_cpus=..., num_gpus=execution.gpus_per_run,
+max_calls=1)``: ``max_calls=1`` makes Ray start a fresh worker process for each cell and
+retire it afterwards, so a crash, an out-of-memory kill or leaked GPU memory ends that cell
+only - the same isolation the local backend gets from one process per cell. Ray's own
+task retries are off (``max_retries=0``): the driver retries a failed cell itself, up to
+the spec's ``execution.retries``, so every attempt leaves its record and its reason.
+
+The worker calls ``oxstudy.execute.execute_cell``, which writes the cell's record into the
+store; the store must therefore be on a filesystem every Ray node sees (NFS, Lustre, a
+mounted bucket). A worker that dies without a record (``WorkerCrashedError``, Ray's
+memory monitor, a timeout) gets a failed record written by the driver.
+
+Timeouts count from when the cell starts running (its first progress write), not from
+submission: on a busy cluster a queued task is not slow, only waiting. A timed-out task is
+cancelled with ``ray.cancel(force=True)``, which kills its worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runners.attempts import Attempt, AttemptBook, short_reason
+from runners.base import CellOutcome, EventSink, Runner, RunnerEvent
+
+if TYPE_CHECKING:
+    from oxstudy.plan import Cell
+    from oxstudy.store import Store
+
+#: Environment passed to every worker (also on remote nodes, through the runtime env).
+FORWARDED_ENV = (
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "TRL_EXPERIMENTAL_SILENCE",
+    "TOKENIZERS_PARALLELISM", "OXSTUDY_CACHE",
+)  # fmt: skip
+
+
+def _ray_cell(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None) -> dict[str, Any]:
+    """The task body: runs in a fresh Ray worker process."""
+    from oxstudy.execute import execute_cell
+
+    return execute_cell(cell, store_root, attempt=attempt, threads=threads)
+
+
+def _crash_reason(exc: BaseException) -> str:
+    import ray.exceptions as rex
+
+    if isinstance(exc, rex.OutOfMemoryError):
+        return "killed by Ray's memory monitor (out of memory): " + short_reason(exc, 200)
+    if isinstance(exc, rex.WorkerCrashedError):
+        return "worker process crashed (killed, segfault or out of memory)"
+    if isinstance(exc, rex.TaskCancelledError):
+        return "task cancelled"
+    if isinstance(exc, rex.RayTaskError):
+        return "task raised " + short_reason(exc)
+    return short_reason(exc)
+
+
+@dataclass
+class RayRunner(Runner):
+    """Run each cell as a Ray task.
+
+    Attributes:
+        address: an existing cluster (``auto``, ``ray://head:10001``, ``host:6379``); None starts
+            a local instance for the duration of the run (or reuses one this process started).
+        num_cpus: CPUs of a local instance (None: Ray detects them). Ignored with ``address``.
+        num_gpus: GPUs of a local instance (None: Ray detects them).
+        max_parallel: cells in flight at once (None: each cell's ``execution.max_parallel``);
+            Ray queues whatever the cluster cannot place yet.
+        retries: extra attempts for a failed cell (None: ``execution.retries``).
+        timeout_s: per-cell limit from the start of its run (None: ``execution.timeout_s``).
+        cpus_per_cell: CPUs each task reserves; also its torch thread count.
+        runtime_env: merged into the job's Ray runtime env (e.g. ``{"working_dir": "."}`` or
+            ``{"pip": [...]}`` for clusters without oxstudy installed).
+        object_store_mb: object store of a local instance (cells return small dicts only).
+        poll_s: how often the driver looks at progress and timeouts.
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    max_parallel: int | None = None
+    retries: int | None = None
+    timeout_s: float | None = None
+    cpus_per_cell: float = 1
+    runtime_env: dict[str, Any] | None = None
+    object_store_mb: int = 128
+    poll_s: float = 0.5
+    name: str = field(default="ray", init=False)
+
+    # ------------------------------------------------------------------ cluster
+    def _connect(self) -> bool:
+        """Initialise Ray unless already initialised; returns True if this call started it."""
+        import ray
+
+        if ray.is_initialized():
+            return False
+        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        runtime_env = dict(self.runtime_env or {})
+        runtime_env["env_vars"] = {**env_vars, **runtime_env.get("env_vars", {})}
+        options: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": False,
+            "runtime_env": runtime_env,
+        }
+        if self.address is None:
+            # "local": a new instance even if a cluster runs on this machine
+            options.update(
+                address="local",
+                num_cpus=self.num_cpus,
+                num_gpus=self.num_gpus,
+                object_store_memory=self.object_store_mb * 1024 * 1024,
+            )
+        else:
+            options["address"] = self.address
+        ray.init(**options)
+        return True
+
+    # ------------------------------------------------------------------ run
+    def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
+        import ray
+
+        emit = on_event or (lambda event: None)
+        book = AttemptBook(store, emit, retries=self.retries)
+        if not cells:
+            return []
+        started_here = self._connect()
+        # max_calls cannot go through .options(): a fresh worker process for every cell
+        remote = ray.remote(max_calls=1, max_retries=0)(_ray_cell)
+        max_parallel = self.max_parallel or max(c.execution.max_parallel for c in cells)
+        queue: deque[tuple[Cell, int]] = deque((cell, 1) for cell in cells)
+        inflight: dict[Any, Attempt] = {}
+
+        def submit(cell: Cell, number: int) -> None:
+            attempt = book.new_attempt(cell, number)
+            threads = max(1, int(self.cpus_per_cell))
+            attempt.handle = remote.options(
+                num_cpus=self.cpus_per_cell,
+                num_gpus=cell.execution.gpus_per_run,
+                retry_exceptions=False,
+                name=f"oxstudy:{cell.label}",
+            ).remote(cell.model_dump(mode="json"), str(store.root.resolve()), number, threads)
+            inflight[attempt.handle] = attempt
+            emit(RunnerEvent("start", cell.run_id, {"attempt": number, "gpus": cell.execution.gpus_per_run}))
+
+        def settle(attempt: Attempt, crash_reason: str | None) -> None:
+            del inflight[attempt.handle]
+            if book.settle(attempt, crash_reason=crash_reason):
+                queue.append((attempt.cell, attempt.attempt + 1))
+
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < max_parallel:
+                    submit(*queue.popleft())
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=self.poll_s)
+                for ref in ready:
+                    attempt = inflight[ref]
+                    try:
+                        ray.get(ref)
+                        crash = None
+                    except ray.exceptions.RayError as exc:
+                        crash = _crash_reason(exc)
+                    settle(attempt, crash)
+                for ref, attempt in list(inflight.items()):
+                    progress = attempt.poll_progress(store)
+                    if progress is not None:
+                        emit(RunnerEvent("phase", attempt.run_id, progress))
+                    timeout = (
+                        self.timeout_s if self.timeout_s is not None else attempt.cell.execution.timeout_s
+                    )
+                    if attempt.timed_out(timeout):
+                        ray.cancel(ref, force=True)
+                        # wait for the worker to be gone before judging what it left behind
+                        ray.wait([ref], timeout=30)
+                        settle(attempt, f"timeout after {timeout:.0f} s (task cancelled)")
+        finally:
+            for ref in inflight:  # interrupted: leave no task running behind us
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+        return book.ordered(cells)

@@ -1,0 +1,157 @@
+"""The Ray backend for real: a local Ray instance on CPU running real zoo cells (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from oxstudy.plan import Cell, plan
+from oxstudy.spec import load_spec_data
+from oxstudy.store import Store
+from runners.base import RunnerEvent, get_runner
+
+ray = pytest.importorskip("ray")
+
+
+def tiny_cells(name: str, seeds: list[int], **execution: object) -> list[Cell]:
+    """A tiny real study: the smallest zoo model, SFT for 2 steps, one bundled benchmark (8 items)."""
+    spec = load_spec_data(
+        {
+            "name": name,
+            "models": [{"id": "tiny", "source": "zoo:tiny"}],
+            "algorithms": [{"id": "SFT", "method": "sft"}],
+            "seeds": seeds,
+            "training": {
+                "max_steps": 2,
+                "learning_rate": 1e-4,
+                "effective_batch_size": 4,
+                "per_device_batch_size": 4,
+            },
+            "data": {"source": "task:oxs_arith", "train_size": 16},
+            "benchmarks": [{"id": "arith", "task": "oxs_arith", "limit": 8}],
+            "execution": {"backend": "ray", "retries": 0, **execution},
+        }
+    )
+    return plan(spec)
+
+
+def records(store: Store) -> dict[str, dict]:
+    return {path.stem: store.read_record(path) for path in store.record_paths()}
+
+
+@pytest.fixture(scope="module")
+def local_ray(zoo_tiny: str):
+    """One local Ray instance on CPU for the module, shut down at the end."""
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_two_real_cells_each_end_with_one_done_record(local_ray, tmp_path: Path) -> None:
+    cells = tiny_cells("ray-two", [1, 2], max_parallel=2)
+    store = Store(tmp_path / "study")
+    events: list[RunnerEvent] = []
+    runner = get_runner("ray", num_cpus=2)
+    started = time.perf_counter()
+    outcomes = runner.run(cells, store, on_event=events.append)
+    elapsed = time.perf_counter() - started
+    assert [o.status for o in outcomes] == ["done", "done"], outcomes
+    stored = records(store)
+    assert sorted(stored) == sorted(c.run_id for c in cells)  # exactly one record per cell
+    for cell in cells:
+        record = stored[cell.run_id]
+        assert record["status"] == "done" and record["attempts"] == 1
+        metric = record["metrics"]["arith"]
+        assert metric["n"] == 8 and 0.0 <= metric["value"] <= 1.0
+        assert len(record["items"]["arith"]["score"]) == 8
+        assert record["timings"]["train_s"] > 0
+        kinds = [e.kind for e in events if e.run_id == cell.run_id]
+        assert kinds[0] == "start" and kinds[-1] == "done" and "failed" not in kinds
+    # ran in Ray workers, not in this process: the worker redirected its output to the cell log
+    assert "== oxstudy cell tiny/SFT/seed1" in (store.cell_dir(cells[0].run_id) / "log.txt").read_text()
+    print(f"2 cells on local Ray (2 CPUs): {elapsed:.1f} s")
+
+
+@pytest.mark.slow
+def test_failures_are_recorded_retried_and_isolated(local_ray, tmp_path: Path) -> None:
+    """A cell whose model cannot load fails with its reason and is retried; a cell whose
+    worker is SIGKILLed mid-run gets a failed record naming the crash; the study goes on."""
+    missing = tmp_path / "no-such-model"
+    broken = tiny_cells("ray-fail", [1])[0]
+    broken = broken.model_copy(update={"model": broken.model.model_copy(update={"source": str(missing)})})
+    broken = broken.model_copy(update={"run_id": "broken0000000000"})
+    victim = tiny_cells("ray-fail", [2])[0]
+    store = Store(tmp_path / "study")
+    events: list[RunnerEvent] = []
+
+    killed: list[int] = []
+
+    def kill_victim_worker() -> None:
+        # the victim's Ray worker titles itself "ray::oxstudy:tiny/SFT/seed2" while it runs
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if (
+                    b"oxstudy:tiny/SFT/seed2" in title
+                    and (store.cell_dir(victim.run_id) / "progress.json").exists()
+                ):
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_victim_worker, daemon=True)
+    killer.start()
+    runner = get_runner("ray", max_parallel=1, retries=1)
+    outcomes = {o.run_id: o for o in runner.run([broken, victim], store, on_event=events.append)}
+    killer.join(5)
+    assert killed, "never found the victim's worker process"
+
+    stored = records(store)
+    assert sorted(stored) == sorted([broken.run_id, victim.run_id])
+    # the broken cell: failed twice (1 retry) with the loader's reason, one record in the end
+    assert outcomes[broken.run_id].status == "failed" and outcomes[broken.run_id].attempts == 2
+    assert stored[broken.run_id]["attempts"] == 2
+    assert "model path does not exist" in stored[broken.run_id]["error"]["reason"]
+    assert [e.kind for e in events if e.run_id == broken.run_id and e.kind != "phase"] == [
+        "start",
+        "retry",
+        "start",
+        "failed",
+    ]
+    # the victim: its first worker was killed -> a failed attempt recorded by the driver, then
+    # the retry ran to completion in a fresh worker
+    victim_events = [e for e in events if e.run_id == victim.run_id and e.kind != "phase"]
+    assert [e.kind for e in victim_events] == ["start", "retry", "start", "done"]
+    assert "crashed" in victim_events[1].detail["reason"]
+    assert outcomes[victim.run_id].status == "done" and stored[victim.run_id]["attempts"] == 2
+
+
+@pytest.mark.slow
+def test_timeout_cancels_the_task_and_records_it(local_ray, tmp_path: Path) -> None:
+    cell = tiny_cells("ray-timeout", [3], timeout_s=1)[0]
+    store = Store(tmp_path / "study")
+    outcomes = get_runner("ray").run([cell], store)
+    assert outcomes[0].status == "failed"
+    record = records(store)[cell.run_id]
+    assert record["status"] == "failed" and record["error"]["reason"].startswith("timeout after 1 s")
