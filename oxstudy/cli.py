@@ -51,7 +51,8 @@ def report_error(exc: OxstudyError) -> None:
 def main(argv: list[str] | None = None) -> None:
     app = build_app()
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone mode returns typer.Exit codes instead of raising them.
+        code = app(args=argv, standalone_mode=False)
     except OxstudyError as exc:
         report_error(exc)
         sys.exit(2)
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
