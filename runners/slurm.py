@@ -108,6 +108,7 @@ class SlurmRunner(Runner):
         setup: shell lines run in the sbatch script before the task (e.g. ``module load cuda``,
             ``source /path/to/.venv/bin/activate``).
         poll_s: seconds between polls (None: 10 on SLURM, where each poll may call sacct; 0.5 locally).
+        slurm: a ``SlurmSpec`` used instead of each cell's ``execution.slurm`` (a CLI override).
     """
 
     folder: str | Path | None = None
@@ -117,8 +118,14 @@ class SlurmRunner(Runner):
     timeout_s: float | None = None
     setup: list[str] | None = None
     poll_s: float | None = None
+    slurm: Any = None
     name: str = field(default="slurm", init=False)
     _executors: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def _execution(self, cell: Cell) -> ExecutionSpec:
+        if self.slurm is None:
+            return cell.execution
+        return cell.execution.model_copy(update={"slurm": self.slurm})
 
     @property
     def on_slurm(self) -> bool:
@@ -155,7 +162,7 @@ class SlurmRunner(Runner):
         """The sbatch script an array of ``cells`` would be submitted with (for --dry-run)."""
         from submitit.slurm.slurm import _make_sbatch_string
 
-        execution = cells[0].execution
+        execution = self._execution(cells[0])
         params = slurm_parameters(execution, job_name=f"oxstudy-{cells[0].study}", setup=self.setup)
         command = " ".join(
             [shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))]
@@ -183,9 +190,9 @@ class SlurmRunner(Runner):
             batch = [queue.popleft() for _ in range(min(free, len(queue)))]
             groups: dict[str, list[tuple[Cell, int]]] = {}
             for cell, number in batch:
-                groups.setdefault(cell.execution.model_dump_json(), []).append((cell, number))
+                groups.setdefault(self._execution(cell).model_dump_json(), []).append((cell, number))
             for group in groups.values():
-                execution = group[0][0].execution
+                execution = self._execution(group[0][0])
                 executor = self.executor(execution, folder, f"oxstudy-{group[0][0].study}")
                 attempts = [book.new_attempt(cell, number) for cell, number in group]
                 threads = execution.slurm.cpus_per_task if self.on_slurm else None

@@ -109,6 +109,16 @@ def test_sbatch_parameters_from_the_execution_section(fake_srun: None, tmp_path:
     assert _sbatch_lines(preview) == lines
 
 
+def test_cli_slurm_override_wins_over_the_cells_section() -> None:
+    from oxstudy.spec import SlurmSpec
+
+    cells = cells_for("slurm-override", [1, 2], **GPU_EXECUTION)
+    runner = get_runner("slurm", slurm=SlurmSpec(partition="debug", time_min=30, array_parallelism=1))
+    lines = _sbatch_lines(runner.sbatch_script(cells))
+    assert {"#SBATCH --partition=debug", "#SBATCH --time=30", "#SBATCH --array=0-1%1"} <= lines
+    assert "#SBATCH --gpus-per-node=2" in lines  # GPUs still come from the execution section
+
+
 def test_cpu_cells_request_no_gpus_and_no_partition() -> None:
     cells = cells_for("slurm-cpu", [1, 2, 3])
     text = SlurmRunner().sbatch_script(cells)
