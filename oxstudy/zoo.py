@@ -391,3 +391,68 @@ def model_param_count(path: str | Path) -> int:
                 continue
             total += math.prod(info["shape"])
     return total
+
+
+def _build_worker(name: str, force: bool, queue: Any) -> str:
+    def report(step: int, total: int, loss: float) -> None:
+        if step % 10 == 0 or step == total:
+            queue.put((name, step, total, loss))
+
+    return str(build(name, force=force, on_step=report))
+
+
+def build_many(
+    names: Iterable[str],
+    force: bool = False,
+    jobs: int | None = None,
+    on_step: Callable[[str, int, int, float], None] | None = None,
+) -> dict[str, Path]:
+    """Build several zoo models, in parallel processes (one thread each, ``jobs`` defaults
+    to the CPU count). Already-built models are skipped. ``on_step(name, step, total,
+    loss)`` reports training progress."""
+    names = list(dict.fromkeys(names))
+    for name in names:
+        _config(name)
+    todo = [n for n in names if force or not is_built(n)]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(todo) or 1))
+    if jobs == 1 or len(todo) <= 1:
+        for name in todo:
+            build(
+                name,
+                force=force,
+                on_step=None if on_step is None else (lambda step, total, loss, n=name: on_step(n, step, total, loss)),
+            )
+        return {n: model_dir(n) for n in names}
+    import multiprocessing as mp
+    import queue as queue_module
+    from concurrent.futures import ProcessPoolExecutor, wait
+
+    context = mp.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        progress = manager.Queue()
+        futures = [pool.submit(_build_worker, name, force, progress) for name in todo]
+        while True:
+            done, pending = wait(futures, timeout=0.5)
+            while True:
+                try:
+                    event = progress.get_nowait()
+                except queue_module.Empty:
+                    break
+                if on_step is not None:
+                    on_step(*event)
+            if not pending:
+                break
+        for future in futures:
+            future.result()  # re-raise a worker's error here
+    return {n: model_dir(n) for n in names}
+
+
+def estimate_params(name: str) -> int:
+    """Parameter count of zoo model ``name`` computed from its config (no build needed):
+    tied embeddings + per layer attention (4 h^2), SwiGLU MLP (3 h i) and two norms. An
+    upper bound: the trained BPE vocabulary may stop short of ``vocab_size``; a built
+    model's metadata has the exact count."""
+    c = _config(name)
+    vocab = c.vocab_size
+    per_layer = 4 * c.hidden_size**2 + 3 * c.hidden_size * c.intermediate_size + 2 * c.hidden_size
+    return vocab * c.hidden_size + c.num_layers * per_layer + c.hidden_size

@@ -1,9 +1,261 @@
-"""CLI commands: world (filled by its issue; registers nothing until then)."""
+"""CLI commands on the embedded world: the tiny-model zoo, bundled tasks, evaluation."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+zoo_app = typer.Typer(help="The tiny pretrained model zoo (CPU-sized Llama models).", no_args_is_help=True)
+tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", no_args_is_help=True)
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+@zoo_app.command("build")
+def zoo_build(
+    names: Annotated[list[str] | None, typer.Argument(help="Zoo models to build (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when cached.")] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Parallel builds (default: CPU count).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the built models as JSON.")] = False,
+) -> None:
+    """Pretrain the zoo models into the cache ($OXSTUDY_CACHE or ~/.cache/oxstudy); cached ones are skipped.
+
+    Example: oxstudy zoo build tiny small
+    """
+    from oxstudy import zoo
+
+    names = names or zoo.zoo_names()
+    for name in names:
+        zoo.model_dir(name)  # unknown names fail here, before any work
+    todo = [n for n in names if force or not zoo.is_built(n)]
+    if todo:
+        with _progress() as progress:
+            bars = {n: progress.add_task(f"zoo:{n}", total=zoo.ZOO[n].steps) for n in todo}
+
+            def on_step(name: str, step: int, total: int, loss: float) -> None:
+                progress.update(bars[name], completed=step, description=f"zoo:{name} loss {loss:.3f}")
+
+            zoo.build_many(todo, force=force, jobs=jobs, on_step=on_step)
+    _print_zoo(names, as_json)
+
+
+@zoo_app.command("list")
+def zoo_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the zoo as JSON.")] = False,
+) -> None:
+    """List the zoo models: parameters, whether cached, build time and base accuracy.
+
+    Example: oxstudy zoo list --json
+    """
+    from oxstudy import zoo
+
+    _print_zoo(zoo.zoo_names(), as_json)
+
+
+def _zoo_rows(names: list[str]) -> list[dict[str, Any]]:
+    from oxstudy import zoo
+
+    rows = []
+    for name in names:
+        meta = zoo.zoo_metadata(name) or {}
+        base = meta.get("base_accuracy") or {}
+        rows.append(
+            {
+                "name": name,
+                "source": f"zoo:{name}",
+                "cached": zoo.is_built(name),
+                "path": str(zoo.model_dir(name)),
+                "params": meta.get("params", zoo.estimate_params(name)),
+                "build_s": meta.get("build_s"),
+                "base_accuracy": base.get("value"),
+                "base_stderr": base.get("stderr"),
+                "base_task": base.get("task"),
+            }
+        )
+    return rows
+
+
+def _print_zoo(names: list[str], as_json: bool) -> None:
+    rows = _zoo_rows(names)
+    if as_json:
+        print(json.dumps({"models": rows}, indent=2))
+        return
+    table = Table("model", "params", "cached", "build s", "base acc (oxs_arith)", "path")
+    for row in rows:
+        acc = (
+            "-"
+            if row["base_accuracy"] is None
+            else f"{row['base_accuracy']:.3f} ± {row['base_stderr'] or 0:.3f}"
+        )
+        table.add_row(
+            row["source"],
+            f"{row['params']:,}",
+            "yes" if row["cached"] else "no",
+            "-" if row["build_s"] is None else f"{row['build_s']:.0f}",
+            acc,
+            row["path"],
+        )
+    console.print(table)
+
+
+@tasks_app.command("export")
+def tasks_export(
+    directory: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Where to write YAML + JSONL.", show_default=False)
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the written files as JSON.")] = False,
+) -> None:
+    """Write the bundled tasks' lm-eval YAMLs and train/test JSONL files into DIR.
+
+    Use DIR as lm-eval's --include_path. Example: oxstudy tasks export ./oxs_tasks
+    """
+    from oxstudy.tasks import bundled_tasks, export_tasks
+
+    out = export_tasks(directory)
+    files = sorted(str(p) for p in out.iterdir() if p.suffix in {".yaml", ".jsonl"})
+    if as_json:
+        print(json.dumps({"directory": str(out), "tasks": bundled_tasks(), "files": files}, indent=2))
+    else:
+        console.print(f"wrote {len(files)} files for {', '.join(bundled_tasks())} to {out}")
+
+
+@tasks_app.command("list")
+def tasks_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tasks as JSON.")] = False,
+) -> None:
+    """List the bundled tasks with their default metric key and split sizes.
+
+    Example: oxstudy tasks list
+    """
+    from oxstudy.tasks import TASKS
+
+    rows = [
+        {
+            "task": t.name,
+            "output_type": t.output_type,
+            "metric": t.metric,
+            "in_domain": t.in_domain,
+            "test": t.sizes["test"],
+            "train": t.sizes["train"],
+            "description": t.description,
+        }
+        for t in TASKS.values()
+    ]
+    if as_json:
+        print(json.dumps({"tasks": rows}, indent=2))
+        return
+    table = Table("task", "type", "metric", "in domain", "test", "train", "description")
+    for r in rows:
+        table.add_row(
+            r["task"],
+            r["output_type"],
+            r["metric"],
+            str(r["in_domain"]),
+            str(r["test"]),
+            str(r["train"]),
+            r["description"],
+        )
+    console.print(table)
+
+
+def eval_command(
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="zoo:NAME, a model/adapter dir, or a cached HF id.")
+    ],
+    benchmarks: Annotated[
+        list[str],
+        typer.Option(
+            "--benchmarks",
+            "-b",
+            help="Bundled task names, lm-eval task names or task YAML paths (comma-separated or repeated).",
+        ),
+    ],
+    num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="Few-shot examples per prompt.")] = 0,
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N items.")] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="metric,filter key (default: per task).")
+    ] = None,
+    chat_template: Annotated[
+        bool, typer.Option("--chat-template/--no-chat-template", help="Apply the tokenizer's chat template.")
+    ] = True,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="lm-eval batch size.")] = 16,
+    with_items: Annotated[
+        bool, typer.Option("--items", help="Include per-item outcomes in --json output.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print scores as JSON on stdout.")] = False,
+) -> None:
+    """Evaluate a checkpoint (base model, trained run, LoRA adapter) on benchmarks through lm-eval.
+
+    Example: oxstudy eval --model zoo:tiny --benchmarks oxs_arith,oxs_compare --limit 100
+    """
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
+    from oxstudy.zoo import resolve_model_source
+
+    tasks = [t.strip() for item in benchmarks for t in item.split(",") if t.strip()]
+    requests = [
+        BenchmarkRequest(
+            id=Path(t).stem if t.endswith((".yaml", ".yml")) else t,
+            task=t,
+            num_fewshot=num_fewshot,
+            metric=metric or default_metric(t),
+            limit=limit,
+            apply_chat_template=chat_template,
+            batch_size=batch_size,
+        )
+        for t in tasks
+    ]
+    path = resolve_model_source(model)
+    with _progress() as progress:
+        bar = progress.add_task("evaluating", total=len(requests))
+
+        def on_benchmark(index: int, total: int, bench_id: str) -> None:
+            progress.update(bar, completed=index, description=f"evaluating {bench_id}")
+
+        result = evaluate_model(path, requests, on_benchmark=on_benchmark)
+        progress.update(bar, completed=len(requests), description="evaluated")
+    if as_json:
+        payload: dict[str, Any] = {"model": model, "path": path, "metrics": result["metrics"]}
+        if with_items:
+            payload["items"] = result["items"]
+        print(json.dumps(payload, indent=2))
+        return
+    table = Table("benchmark", "metric", "value", "stderr", "n", "shots")
+    for bench_id, m in result["metrics"].items():
+        table.add_row(
+            bench_id,
+            m["metric"],
+            "-" if m["value"] is None else f"{m['value']:.4f}",
+            "-" if m["stderr"] is None else f"{m['stderr']:.4f}",
+            str(m["n"]),
+            str(m["num_fewshot"]),
+        )
+    console.print(f"model {model} ({path})")
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
+    app.add_typer(zoo_app, name="zoo")
+    app.add_typer(tasks_app, name="tasks")
+    app.command("eval")(eval_command)
