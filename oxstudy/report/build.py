@@ -419,8 +419,8 @@ def _pairwise_section(view: AnalysisView) -> Section:
         section.note = "No pairwise comparisons in the analysis (analyze with --family pairwise)."
         return section
     section.intro = "Difference row minus column; * marks pairs significant after correction."
-    panels = []
     for benchmark in view.benchmarks:
+        panels = []
         for model in view.models:
             entries = [r for r in rows if r.get("model") == model and r.get("benchmark") == benchmark]
             if not entries:
@@ -436,11 +436,9 @@ def _pairwise_section(view: AnalysisView) -> Section:
                     diff[i][j] = float(r["diff"])
                     diff[j][i] = -float(r["diff"])
                 sig[i][j] = sig[j][i] = bool(r.get("significant"))
-            panels.append({"title": f"{model} · {benchmark}", "labels": labels, "diff": diff,
-                           "significant": sig})
-    for start in range(0, len(panels), 4):
-        chunk = panels[start:start + 4]
-        section.figures.append(_figure("Pairwise differences", plots.pairwise_heatmap(chunk)))
+            panels.append({"title": str(model), "labels": labels, "diff": diff, "significant": sig})
+        if panels:
+            section.figures.append(_figure(f"Pairwise differences on {benchmark}", plots.pairwise_heatmap(panels)))
     section.tables.append(comparison_table("pairwise", "All pairwise comparisons", rows))
     return section
 
@@ -476,6 +474,11 @@ def _scaling_section(view: AnalysisView, meta: ReportMeta, styles: dict[str, plo
     return section
 
 
+#: Bootstrap probability above which a point-estimate flip is drawn highlighted.
+LIKELY_FLIP = 0.9
+MAX_INVERSION_ROWS = 60
+
+
 def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Section:
     section = Section("rankings", "Rankings across scales")
     rankings = view.raw.get("rankings")
@@ -486,11 +489,21 @@ def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Sec
     if not ranks and not view.inversions:
         section.note = "No rankings in the analysis."
         return section
-    section.intro = ("Rank 1 is the best mean at a scale. Thick lines: algorithms involved in a ranking "
-                     "inversion between two scales.")
+    # Highlight the inversions that matter: significant ones, else those the bootstrap finds
+    # likely real; highlighting every point-estimate flip would make every line thick.
+    significant = [r for r in view.inversions if r.get("kind") == "significant"]
+    likely = [r for r in view.inversions if is_number(r.get("probability"))
+              and float(r["probability"]) >= LIKELY_FLIP]
+    highlighted = significant or likely
+    if significant:
+        which = "a significant ranking inversion (each order significant at its own scale)"
+    else:
+        which = f"a ranking inversion with bootstrap flip probability >= {LIKELY_FLIP:g}"
+    section.intro = (f"Rank 1 is the best mean at a scale. Thick lines: algorithms involved in {which}"
+                     + ("" if highlighted else " (none)") + ".")
     if ranks and len(view.models) >= 2:
         inverted: dict[str, set[str]] = {}
-        for inv in view.inversions:
+        for inv in highlighted:
             inverted.setdefault(inv.get("benchmark"), set()).update({inv.get("a"), inv.get("b")})
         lookup = {(r.get("model"), r.get("benchmark"), r.get("algorithm")): r.get("rank") for r in ranks}
         panels = []
@@ -503,10 +516,16 @@ def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Sec
             section.figures.append(_figure("Bump chart of ranks across scales",
                                            plots.bump_chart(panels, view.algorithms, styles)))
     if view.inversions:
-        significant = sum(1 for r in view.inversions if r.get("kind") == "significant")
+        ordered = sorted(view.inversions, key=lambda r: (r.get("kind") != "significant",
+                                                         -float(r["probability"]) if is_number(r.get("probability"))
+                                                         else 0.0))
+        caption = f"Ranking inversions ({len(view.inversions)}, {len(significant)} significant at both scales)"
+        if len(ordered) > MAX_INVERSION_ROWS:
+            caption += (f"; the {MAX_INVERSION_ROWS} most probable shown (significant first), all of them in "
+                        "the JSON export")
+            ordered = ordered[:MAX_INVERSION_ROWS]
         section.tables.append(records_table(
-            "inversions", f"Ranking inversions ({len(view.inversions)}, {significant} significant at both scales)",
-            view.inversions,
+            "inversions", caption, ordered,
             columns=["benchmark", "a", "b", "from_model", "to_model", "diff_from", "diff_to", "p_adjusted_from",
                      "p_adjusted_to", "kind", "probability"], skip=["metric"]))
     elif ranks:

@@ -162,8 +162,9 @@ def to_svg(fig: Figure, title: str = "") -> str:
     svg = _XML_HEADER.sub(r"\1", buffer.getvalue(), count=1)
     # The RDF metadata block only names external vocabularies; an inline figure needs none.
     svg = _METADATA.sub("", svg, count=1)
-    # Responsive: keep the viewBox, let CSS set the rendered width.
-    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="plot"', svg, count=1)
+    # Responsive: keep the viewBox, scale to the column but never beyond the natural width.
+    svg = re.sub(r'<svg([^>]*?) width="([^"]*)" height="[^"]*"', r'<svg\1 class="plot" style="max-width:\2"', svg,
+                 count=1)
     svg = svg.replace("<svg ", '<svg role="img" ', 1)
     return svg
 
@@ -220,7 +221,8 @@ def strip_plot(
     "ci_low", "ci_high"}]}]``.
     """
     tick_height = text_width(algorithms, rotation=45) + 0.1
-    fig, axes = _layout(len(panels), max_cols=4, panel_height=2.0, left=0.75, bottom=tick_height,
+    fig, axes = _layout(len(panels), max_cols=4 if len(algorithms) <= 6 else 2, panel_height=2.0, left=0.75,
+                        bottom=tick_height,
                         wgap=0.75, hgap=tick_height + 0.35)
     positions = {a: i for i, a in enumerate(algorithms)}
     for ax, panel in zip(axes.flat, panels, strict=False):
@@ -317,8 +319,13 @@ def pairwise_heatmap(panels: list[dict[str, Any]]) -> str:
     n = max((len(p["labels"]) for p in panels), default=1)
     tick = text_width(names, size=XSMALL_PT) + 0.12
     below = text_width(names, size=XSMALL_PT, rotation=45) + 0.12
-    fig, axes = _layout(len(panels), max_cols=2, panel_height=min(3.6, 0.26 * n + 0.6), left=tick,
-                        bottom=below, wgap=tick + 1.1, hgap=below + 0.35)
+    side = min(3.6, 0.26 * n + 0.6)
+    colorbar = 1.0  # the colorbar, its ticks and label, taken from each panel's slot
+    slot = side + colorbar
+    cols = max(1, min(4, len(panels), int((FULL_WIDTH - tick) // (slot + tick))))
+    width = min(FULL_WIDTH, tick + cols * slot + (cols - 1) * tick + 0.6)
+    fig, axes = _layout(len(panels), max_cols=cols, panel_height=side, left=tick, bottom=below,
+                        wgap=tick + 0.4, hgap=below + 0.35, width=width, right=0.6)
     for ax, panel in zip(axes.flat, panels, strict=False):
         matrix = np.array([[np.nan if v is None else float(v) for v in row] for row in panel["diff"]], dtype=float)
         finite = matrix[np.isfinite(matrix)]
@@ -329,13 +336,17 @@ def pairwise_heatmap(panels: list[dict[str, Any]]) -> str:
         for i in range(k):
             for j in range(k):
                 if panel["significant"][i][j]:
-                    ax.text(j, i, "*", ha="center", va="center", fontsize="medium", color="#111111")
+                    dark = np.isfinite(matrix[i, j]) and abs(matrix[i, j]) > 0.55 * bound
+                    ax.text(j, i, "*", ha="center", va="center", fontsize="large",
+                            color="white" if dark else "#111111")
         ax.set_xticks(range(k))
         ax.set_yticks(range(k))
         ax.set_xticklabels([label(a) for a in panel["labels"]], rotation=45, ha="right", fontsize="x-small")
         ax.set_yticklabels([label(a) for a in panel["labels"]], fontsize="x-small")
         ax.set_title(label(panel["title"]), fontsize="medium")
-        fig.colorbar(image, ax=ax, shrink=0.8, label="row - column")
+        bar = fig.colorbar(image, ax=ax, shrink=0.85, fraction=0.08, pad=0.04)
+        bar.ax.tick_params(labelsize="x-small")
+        bar.set_label("row - column", fontsize="x-small")
     return to_svg(fig)
 
 
