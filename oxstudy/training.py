@@ -333,29 +333,26 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
-               progress: ProgressFn | None = None, device: str | None = None,
-               reward_funcs: list[Callable[..., list[float]]] | None = None) -> TrainResult:
-    """Train ``cell`` (an :class:`oxstudy.plan.Cell`) from ``model_path`` on prepared ``data``.
+@dataclass
+class PreparedRun:
+    """A constructed TRL trainer and what :func:`train_cell` needs to finish the run."""
 
-    Args:
-        cell: the resolved run (``.model``, ``.algorithm.method/.hyperparameters``, ``.seed``,
-            ``.training``, ``.data``, ``.execution``).
-        model_path: local directory of the base model.
-        output_dir: scratch directory for TRL (nothing is checkpointed; LoRA adapters are saved
-            under ``adapter/``).
-        data: :class:`oxstudy.selfplay.TrainingData` (or a mapping with its keys).
-        progress: called as ``progress(step, total_steps)`` after every optimizer step.
-        device: ``cpu`` or ``cuda`` (default: detected).
-        reward_funcs: online RL reward callables replacing the default verifier rewards
-            (:func:`oxstudy.selfplay.reward_functions`).
+    trainer: Any
+    tokenizer: Any
+    method: str
+    config: Any
+    curves: dict[str, list[Any]]
+    lora: bool
+    setup_s: float
 
-    Raises:
-        NonFiniteLossError: a logged loss was NaN or infinite.
-        SpecError / ResourceError: invalid settings or unusable data / model.
-    """
-    import torch
+
+def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
+                  progress: ProgressFn | None = None, device: str | None = None,
+                  reward_funcs: list[Callable[..., list[float]]] | None = None) -> PreparedRun:
+    """Load the base model and construct the TRL trainer of ``cell`` without training it
+    (arguments as for :func:`train_cell`)."""
     from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     started = time.perf_counter()
     device = device or device_kind()
@@ -384,12 +381,37 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
     trainer = _build_trainer(info, model=model, tokenizer=tokenizer, args=args, dataset=dataset,
                              peft_config=peft_config, hyperparameters=hyperparameters,
                              reward_funcs=list(reward_funcs or []), callbacks=_callbacks(curves, progress))
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     trainer.remove_callback(PrinterCallback)  # logs go to the curves, not stdout
     trainer.remove_callback(ProgressCallback)
-    setup_s = time.perf_counter() - started
+    return PreparedRun(trainer=trainer, tokenizer=tokenizer, method=method, config=args, curves=curves,
+                       lora=peft_config is not None, setup_s=time.perf_counter() - started)
 
+
+def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
+               progress: ProgressFn | None = None, device: str | None = None,
+               reward_funcs: list[Callable[..., list[float]]] | None = None) -> TrainResult:
+    """Train ``cell`` (an :class:`oxstudy.plan.Cell`) from ``model_path`` on prepared ``data``.
+
+    Args:
+        cell: the resolved run (``.model``, ``.algorithm.method/.hyperparameters``, ``.seed``,
+            ``.training``, ``.data``, ``.execution``).
+        model_path: local directory of the base model.
+        output_dir: scratch directory for TRL (nothing is checkpointed; LoRA adapters are saved
+            under ``adapter/``).
+        data: :class:`oxstudy.selfplay.TrainingData` (or a mapping with its keys).
+        progress: called as ``progress(step, total_steps)`` after every optimizer step.
+        device: ``cpu`` or ``cuda`` (default: detected).
+        reward_funcs: online RL reward callables replacing the default verifier rewards
+            (:func:`oxstudy.selfplay.reward_functions`).
+
+    Raises:
+        NonFiniteLossError: a logged loss was NaN or infinite.
+        SpecError / ResourceError: invalid settings or unusable data / model.
+    """
+    device = device or device_kind()
+    run = build_trainer(cell, model_path=model_path, output_dir=output_dir, data=data, progress=progress,
+                        device=device, reward_funcs=reward_funcs)
+    trainer, curves = run.trainer, run.curves
     train_started = time.perf_counter()
     output = trainer.train()
     train_s = time.perf_counter() - train_started
@@ -400,16 +422,18 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
 
     trained = trainer.model
     adapter_dir = None
-    if peft_config is not None:
-        adapter_dir = str(output_dir / "adapter")
+    if run.lora:
+        adapter_dir = str(Path(output_dir) / "adapter")
         trained.save_pretrained(adapter_dir)
         trained = trained.merge_and_unload()
     trained.eval()
     if device == "cuda":
+        import torch
+
         torch.cuda.empty_cache()
-    return TrainResult(model=trained, tokenizer=tokenizer, curves=curves, final_loss=final_loss,
-                       steps=int(trainer.state.global_step), train_s=train_s, setup_s=setup_s,
-                       method=method, config=config_as_dict(args), adapter_dir=adapter_dir)
+    return TrainResult(model=trained, tokenizer=run.tokenizer, curves=curves, final_loss=final_loss,
+                       steps=int(trainer.state.global_step), train_s=train_s, setup_s=run.setup_s,
+                       method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir)
 
 
 # ----------------------------------------------------------------------------- multi-GPU

@@ -1,0 +1,464 @@
+"""Every method's loss on fixed, hand-made log-probabilities vs the published formula.
+
+Each test builds the real trainer oxstudy trains the method with (TRL's, or oxstudy's loss
+override on TRL's DPOTrainer), feeds it hand-made per-token log-probabilities through a
+log-probability table standing in for the network's forward pass, and compares the loss the
+trainer computes with an independent implementation of the paper's formula written here.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from algorithms_helpers import build_tiny_model, make_cell
+
+from oxstudy.algorithms import registry
+from oxstudy.selfplay import TrainingData
+from oxstudy.training import build_trainer
+
+BETA = 0.5
+PROMPT = 2  # prompt tokens before each completion
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention on shared CPUs
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="module")
+def data():
+    from oxstudy.tasks import task_split
+
+    examples = task_split("oxs_arith", "train", 4)
+    return TrainingData(
+        gold=examples, sp_rft=examples,
+        pairs=[{"prompt": e["prompt"], "chosen": e["solution"], "rejected": "#### 0", "answer": e["answer"]}
+               for e in examples],
+        unpaired=[{"prompt": e["prompt"], "completion": e["solution"] if i % 2 else "#### 0", "label": bool(i % 2)}
+                  for i, e in enumerate(examples)],
+        prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples],
+    )
+
+
+def trainer_for(method, model_dir, data, tmp_path, hyperparameters=None, **training):
+    cell = make_cell(method, hyperparameters=hyperparameters, training={"beta": BETA, **training})
+    run = build_trainer(cell, model_path=model_dir, output_dir=tmp_path, data=data)
+    run.trainer.model.train()
+    return run.trainer
+
+
+# ----------------------------------------------------------------------------- table model
+
+
+class LogProbTable(torch.nn.Module):
+    """Stands in for the network: returns fixed per-token log-probs for known input ids, with
+    the fields of TRL's fused LM head output (log-probs are zero on unlabelled positions)."""
+
+    def __init__(self, entries):
+        super().__init__()
+        self.entries = entries  # list of (input_ids, log_probs, extras)
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, fused_lm_head=False, **kwargs):
+        for ids, log_probs, extras in self.entries:
+            if ids.shape == input_ids.shape and torch.equal(ids, input_ids):
+                zeros = torch.zeros_like(log_probs)
+                label_mask = (labels[:, 1:] != -100) if labels is not None else torch.ones_like(zeros).bool()
+                return SimpleNamespace(log_probs=log_probs * label_mask, entropy=zeros, mean_logits=zeros,
+                                       is_top1=zeros.bool(), log_sum_sq_probs=extras.get("sq", zeros),
+                                       label_mask=label_mask, aux_loss=None, loss=None)
+        raise AssertionError("unexpected input ids")
+
+
+def completion_mask(lengths, width):
+    mask = torch.zeros(len(lengths), width, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, PROMPT:PROMPT + n] = 1
+    return mask
+
+
+def table(rows, width, seed, low=0.05, high=2.5):
+    generator = torch.Generator().manual_seed(seed)
+    return -(low + (high - low) * torch.rand(rows, width - 1, generator=generator))
+
+
+CHOSEN_LEN = [4, 2, 3]
+REJECTED_LEN = [3, 4, 1]
+WIDTH = 7
+
+
+def pair_batch(seed=0):
+    """Hand-made DPO batch: 3 pairs, rows [chosen..., rejected...]."""
+    lengths = CHOSEN_LEN + REJECTED_LEN
+    mask = completion_mask(lengths, WIDTH)
+    ids = torch.randint(5, 100, (6, WIDTH), generator=torch.Generator().manual_seed(seed))
+    shift = mask[:, 1:].float()
+    policy = table(6, WIDTH, seed + 1) * shift
+    ref = table(6, WIDTH, seed + 2) * shift
+    sq = table(6, WIDTH, seed + 3, 0.5, 1.5) * shift  # log sum_v p_v^2 (WPO)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": mask}
+    return inputs, policy, ref, sq, shift
+
+
+def dpo_loss_from_trainer(trainer, seed=0):
+    inputs, policy, ref, sq, _ = pair_batch(seed)
+    trainer.ref_model = LogProbTable([(inputs["input_ids"], ref, {})])
+    model = LogProbTable([(inputs["input_ids"], policy, {"sq": sq})])
+    return float(trainer.compute_loss(model, inputs))
+
+
+def sums(seed=0, ld_alpha=None):
+    _, policy, ref, _, shift = pair_batch(seed)
+
+    def total(x):
+        if ld_alpha is None:
+            return x.sum(1)
+        lengths = shift.sum(1).long()
+        shared = torch.minimum(lengths[:3], lengths[3:]).repeat(2)
+        out = []
+        for row in range(6):
+            values = x[row][shift[row].bool()]
+            out.append(values[: shared[row]].sum() + ld_alpha * values[shared[row]:].sum())
+        return torch.stack(out)
+
+    p, r = total(policy), total(ref)
+    lw, ll, rw, rl = p[:3], p[3:], r[:3], r[3:]
+    return SimpleNamespace(lw=lw, ll=ll, rw=rw, rl=rl, hw=lw - rw, hl=ll - rl, h=(lw - rw) - (ll - rl),
+                           nw=torch.tensor(CHOSEN_LEN, dtype=torch.float), nl=torch.tensor(REJECTED_LEN, dtype=torch.float),
+                           policy=policy, shift=shift)
+
+
+def log_sigmoid(x):
+    return -torch.log1p(torch.exp(-x))
+
+
+def sigmoid(x):
+    return 1 / (1 + torch.exp(-x))
+
+
+def sft_term(s):
+    """Mean negative log-likelihood over all chosen completion tokens of the batch."""
+    chosen = s.policy[:3][s.shift[:3].bool()]
+    return -chosen.mean()
+
+
+# Published formulas, written independently of oxstudy and TRL. ``s`` holds the summed
+# log-probs; ``hp`` the method hyperparameters.
+DPO_FORMULAS = {
+    "dpo": lambda s, hp: -log_sigmoid(BETA * s.h),
+    "tr-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),
+    "ipo": lambda s, hp: (s.hw / s.nw - s.hl / s.nl - 1 / (2 * BETA)) ** 2,
+    "hinge": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0),
+    "slic": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0) + hp["sft_weight"] * sft_term(s),
+    "exo": lambda s, hp: (sigmoid(BETA * s.h) * (log_sigmoid(BETA * s.h) - math.log(1 - hp["label_smoothing"]))
+                          + sigmoid(-BETA * s.h) * (log_sigmoid(-BETA * s.h) - math.log(hp["label_smoothing"]))),
+    "nca": lambda s, hp: (-log_sigmoid(BETA * s.hw) - 0.5 * log_sigmoid(-BETA * s.hw)
+                          - 0.5 * log_sigmoid(-BETA * s.hl)),
+    "robust-dpo": lambda s, hp: ((-(1 - hp["label_smoothing"]) * log_sigmoid(BETA * s.h)
+                                  + hp["label_smoothing"] * log_sigmoid(-BETA * s.h))
+                                 / (1 - 2 * hp["label_smoothing"])),
+    "bco": lambda s, hp: -log_sigmoid(BETA * s.hw) - log_sigmoid(-BETA * s.hl),
+    "sppo": lambda s, hp: (s.hw - 1 / (2 * BETA)) ** 2 + (s.hl + 1 / (2 * BETA)) ** 2,
+    "aot": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.lw - s.ll).values - torch.sort(s.rw - s.rl).values)),
+    "aot-unpaired": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.hw).values - torch.sort(s.hl).values)),
+    "apo": lambda s, hp: 1 - sigmoid(BETA * s.hw) + sigmoid(BETA * s.hl),
+    "apo-down": lambda s, hp: sigmoid(BETA * s.hw) + 1 - sigmoid(BETA * (s.hw - s.hl)),
+    "discopop": lambda s, hp: ((1 - sigmoid(BETA * s.h / hp["discopop_tau"])) * -log_sigmoid(BETA * s.h)
+                               + sigmoid(BETA * s.h / hp["discopop_tau"]) * torch.exp(-BETA * s.h)),
+    "sigmoid-norm": lambda s, hp: -log_sigmoid(BETA * (s.hw / s.nw - s.hl / s.nl)),
+    "rpo": lambda s, hp: -log_sigmoid(BETA * s.h) + hp["rpo_alpha"] * sft_term(s),
+    "f-dpo": lambda s, hp: -log_sigmoid(BETA * ((math.log(2) + log_sigmoid(s.hw)) - (math.log(2) + log_sigmoid(s.hl)))),
+    "ld-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),  # with ld_alpha-weighted sums, see sums()
+    "rdpo": lambda s, hp: -log_sigmoid(BETA * s.h - hp["alpha"] * (s.nw - s.nl)),
+    "cdpo": lambda s, hp: (-(1 - hp["label_smoothing"]) * log_sigmoid(BETA * s.h)
+                           - hp["label_smoothing"] * log_sigmoid(-BETA * s.h)),
+    "cal-dpo": lambda s, hp: -log_sigmoid(s.h) + (s.hw - 1 / (2 * BETA)) ** 2 + (s.hl + 1 / (2 * BETA)) ** 2,
+    "dpop": lambda s, hp: -log_sigmoid(BETA * (s.h - hp["dpop_lambda"] * torch.clamp(s.rw - s.lw, min=0))),
+    "odpo": lambda s, hp: -log_sigmoid(BETA * s.h - hp["offset"]),
+    "gpo": lambda s, hp: torch.exp(-BETA * s.h),
+    "focalpo": lambda s, hp: -(sigmoid(BETA * s.h) ** hp["gamma"]) * log_sigmoid(BETA * s.h),
+}
+
+
+def wpo_expected(s, hp):
+    _, policy, _, sq, shift = pair_batch(0)
+    weights = torch.exp(((policy - sq) * shift).sum(1) / shift.sum(1))
+    return weights[:3] * weights[3:] * -log_sigmoid(BETA * s.h)
+
+
+DPO_FORMULAS["wpo"] = wpo_expected
+
+DPO_TRAINER_METHODS = [m for m in registry.names() if registry.get(m).config == "trl.DPOConfig"]
+
+
+def test_every_dpo_trainer_method_has_a_formula():
+    # beta-dpo's beta depends on the previous batch: tested on two batches below.
+    assert sorted(DPO_FORMULAS) == sorted(set(DPO_TRAINER_METHODS) - {"beta-dpo"})
+
+
+@pytest.mark.parametrize("method", sorted(DPO_FORMULAS))
+def test_dpo_family_loss_matches_published_formula(method, model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters(method)
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    got = dpo_loss_from_trainer(trainer)
+    s = sums(ld_alpha=hp.get("ld_alpha") if method == "ld-dpo" else None)
+    expected = DPO_FORMULAS[method](s, hp)
+    expected = float(expected.mean()) if expected.dim() else float(expected)
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), method
+    assert math.isfinite(got)
+
+
+@pytest.mark.parametrize("kind,formula", [
+    ("truncated_quadratic", lambda z: torch.clamp(1 - z, min=0) ** 2),
+    ("savage", lambda z: 1 / (1 + torch.exp(z)) ** 2),
+])
+def test_gpo_other_convex_losses(kind, formula, model_dir, data, tmp_path):
+    trainer = trainer_for("gpo", model_dir, data, tmp_path, hyperparameters={"gpo_loss": kind})
+    expected = float(formula(BETA * sums().h).mean())
+    assert dpo_loss_from_trainer(trainer) == pytest.approx(expected, rel=1e-5)
+
+
+def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    trainer = trainer_for("beta-dpo", model_dir, data, tmp_path)
+    first = dpo_loss_from_trainer(trainer, seed=0)
+    s0 = sums(0)
+    assert first == pytest.approx(float((-log_sigmoid(BETA * s0.h)).mean()), rel=1e-5)  # M0 starts at M_1
+    second = dpo_loss_from_trainer(trainer, seed=10)
+    s1 = sums(10)
+    m0 = float((BETA * s0.h).mean())  # momentum * M1 + (1 - momentum) * M1
+    beta_b = BETA * (1 + hp["alpha"] * (float((BETA * s1.h).mean()) - m0))
+    assert beta_b != pytest.approx(BETA)
+    assert second == pytest.approx(float((-log_sigmoid(beta_b * s1.h)).mean()), rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- CPO / SimPO / AlphaPO / ORPO
+
+
+AVG_W = torch.tensor([-0.4, -1.3, -0.9])
+AVG_L = torch.tensor([-0.7, -1.1, -2.0])
+
+
+def test_cpo_loss(model_dir, data, tmp_path):
+    trainer = trainer_for("cpo", model_dir, data, tmp_path)
+    losses, _, _ = trainer.cpo_loss(AVG_W * 5, AVG_L * 5)
+    expected = -log_sigmoid(BETA * (AVG_W * 5 - AVG_L * 5))
+    assert torch.allclose(losses, expected, atol=1e-6)
+    assert trainer.cpo_alpha == registry.get("cpo").defaults["cpo_alpha"]
+
+
+def test_simpo_loss(model_dir, data, tmp_path):
+    gamma = registry.get("simpo").defaults["simpo_gamma"]
+    trainer = trainer_for("simpo", model_dir, data, tmp_path)
+    losses, _, _ = trainer.cpo_loss(AVG_W, AVG_L)  # SimPO's inputs are length-averaged log-probs
+    expected = -log_sigmoid(BETA * (AVG_W - AVG_L) - gamma)
+    assert torch.allclose(losses, expected, atol=1e-6)
+    assert trainer.cpo_alpha == 0.0
+
+
+def test_alphapo_loss(model_dir, data, tmp_path):
+    hp = registry.get("alphapo").defaults
+    trainer = trainer_for("alphapo", model_dir, data, tmp_path)
+    losses, _, _ = trainer.cpo_loss(AVG_W, AVG_L)
+
+    def reward(avg_logp):  # AlphaPO, Gupta et al. 2025: r = (1 - p^-alpha) / alpha
+        return (1 - torch.exp(avg_logp) ** (-hp["alpha"])) / hp["alpha"]
+
+    expected = -log_sigmoid(BETA * (reward(AVG_W) - reward(AVG_L)) - hp["simpo_gamma"])
+    assert torch.allclose(losses, expected, atol=1e-6)
+
+
+def test_orpo_odds_ratio_term(model_dir, data, tmp_path):
+    trainer = trainer_for("orpo", model_dir, data, tmp_path)
+    losses = trainer.odds_ratio_loss(AVG_W, AVG_L)[0]
+
+    def log_odds(avg_logp):
+        p = torch.exp(avg_logp)
+        return torch.log(p / (1 - p))
+
+    # ORPO (Hong et al. 2024, Eq. 6-7): L = NLL - lambda * log sigma(log odds_w - log odds_l);
+    # TRL returns the second term's per-example value lambda * log sigma(...).
+    expected = BETA * log_sigmoid(log_odds(AVG_W) - log_odds(AVG_L))
+    assert torch.allclose(losses, expected, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- KTO
+
+
+@pytest.mark.parametrize("method", ["kto", "apo-unpaired"])
+def test_unpaired_losses(method, model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters(method)
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    lengths = [3, 4, 2, 4]
+    labels = torch.tensor([True, False, True, False])
+    mask = completion_mask(lengths, WIDTH)
+    ids = torch.randint(5, 100, (4, WIDTH), generator=torch.Generator().manual_seed(3))
+    kl_ids = torch.randint(100, 200, (4, WIDTH), generator=torch.Generator().manual_seed(4))
+    shift = mask[:, 1:].float()
+    policy, ref = table(4, WIDTH, 11) * shift, table(4, WIDTH, 12) * shift
+    kl_policy, kl_ref = table(4, WIDTH, 13) * shift, table(4, WIDTH, 14, 1.0, 3.0) * shift
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": mask, "label": labels,
+              "KL_input_ids": kl_ids, "KL_attention_mask": torch.ones_like(kl_ids), "KL_completion_mask": mask}
+    trainer.ref_model = LogProbTable([(ids, ref, {}), (kl_ids, kl_ref, {})])
+    got = float(trainer.compute_loss(LogProbTable([(ids, policy, {}), (kl_ids, kl_policy, {})]), inputs))
+
+    h = policy.sum(1) - ref.sum(1)
+    if method == "kto":  # Ethayarajh et al. 2024, Eq. 7-8, z0 = max(0, mean KL estimate)
+        z0 = torch.clamp((kl_policy.sum(1) - kl_ref.sum(1)).mean(), min=0)
+        desirable = hp["desirable_weight"] * (1 - sigmoid(BETA * (h[labels] - z0)))
+        undesirable = hp["undesirable_weight"] * (1 - sigmoid(BETA * (z0 - h[~labels])))
+    else:  # APO-zero, unpaired
+        desirable = 1 - sigmoid(BETA * h[labels])
+        undesirable = sigmoid(BETA * h[~labels])
+    expected = float(torch.cat([desirable, undesirable]).mean())
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- online RL
+
+
+def online_batch(seed=0):
+    lengths = [5, 3, 6, 2]
+    generator = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(4, 6, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    logps = -(0.1 + 2 * torch.rand(4, 6, generator=generator))
+    old = logps + 0.4 * (torch.rand(4, 6, generator=generator) - 0.5)  # some ratios outside the clip range
+    advantages = torch.tensor([1.0, -0.5, 0.7, -1.2])
+    return mask, logps, old, advantages
+
+
+def run_policy_loss(trainer, rloo=False, seed=0):
+    mask, logps, old, advantages = online_batch(seed)
+    trainer._get_per_token_logps_and_entropies = lambda *a, **k: (logps, torch.zeros_like(logps), None)
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = {"prompt_ids": torch.ones(4, 2, dtype=torch.long), "prompt_mask": torch.ones(4, 2, dtype=torch.long),
+              "completion_ids": torch.ones(4, 6, dtype=torch.long), "completion_mask": mask,
+              "advantages": advantages, "num_items_in_batch": mask.sum().float()}
+    if rloo:
+        inputs["old_logps"] = (old * mask).sum(1)
+    else:
+        inputs["old_per_token_logps"] = old
+    return float(trainer._compute_loss(trainer.model, inputs))
+
+
+def clipped(ratio, advantages, low, high):
+    return -torch.minimum(ratio * advantages, torch.clamp(ratio, 1 - low, 1 + high) * advantages)
+
+
+GRPO_METHODS = [m for m in registry.names() if registry.get(m).trainer == "trl.GRPOTrainer"]
+
+
+@pytest.mark.parametrize("method", GRPO_METHODS)
+def test_grpo_family_policy_loss(method, model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters(method)
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    got = run_policy_loss(trainer)
+    mask, logps, old, adv = online_batch()
+    m = mask.float()
+    a = adv[:, None]
+    eps, eps_high = hp["epsilon"], hp.get("epsilon_high", hp["epsilon"])
+    ratio = torch.exp(logps - old)
+    if method == "gspo":  # Zheng et al. 2025: s_i = exp(mean_t log ratio), sequence-level clip
+        s = torch.exp(((logps - old) * m).sum(1) / m.sum(1))
+        expected = clipped(s, adv, eps, eps_high).mean()
+    elif method == "cispo":  # MiniMax-M1: -sg(min(r, eps_max)) * A * log pi, token-mean over the batch
+        per_token = -torch.clamp(ratio, max=eps_high) * a * logps
+        expected = (per_token * m).sum() / m.sum()
+    elif method == "sapo":  # Gao et al. 2025: soft gate sigma(tau (r - 1)) * 4 / tau
+        tau = torch.where(a > 0, hp["sapo_temperature_pos"], hp["sapo_temperature_neg"])
+        per_token = -torch.sigmoid(tau * (ratio - 1)) * 4 / tau * a
+        expected = ((per_token * m).sum(1) / m.sum(1)).mean()
+    else:
+        per_token = clipped(ratio, a, eps, eps_high)
+        if method == "grpo":  # Shao et al. 2024: mean over tokens of each sequence, then over sequences
+            expected = ((per_token * m).sum(1) / m.sum(1)).mean()
+        elif method == "dr-grpo":  # Liu et al. 2025: constant normaliser G * max completion length
+            expected = (per_token * m).sum() / (4 * make_cell(method).training.max_completion_length)
+        else:  # dapo (Yu et al. 2025) and bnpo: token-level mean over the whole batch
+            expected = (per_token * m).sum() / m.sum()
+    assert got == pytest.approx(float(expected), rel=1e-5), method
+
+
+def test_rloo_policy_loss(model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters("rloo")
+    trainer = trainer_for("rloo", model_dir, data, tmp_path)
+    got = run_policy_loss(trainer, rloo=True)
+    mask, logps, old, adv = online_batch()
+    ratio = torch.exp(((logps - old) * mask).sum(1))  # sequence-level ratio of REINFORCE
+    expected = clipped(ratio, adv, trainer.args.epsilon, trainer.args.epsilon).mean()
+    assert got == pytest.approx(float(expected), rel=1e-5)
+    assert trainer.args.beta == hp["beta"]
+
+
+def test_rloo_leave_one_out_advantage():
+    """RLOO (Ahmadian et al. 2024): A_i = R_i - mean_{j != i} R_j; TRL's implementation."""
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    grouped = rewards.view(-1, 4)
+    expected = torch.stack([grouped[:, i] - (grouped.sum(1) - grouped[:, i]) / 3 for i in range(4)], 1).view(-1)
+    baselines = (grouped.sum(1, keepdim=True) - grouped) / 3  # as in trl.RLOOTrainer
+    assert torch.allclose(rewards - baselines.view(-1), expected)
+
+
+def test_online_dpo_loss(model_dir, data, tmp_path):
+    """Online DPO (Guo et al. 2024): DPO's logistic loss on two on-policy samples per prompt,
+    ranked by the reward. Generation runs for real; the log-probs are hand-made."""
+    trainer = trainer_for("online-dpo", model_dir, data, tmp_path)
+    generator = torch.Generator().manual_seed(5)
+    seen = {}
+
+    def forward(model, prompt_ids, prompt_mask, completion_ids, completion_mask, vision_inputs=None):
+        key = "ref" if model is not trainer.model else "policy"
+        shape = completion_ids.shape
+        if key not in seen:
+            seen[key] = -(0.1 + 2 * torch.rand(shape, generator=generator))
+            seen["mask"] = completion_mask.clone()
+        return seen[key].clone().requires_grad_(key == "policy")
+
+    trainer._forward = forward
+    batch = {"prompt": [[{"role": "user", "content": r["prompt"]}] for r in data.prompts],
+             "answer": [r["answer"] for r in data.prompts]}
+    got = float(trainer.training_step(trainer.model, batch))
+    mask = seen["mask"].float()
+    n = mask.shape[0] // 2
+    total = (seen["policy"] * mask).sum(1)
+    ref = (seen["ref"] * mask).sum(1)
+    # All rewards tie on the untrained model (0 = 0): the first sample is the chosen one.
+    h = (total[:n] - total[n:]) - (ref[:n] - ref[n:])
+    expected = float((-log_sigmoid(BETA * h)).mean())
+    assert got == pytest.approx(expected, rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- SFT
+
+
+@pytest.mark.parametrize("method", ["sft", "sp-rft"])
+def test_sft_loss_is_mean_completion_nll(method, model_dir, data, tmp_path):
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    lengths = [3, 5, 2]
+    mask = completion_mask(lengths, WIDTH)
+    ids = torch.randint(5, 100, (3, WIDTH), generator=torch.Generator().manual_seed(8))
+    labels = ids.masked_fill(mask == 0, -100)
+    policy = table(3, WIDTH, 21)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    got = float(trainer.compute_loss(LogProbTable([(ids, policy, {})]), inputs))
+    shift = mask[:, 1:].bool()
+    expected = float(-policy[shift].mean())  # -1/N sum_t log pi(y_t | x, y_<t) over completion tokens
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_every_method_has_a_loss_test():
+    covered = set(DPO_TRAINER_METHODS) | set(GRPO_METHODS) | {
+        "cpo", "simpo", "alphapo", "orpo", "kto", "apo-unpaired", "rloo", "online-dpo", "sft", "sp-rft"}
+    assert covered == set(registry.names())
