@@ -1,0 +1,221 @@
+"""One cell, start to finish: data -> train -> eval -> one atomic record.
+
+``execute_cell`` runs inside a worker process on any backend (local, Ray, SLURM). It never
+raises for a failing cell: an exception, a non-finite loss or an unreachable model becomes
+a ``failed`` record with its reason and log tail, and the study goes on. Failures the
+worker cannot record itself (a timeout, an out-of-memory kill) are recorded by the driver
+through ``record_failure``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from oxstudy.errors import OxstudyError
+from oxstudy.plan import Cell
+from oxstudy.store import Store, atomic_write_text, now_iso, provenance
+
+LOG_NAME = "log.txt"
+PROGRESS_NAME = "progress.json"
+LOG_TAIL_LINES = 40
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ProgressWriter:
+    """Writes the cell's phase to ``cells/<run_id>/progress.json`` for the driver to show.
+
+    A file rather than a pipe, so the same mechanism works for local workers, Ray tasks
+    and SLURM jobs on a shared filesystem. Throttled: at most every ``interval`` seconds.
+    """
+
+    def __init__(self, path: Path, interval: float = 0.5) -> None:
+        self.path = path
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, phase: str, step: int = 0, total: int = 0, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        payload = {"phase": phase, "step": step, "total": total, "updated_at": time.time()}
+        with contextlib.suppress(OSError):
+            atomic_write_text(self.path, json.dumps(payload))
+
+
+def read_progress(store: Store, run_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((store.cell_dir(run_id) / PROGRESS_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def redirect_output(path: Path) -> Iterator[None]:
+    """Send this process's stdout/stderr (file descriptors too: TRL, lm-eval, C++) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _base_record(cell: Cell, attempt: int) -> dict[str, Any]:
+    return {"run_id": cell.run_id, "study": cell.study, "cell": cell.model_dump(mode="json"), "attempts": attempt}
+
+
+def record_failure(store: Store, cell: Cell | dict[str, Any], *, attempt: int, reason: str, log_tail: str = "",
+                   timings: dict[str, Any] | None = None) -> None:
+    """Write a ``failed`` record (used by workers and by drivers for timeouts and kills)."""
+    cell = cell if isinstance(cell, Cell) else Cell.model_validate(cell)
+    record = _base_record(cell, attempt)
+    record.update(
+        status="failed",
+        error={"reason": reason, "log_tail": log_tail},
+        timings=timings or {"finished_at": now_iso()},
+        metrics={}, items={}, curves={},
+        provenance=provenance(),
+    )  # fmt: skip
+    store.write_record(record)
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_name(device: str) -> str:
+    import platform
+
+    if device == "cuda":
+        import torch
+
+        return f"cuda:{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"cpu:{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline proper; raises on failure."""
+    from oxstudy.evaluation import evaluate_model
+    from oxstudy.selfplay import prepare_data
+    from oxstudy.training import train_cell
+    from oxstudy.zoo import model_param_count, resolve_model_source
+
+    work = store.cell_dir(cell.run_id)
+    device = _device()
+
+    progress("data", force=True)
+    started = time.perf_counter()
+    model_path = resolve_model_source(cell.model.source)
+    params = cell.model.params or model_param_count(model_path)
+    data = prepare_data(cell, model_path, cache_dir=store.root / "selfplay", device=device)
+    timings["data_s"] = round(time.perf_counter() - started, 3)
+
+    progress("train", force=True)
+    started = time.perf_counter()
+    result = train_cell(
+        cell, model_path=model_path, output_dir=work / "train", data=data,
+        progress=lambda step, total: progress("train", step, total), device=device,
+    )  # fmt: skip
+    timings["train_s"] = round(time.perf_counter() - started, 3)
+
+    progress("eval", 0, len(cell.benchmarks), force=True)
+    started = time.perf_counter()
+    evaluation = evaluate_model(
+        result.model, cell.benchmarks, result.tokenizer, device=device,
+        on_benchmark=lambda index, total, _name: progress("eval", index, total, force=True),
+    )  # fmt: skip
+    timings["eval_s"] = round(time.perf_counter() - started, 3)
+
+    return {
+        "params": params,
+        "metrics": evaluation["metrics"],
+        "items": evaluation["items"],
+        "curves": result.curves,
+        "train": {
+            "final_loss": result.final_loss, "steps": result.steps, "setup_s": round(result.setup_s, 3),
+            "data": getattr(data, "stats", {}), "trl_config": result.config,
+        },
+        "device": _device_name(device),
+    }  # fmt: skip
+
+
+def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int = 1, threads: int | None = None,
+                 redirect: bool = True) -> dict[str, Any]:
+    """Run one cell and write its record; return ``{run_id, status, attempts, reason, wall_s}``.
+
+    Never raises for a failure of the cell itself. ``threads`` caps torch's intra-op threads
+    (local workers divide the machine's cores between them).
+    """
+    cell = cell if isinstance(cell, Cell) else Cell.model_validate(cell)
+    store = Store(store_root)
+    work = store.cell_dir(cell.run_id)
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / LOG_NAME
+    progress = ProgressWriter(work / PROGRESS_NAME)
+    timings: dict[str, Any] = {"started_at": now_iso()}
+    wall = time.perf_counter()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    outcome: dict[str, Any] = {"run_id": cell.run_id, "attempts": attempt}
+    output = redirect_output(log_path) if redirect else contextlib.nullcontext()
+    with output:
+        print(f"== oxstudy cell {cell.label} run {cell.run_id} attempt {attempt} at {timings['started_at']}", flush=True)
+        try:
+            result = _run(cell, store, progress, timings)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+            if isinstance(exc, OxstudyError):
+                reason = "; ".join(exc.messages)
+            else:
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+            traceback.print_exc()
+            sys.stderr.flush()
+            timings.update(total_s=round(time.perf_counter() - wall, 3), finished_at=now_iso())
+            record_failure(store, cell, attempt=attempt, reason=reason, log_tail=log_tail(log_path), timings=timings)
+            progress("failed", force=True)
+            outcome.update(status="failed", reason=reason, wall_s=timings["total_s"])
+            return outcome
+        timings.update(total_s=round(time.perf_counter() - wall, 3), finished_at=now_iso())
+        record = _base_record(cell, attempt)
+        record.update(
+            status="done", error=None, timings=timings, params=result["params"], metrics=result["metrics"],
+            items=result["items"], curves=result["curves"], train=result["train"],
+            provenance=provenance(device=result["device"]),
+        )  # fmt: skip
+        store.write_record(record)
+        print(f"== done in {timings['total_s']} s", flush=True)
+    if not cell.execution.keep_checkpoints:
+        shutil.rmtree(work / "train", ignore_errors=True)
+    progress("done", force=True)
+    outcome.update(status="done", reason=None, wall_s=timings["total_s"])
+    return outcome

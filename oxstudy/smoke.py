@@ -1,0 +1,68 @@
+"""Smoke mode: any spec, shrunk to run on a laptop CPU in minutes.
+
+``oxstudy run SPEC --smoke`` keeps the spec's algorithms (methods, hyperparameters),
+model ids and fine-tuning modes, benchmark ids and analysis, and replaces what needs a
+GPU or the hub: every model becomes the smallest zoo model, every benchmark a bundled
+task (in-domain ones the training-domain task), the data the bundled generator, truncated,
+with two optimizer steps per run and the first seed only. Results go to a separate study
+directory (``<output>-smoke``) so they never mix with the real study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oxstudy.spec import StudySpec, load_spec_data
+
+SMOKE_MODEL = "zoo:tiny"
+SMOKE_TRAINING = {
+    "learning_rate": 1e-4, "epochs": 1.0, "effective_batch_size": 4, "per_device_batch_size": 4,
+    "max_length": 128, "max_prompt_length": 64, "max_completion_length": 32, "precision": "auto",
+    "max_steps": 2, "gradient_checkpointing": False,
+}  # fmt: skip
+#: Out-of-domain replacements, cycled: one generative, one multiple-choice.
+SMOKE_OOD = [("oxs_sequence", "exact_match,strict-match"), ("oxs_compare", "acc,none")]
+SMOKE_ITEMS = 16
+
+
+def smoke_spec(spec: StudySpec) -> StudySpec:
+    data: dict[str, Any] = spec.model_dump(mode="json", exclude_none=True)
+    data.pop("extends", None)
+    data["name"] = f"{spec.name}-smoke"
+    data["output_dir"] = str(spec.store_dir.with_name(spec.store_dir.name + "-smoke").resolve())
+    data["seeds"] = spec.seeds[:1]
+    for model in data["models"]:
+        model["source"] = SMOKE_MODEL
+        model.pop("params", None)
+        model["family"] = "zoo"
+        model.pop("training", None)  # scale-specific settings (lr, batch) do not apply to the zoo
+    for algorithm in data["algorithms"]:
+        training = algorithm.get("training") or {}
+        for key in SMOKE_TRAINING:
+            training.pop(key, None)
+        algorithm["training"] = training or None
+        hyperparameters = algorithm.get("hyperparameters") or {}
+        if "num_generations" in hyperparameters:
+            hyperparameters["num_generations"] = 2
+    data["training"] = {**data.get("training", {}), **SMOKE_TRAINING}
+    data["data"] = {
+        "source": "task:oxs_arith",
+        "train_size": 8,
+        "preference": {"mode": "self-play", "samples_per_prompt": 2, "temperature": 1.0, "max_new_tokens": 32},
+        "reward": data.get("data", {}).get("reward", {}),
+    }
+    ood = 0
+    for benchmark in data["benchmarks"]:
+        if benchmark.get("in_domain"):
+            task, metric = "oxs_arith", "exact_match,strict-match"
+        else:
+            task, metric = SMOKE_OOD[ood % len(SMOKE_OOD)]
+            ood += 1
+        benchmark.update(task=task, metric=metric, num_fewshot=0, limit=SMOKE_ITEMS, apply_chat_template=True,
+                         fewshot_as_multiturn=False, gen_kwargs={})
+    data["execution"] = {**data.get("execution", {}), "backend": "local", "gpus_per_run": 0, "retries": 0,
+                         "max_parallel": 2, "timeout_s": 900}
+    if data.get("analysis", {}).get("claims"):
+        data["analysis"]["claims"] = str(spec.resolve_path(data["analysis"]["claims"]))
+    data["exclude"] = [e for e in data.get("exclude", []) if e.get("seed") in (None, *data["seeds"])]
+    return load_spec_data(data, base_dir=spec.base_dir)
