@@ -351,3 +351,17 @@ def test_cli_report_bad_input_is_one_line(tmp_path: Path, capsys) -> None:
     assert code == 2
     assert err.startswith("error:") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_report_with_claims(tmp_path: Path, capsys) -> None:
+    data = Path(__file__).parent / "data"
+    target = tmp_path / "claims.html"
+    code, out, err = run_cli(["report", str(data / "analysis_runs.csv"), "--claims", str(data / "analysis_claims.yaml"),
+                              "--baseline", "dpo", "--resamples", "300", "-o", str(target)], capsys)
+    assert code == 0, err
+    assert out.strip() == str(target)
+    body = sections_of(target.read_text())["claims"]
+    assert 'class="note"' not in body
+    assert "simpo-worse-large" in body or "SimPO is significantly worse" in body
+    verdicts = re.findall(r'<td class="(ok|bad|warn)">(SUPPORTED|REFUTED|INCONCLUSIVE)</td>', body)
+    assert len(verdicts) >= 5

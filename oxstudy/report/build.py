@@ -716,6 +716,10 @@ def _claims_section(claims: list[dict[str, Any]] | None) -> Section:
     if not claims:
         section.note = "No claims given (add them to the spec's analysis section or pass --claims)."
         return section
+    counts = {v: sum(1 for c in claims if str(c.get("verdict", "")).upper() == v)
+              for v in ("SUPPORTED", "REFUTED", "INCONCLUSIVE")}
+    section.intro = (f"{counts['SUPPORTED']} supported, {counts['REFUTED']} refuted, "
+                     f"{counts['INCONCLUSIVE']} inconclusive (verified by the statistics engine).")
     table = Table(name="claims", caption="Verdicts", columns=["claim", "kind", "verdict", "evidence"])
     for claim in claims:
         verdict = str(claim.get("verdict", MISSING))
@@ -733,12 +737,13 @@ def _claims_section(claims: list[dict[str, Any]] | None) -> Section:
     return section
 
 
-def _curves_section(view: AnalysisView, curves: list[dict[str, Any]] | None,
+def _curves_section(view: AnalysisView, meta: ReportMeta, curves: list[dict[str, Any]] | None,
                     styles: dict[str, plots.Style]) -> Section:
     section = Section("curves", "Training curves")
     usable = [c for c in (curves or []) if c.get("step") and c.get("algorithm") in styles]
     if not usable:
-        section.note = "No training curves in the store."
+        section.note = ("No training curves in the store." if meta.input_kind == "study" else
+                        "No training curves: only a study directory (the results store) records them.")
         return section
     section.intro = "Each line is one seed's training run (loss and reward as logged by the trainer)."
     panels = []
@@ -786,7 +791,7 @@ def build_sections(
         _leverage_section(view),
         _power_section(view),
         _claims_section(claims),
-        _curves_section(view, curves, styles),
+        _curves_section(view, meta, curves, styles),
     ]
     return meta, sections
 

@@ -70,23 +70,34 @@ def default_output(study: str) -> Path:
     return Path("reports") / f"{_slug(study)}.html"
 
 
-def verify_claims(claims_path: Path | None, spec: dict[str, Any] | None, results: Any,
-                  analysis: dict[str, Any], kwargs: dict[str, Any]) -> list[dict[str, Any]] | None:
-    """Claim verdicts from the statistics engine's verifier, for ``--claims`` or the spec's
-    claims; ``None`` when there are none."""
-    spec_claims = _spec_analysis(spec).get("claims")
-    if claims_path is None and not spec_claims:
-        return None
-    try:
-        from oxstudy.stats import claims as claims_module
-    except ImportError:
-        raise InputError("--claims: this oxstudy has no claims verifier (oxstudy.stats.claims)") from None
-    verify = getattr(claims_module, "verify_for_report", None) or getattr(claims_module, "verify", None)
-    if verify is None:
-        raise InputError("--claims: oxstudy.stats.claims has no verify function")
-    source = claims_path if claims_path is not None else spec_claims
-    verdicts = verify(source, results=results, analysis=analysis, **kwargs)
-    return [dict(v) if not isinstance(v, dict) else v for v in verdicts]
+def claims_file(claims_path: Path | None, spec: dict[str, Any] | None, study_dirs: list[Path]
+                ) -> tuple[Path | None, str | None]:
+    """The claims file to verify: ``--claims``, else the spec's ``analysis.claims`` (a path
+    relative to the spec file, so tried as given, then against the study directory).
+    Returns (path, warning)."""
+    if claims_path is not None:
+        return Path(claims_path), None
+    named = _spec_analysis(spec).get("claims")
+    if not named:
+        return None, None
+    candidates = [Path(named)] + [d / named for d in study_dirs]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate, None
+    return None, f"the spec's claims file {named} was not found; pass --claims to verify it"
+
+
+def verify_claims(path: Path, results: Any, n_resamples: int) -> list[dict[str, Any]]:
+    """Verdict rows for the report from the statistics engine's claims verifier."""
+    from oxstudy.claims import load_claims, verify
+
+    report = verify(load_claims(path), results, n_resamples=n_resamples)
+    rows = []
+    for claim in report.get("claims", []):
+        rows.append({"id": claim.get("id"), "description": claim.get("text") or claim.get("id"),
+                     "kind": claim.get("kind"), "verdict": claim.get("verdict"),
+                     "evidence": claim.get("message") or claim.get("numbers")})
+    return rows
 
 
 def prepare(options: ReportOptions, progress: Callable[[str], None] | None = None
@@ -122,9 +133,14 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
                                    results.kind, results.kind))
     if options.title:
         meta.study = options.title
-    if progress:
-        progress("verifying claims")
-    claims = verify_claims(options.claims, results.spec, results, analysis, kwargs)
+    path, warning = claims_file(options.claims, results.spec, [Path(p) for p in studies])
+    claims = None
+    if warning:
+        analysis["warnings"].append(warning)
+    if path is not None:
+        if progress:
+            progress("verifying claims")
+        claims = verify_claims(path, results, options.resamples)
     return analysis, meta, curves, claims
 
 
