@@ -365,3 +365,25 @@ def test_cli_report_with_claims(tmp_path: Path, capsys) -> None:
     assert "simpo-worse-large" in body or "SimPO is significantly worse" in body
     verdicts = re.findall(r'<td class="(ok|bad|warn)">(SUPPORTED|REFUTED|INCONCLUSIVE)</td>', body)
     assert len(verdicts) >= 5
+
+
+def test_partial_study_with_spec_baseline_missing_still_reports(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    study = write_study(tmp_path / "studies" / "mini")
+    (study / "spec.yaml").write_text(yaml.safe_dump({"name": "mini", "analysis": {"baseline": "grpo"}}))
+    target = tmp_path / "partial.html"
+    code, out, err = run_cli(["report", str(study), "-o", str(target), "--resamples", "200"], capsys)
+    assert code == 0, err
+    html = target.read_text()
+    assert "baseline grpo has no finished runs yet" in html
+    assert "<svg" in sections_of(html)["pairwise"]  # falls back to pairwise comparisons
+
+
+def test_curves_with_only_null_rewards_draw_no_empty_panel() -> None:
+    table = long_table(seeds=2)
+    analysis = analyze(table, baseline="dpo", n_resamples=100)
+    curves = [{"model": "m-70M", "algorithm": "dpo", "seed": 0, "step": [1, 2], "loss": [0.7, 0.6],
+               "reward": [None, None], "kl": [None, None]}]
+    body = sections_of(build_report(analysis, meta_from_table(table, study="s"), curves=curves))["curves"]
+    assert "m-70M · loss" in body and "reward" not in body.split("<figure>")[1]

@@ -612,12 +612,21 @@ def _factorial_section(view: AnalysisView, meta: ReportMeta) -> Section:
         section.figures.append(_figure(caption, plots.interaction_plot(panels, meta.metric_label or "score")))
     keys = [k for k in ("model", "benchmark", "algorithm") if any(b.get(k) is not None for b in blocks)]
     terms = []
+    notes: dict[str, list[str]] = {}
     for block in blocks:
         for term in records(block.get("terms")):
             terms.append({**{k: block.get(k) for k in keys}, **term})
         if block.get("note"):
             where = " · ".join(str(block.get(k)) for k in keys if block.get(k) is not None)
-            section.paragraphs.append(f"{where}: {block['note']}" if where else str(block["note"]))
+            notes.setdefault(str(block["note"]), []).append(where)
+    for note, wheres in notes.items():  # one line per distinct note, not one per group
+        named = [w for w in wheres if w]
+        if not named:
+            section.paragraphs.append(note)
+        elif len(named) <= 3:
+            section.paragraphs.append(f"{'; '.join(named)}: {note}")
+        else:
+            section.paragraphs.append(f"{note} ({len(named)} groups: {', '.join(named[:3])}, ...)")
     if terms:
         section.tables.append(records_table("anova", "ANOVA table", terms,
                                             columns=[*keys, "term", "df", "sum_sq", "F", "p_value",
@@ -747,11 +756,16 @@ def _curves_section(view: AnalysisView, meta: ReportMeta, curves: list[dict[str,
         return section
     section.intro = "Each line is one seed's training run (loss and reward as logged by the trainer)."
     panels = []
-    quantities = [q for q in ("loss", "reward", "kl") if any(c.get(q) for c in usable)]
+
+    def logged(curve: dict[str, Any], quantity: str) -> bool:
+        # SFT logs no reward: its list holds only nulls, which is no curve at all.
+        return any(is_number(v) for v in (curve.get(quantity) or []))
+
+    quantities = [q for q in ("loss", "reward", "kl") if any(logged(c, q) for c in usable)]
     for model in view.models:
         for quantity in quantities:
             lines = [(c["algorithm"], c["step"], c[quantity]) for c in usable
-                     if c.get("model") == model and c.get(quantity)]
+                     if c.get("model") == model and logged(c, quantity)]
             if lines:
                 panels.append({"title": f"{model} · {quantity}", "ylabel": quantity, "lines": lines})
     if not panels:

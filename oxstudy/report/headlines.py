@@ -148,6 +148,10 @@ def headlines(analysis: dict[str, Any], meta: Any = None) -> list[str]:
         total = getattr(meta, "planned_runs", None)
         of = f" of {total}" if total else ""
         lines.append(f"{len(meta.failed)}{of} runs failed; their cells have fewer seeds or are missing.")
+    if meta is not None and getattr(meta, "missing", None):
+        total = getattr(meta, "planned_runs", None)
+        of = f" of {total}" if total else ""
+        lines.append(f"{len(meta.missing)}{of} planned runs have no record yet: the study is partial.")
     lines += comparison_headlines(analysis)
     lines += inversion_headlines(analysis)
     lines += leverage_headlines(analysis)

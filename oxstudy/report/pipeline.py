@@ -112,10 +112,19 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
     results = load_results(options.inputs, items=options.items, mapping=options.mapping, model=options.model,
                            algorithm=options.algorithm, seed=options.seed, metric=options.metric)
     kwargs = analysis_options(options, results.spec)
+    notes: list[str] = []
+    algorithms = set(results.table["algorithm"].astype(str)) if "algorithm" in results.table.columns else set()
+    if options.baseline is None and kwargs.get("baseline") is not None and kwargs["baseline"] not in algorithms:
+        # A partial study: the spec's baseline has no finished run yet. Report what exists
+        # instead of failing; an explicit --baseline still fails loudly in analyze.
+        notes.append(f"the spec's baseline {kwargs.pop('baseline')} has no finished runs yet: no comparisons "
+                     "against it")
+        if kwargs.get("family", "vs-baseline") == "vs-baseline":
+            kwargs["family"] = "pairwise"
     analysis = analyze(results.table, items=results.items, kind=results.kind, source=results.source,
                        progress=progress, **kwargs)
     analysis.setdefault("warnings", [])
-    analysis["warnings"] = list(dict.fromkeys([*results.warnings, *analysis["warnings"]]))
+    analysis["warnings"] = list(dict.fromkeys([*notes, *results.warnings, *analysis["warnings"]]))
     studies = [p for p in options.inputs if _is_study_dir(Path(p))]
     curves: list[dict[str, Any]] = []
     if len(studies) == 1 and len(options.inputs) == 1:

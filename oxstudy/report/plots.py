@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 #: Okabe & Ito (2008) colour-blind-safe palette, yellow moved last (low contrast on
 #: white). Black is reserved for the baseline.
@@ -177,8 +178,6 @@ def _grid(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
 
 def _tidy(ax: Any, x_bins: int | None = None) -> None:
     """Small tick labels; at most ``x_bins`` x ticks so numbers never collide."""
-    from matplotlib.ticker import MaxNLocator
-
     ax.tick_params(labelsize="small")
     if x_bins:
         ax.xaxis.set_major_locator(MaxNLocator(nbins=x_bins))
@@ -404,8 +403,6 @@ def bump_chart(
     ``panels``: ``[{"title", "models": [...], "ranks": {algorithm: [rank or None per model]},
     "highlight": {algorithm, ...}}]``.
     """
-    from matplotlib.ticker import MaxNLocator
-
     n_alg = max(len(algorithms), 2)
     fig, axes = _layout(len(panels), max_cols=3, panel_height=0.2 * n_alg + 1.0, left=0.7, bottom=0.35,
                         wgap=0.7, hgap=0.7, legend_items=len(algorithms))
@@ -513,6 +510,7 @@ def curves_plot(
                                              linewidths=1.0, alpha=0.8))
         ax.autoscale_view()
         ax.set_title(label(panel["title"]), fontsize="medium")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
         ax.set_xlabel("step", fontsize="small")
         ax.set_ylabel(label(panel["ylabel"]), fontsize="small")
         ax.grid(alpha=0.3)
