@@ -297,25 +297,35 @@ def chromium() -> str:
     return binary
 
 
-@pytest.fixture(scope="module")
-def report_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["long-table", "study-directory"])
+def report_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a small study: from a long table through the engine, and from a study
+    directory written by the real store through the command's pipeline (runs, a failed run,
+    provenance, training curves)."""
     from oxstudy.report.build import build_report
     from oxstudy.report.inputs import meta_from_table
     from oxstudy.stats.analyze import analyze
 
-    table = _small_study_long_table()
-    analysis = analyze(table, baseline="dpo", factors=["params", "finetune"], correction="bonferroni",
-                       n_resamples=1000)
-    meta = meta_from_table(table, study="browser <b>check</b> study", source="synthetic long table",
-                           input_kind="long table")
-    html = build_report(analysis, meta)
-    path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(html, encoding="utf-8")
+    path = tmp_path_factory.mktemp("report") / f"{request.param}.html"
+    if request.param == "long-table":
+        table = _small_study_long_table()
+        analysis = analyze(table, baseline="dpo", factors=["params", "finetune"], correction="bonferroni",
+                           n_resamples=1000)
+        meta = meta_from_table(table, study="browser <b>check</b> study", source="synthetic long table",
+                               input_kind="long table")
+        path.write_text(build_report(analysis, meta), encoding="utf-8")
+    else:
+        from test_report import write_study
+
+        from oxstudy.report.pipeline import ReportOptions, write_outputs
+
+        study = write_study(tmp_path_factory.mktemp("studies") / "browser <b>check</b> study", hostile=True)
+        write_outputs(ReportOptions(inputs=[study], output=path, baseline="dpo", resamples=500))
     return path
 
 
 def test_report_opens_cleanly_in_chromium(chromium: str, report_path: Path) -> None:
-    observed = open_report(report_path, "small-study")
+    observed = open_report(report_path, report_path.stem)
     events = observed["events"]
 
     requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]

@@ -697,6 +697,10 @@ def _leverage_section(view: AnalysisView) -> Section:
     return section
 
 
+def _percent(value: Any) -> str:
+    return f"{float(value) * 100:g}%" if is_number(value) else "the chosen"
+
+
 def _power_section(view: AnalysisView) -> Section:
     section = Section("power", "Power and seed planning")
     rows = view.relabel(records(view.raw.get("power")))
@@ -705,14 +709,15 @@ def _power_section(view: AnalysisView) -> Section:
         return section
     unit = "points" if view.points_per_unit == 100 else "metric units"
     section.intro = ("Minimum detectable difference (MDE) at the design's seeds per arm, the per-comparison "
-                     f"alpha after correction and {fmt(rows[0].get('power'))} power, from the pooled sd; "
+                     f"alpha after correction and {_percent(rows[0].get('power'))} power, from the pooled sd; "
                      f"and the seeds per arm needed to detect a difference of the given size ({unit}).")
     table_rows = []
     for r in rows:
         row = {k: r.get(k) for k in ("model", "benchmark", "n_per_arm", "comparisons", "alpha_per_comparison",
                                      "pooled_sd", "mde_d", "mde_points")}
         for need in records(r.get("seeds_needed")):
-            row[f"seeds for {fmt(need.get('diff_points'))} {unit}"] = need.get("seeds_per_arm")
+            diff = need.get("diff_points")
+            row[f"seeds for {diff:g} {unit}" if is_number(diff) else "seeds"] = need.get("seeds_per_arm")
         if r.get("note"):
             row["note"] = r.get("note")
         table_rows.append(row)

@@ -138,7 +138,7 @@ def power_headlines(analysis: dict[str, Any]) -> list[str]:
     span = f"{fmt(values[0])}{unit}" if values[0] == values[-1] else f"{fmt(values[0])} to {fmt(values[-1])}{unit}"
     power = rows[0].get("power")
     return [f"With {n} seeds per arm the minimum detectable difference is {span} "
-            f"({fmt(float(power) * 100 if is_number(power) else 80)}% power, after correction)."]
+            f"({float(power) * 100 if is_number(power) else 80:g}% power, after correction)."]
 
 
 def headlines(analysis: dict[str, Any], meta: Any = None) -> list[str]:
