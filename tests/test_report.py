@@ -239,7 +239,7 @@ def test_markdown_export_table_shape(tmp_path: Path, analysis_for_export: dict) 
         widths = {len(re.split(r"(?<!\\)\|", line)) for line in lines}
         assert len(widths) == 1, block[:200]
         assert re.fullmatch(r"\|---(\|---:)+\|", lines[1])
-    assert "**" in text and "a&b%" in text
+    assert "**" in text and "a&amp;b%" in text
 
 
 def test_json_export_is_the_analysis(tmp_path: Path, analysis_for_export: dict) -> None:
@@ -254,6 +254,15 @@ def test_unknown_export_format_is_an_input_error(tmp_path: Path, analysis_for_ex
 
     with pytest.raises(InputError, match="--format"):
         export.export_tables(analysis_for_export, "docx", tmp_path / "x.html")
+
+
+def test_markdown_and_latex_escape_a_hostile_name(tmp_path: Path) -> None:
+    table = long_table(algorithms=("dpo", HOSTILE), seeds=2, benchmarks=("gsm8k",))
+    analysis = analyze(table, baseline="dpo", n_resamples=100)
+    tables = export.main_tables(analysis)
+    assert "<script>" not in export.to_markdown(tables)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in export.to_markdown(tables)
+    assert "\\textless{}script\\textgreater{}" in export.to_latex(tables)
 
 
 def test_markdown_from_string_buffer_parses_with_pandas(tmp_path: Path, analysis_for_export: dict) -> None:

@@ -39,6 +39,8 @@ def main_tables(analysis: dict[str, Any]) -> list[Table]:
 
 
 def _md_escape(text: str) -> str:
+    """Markdown-escape a cell; ``<``/``>`` become entities so a name never renders as HTML."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_").replace(
         "\n", " ")
 
