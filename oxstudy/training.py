@@ -120,6 +120,9 @@ def shared_arguments(training: Any, *, seed: int, output_dir: str | Path, device
         "data_seed": seed,
         "logging_steps": training.logging_steps,
         "logging_first_step": True,
+        # The HF default silently replaces NaN/inf step losses by the running mean: a diverged run
+        # must fail instead.
+        "logging_nan_inf_filter": False,
         "save_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
@@ -293,6 +296,9 @@ def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
             kl = logs.get("kl", logs.get("objective/kl"))
             row = {"step": state.global_step, "loss": loss, "reward": reward, "kl": kl}
             for key, value in logs.items():
+                # Wall-clock timings are not training metrics: they would make re-runs differ.
+                if key.endswith(("time", "runtime", "per_second")):
+                    continue
                 if key not in ("loss", "reward", "kl") and isinstance(value, (int, float)):
                     row.setdefault(key, value)
             n = len(curves.get("step", []))

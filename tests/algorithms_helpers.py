@@ -52,8 +52,9 @@ def make_cell(method: str, *, seed: int = 0, hyperparameters: dict[str, Any] | N
     """A real :class:`oxstudy.plan.Cell` for a tiny run of ``method``."""
     from oxstudy.algorithms import registry
 
-    data_spec = DataSpec(source="task:oxs_arith", train_size=8,
-                         preference=PreferenceSpec(samples_per_prompt=2, max_new_tokens=12), **(data or {}))
+    data = dict(data or {})
+    preference = PreferenceSpec(**{"samples_per_prompt": 2, "max_new_tokens": 12, **data.pop("preference", {})})
+    data_spec = DataSpec(**{"source": "task:oxs_arith", "train_size": 8, **data}, preference=preference)
     return Cell(
         run_id="0" * 16, study="algorithms-test",
         model=ModelSpec(id="tiny", source="zoo:tiny", finetune=finetune,

@@ -1,0 +1,212 @@
+"""Every method trains for real through TRL on the smallest zoo model (CPU, a few steps).
+
+Also: re-running a cell with the same seed gives identical metrics and weights; two methods
+of one planned study receive identical shared settings; LoRA runs produce an adapter that
+matches the merged model; non-finite losses fail clearly; multi-GPU configs are well formed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from algorithms_helpers import make_cell
+
+from oxstudy.algorithms import registry
+from oxstudy.errors import SpecError
+from oxstudy.selfplay import exact_match_reward, prepare_data
+from oxstudy.training import (
+    NonFiniteLossError,
+    accelerate_config,
+    build_config,
+    deepspeed_zero3_config,
+    num_processes,
+    shared_arguments,
+    train_cell,
+    write_accelerate_config,
+)
+
+# No weight decay in these runs: with it, AdamW moves the weights even at zero gradient and a
+# "weights changed" check could not fail.
+TRAINING = {"weight_decay": 0.0, "max_completion_length": 24, "max_length": 96}
+DATA = {"train_size": 8, "preference": {"samples_per_prompt": 4, "max_new_tokens": 48}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: extra threads only add contention on shared CPUs
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def selfplay_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("selfplay")
+
+
+@pytest.fixture(scope="module")
+def base_weights(zoo_tiny):
+    from transformers import AutoModelForCausalLM
+
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(zoo_tiny).state_dict().items()}
+
+
+def brevity_reward(completions, **kwargs):
+    """Shorter is better: gives every GRPO group reward variance even when the tiny model
+    solves nothing, so the policy gradient is non-zero."""
+    return [-len(str(c)) / 100 for c in completions]
+
+
+REWARDS = [exact_match_reward, brevity_reward]
+
+
+def cell_for(method, **kwargs):
+    training = {**TRAINING, **kwargs.pop("training", {})}
+    data = {**DATA, **kwargs.pop("data", {})}
+    return make_cell(method, training=training, data=data, **kwargs)
+
+
+def run(method, zoo_tiny, tmp_path, selfplay_cache, **kwargs):
+    cell = cell_for(method, **kwargs)
+    data = prepare_data(cell, zoo_tiny, cache_dir=selfplay_cache)
+    return train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path, data=data, reward_funcs=REWARDS)
+
+
+def changed(model, base_weights):
+    state = model.state_dict()
+    return any(not torch.equal(state[k], v) for k, v in base_weights.items() if k in state)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", registry.names())
+def test_every_method_trains(method, zoo_tiny, tmp_path, selfplay_cache, base_weights):
+    steps = []
+    cell = cell_for(method)
+    data = prepare_data(cell, zoo_tiny, cache_dir=selfplay_cache)
+    result = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path, data=data, reward_funcs=REWARDS,
+                        progress=lambda step, total: steps.append((step, total)))
+    assert result.steps == cell.training.max_steps == 2
+    assert steps[-1] == (2, 2)
+    assert math.isfinite(result.final_loss)
+    assert all(math.isfinite(x) for x in result.curves["loss"] if x is not None)
+    assert result.curves["step"] == [1, 2]
+    assert len(result.curves["loss"]) == len(result.curves["reward"]) == len(result.curves["kl"]) == 2
+    assert changed(result.model, base_weights), f"{method}: weights did not change"
+    assert result.method == method
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dpo", "grpo"])
+def test_same_cell_and_seed_reproduce_metrics(method, zoo_tiny, tmp_path, selfplay_cache):
+    first = run(method, zoo_tiny, tmp_path / "a", selfplay_cache)
+    second = run(method, zoo_tiny, tmp_path / "b", selfplay_cache)
+    assert first.curves == second.curves
+    assert first.final_loss == second.final_loss
+    a, b = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    third = run(method, zoo_tiny, tmp_path / "c", selfplay_cache, seed=1)
+    assert third.curves["loss"] != first.curves["loss"]  # the seed matters
+
+
+SHARED_FIELDS = [
+    "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "adam_beta1", "adam_beta2",
+    "adam_epsilon", "weight_decay", "seed", "data_seed", "optim", "bf16", "fp16", "use_cpu",
+    "gradient_checkpointing", "report_to", "dataloader_num_workers", "logging_steps",
+]
+
+
+def test_methods_in_one_study_receive_identical_shared_settings(tmp_path):
+    from oxstudy.plan import plan
+    from oxstudy.spec import StudySpec
+
+    methods = ["sft", "dpo", "rdpo", "simpo", "orpo", "kto", "grpo", "rloo", "online-dpo"]
+    spec = StudySpec.model_validate({
+        "name": "shared", "models": [{"id": "tiny", "source": "zoo:tiny"}],
+        "algorithms": [{"id": m.replace("-", "_"), "method": m} for m in methods],
+        "seeds": [3], "training": {"learning_rate": 2e-5, "lr_scheduler": "linear", "warmup_ratio": 0.2,
+                                   "effective_batch_size": 16, "per_device_batch_size": 4, "beta": 0.3,
+                                   "adam_beta2": 0.99, "max_length": 200, "max_completion_length": 50},
+        "benchmarks": [{"id": "arith", "task": "oxs_arith"}],
+    })
+    configs = {cell.algorithm.method: build_config(cell, tmp_path / cell.algorithm.id, device="cpu")
+               for cell in plan(spec)}
+    assert sorted(configs) == sorted(methods)
+    reference = configs["dpo"]
+    for method, config in configs.items():
+        for name in SHARED_FIELDS:
+            assert getattr(config, name) == getattr(reference, name), (method, name)
+        if hasattr(config, "max_length") and method not in ("grpo", "rloo"):
+            assert config.max_length == 200, method
+        if registry.get(method).family == "offline-preference" or method == "online-dpo":
+            assert config.beta == 0.3, method
+    assert reference.gradient_accumulation_steps == 4
+    assert reference.learning_rate == 2e-5 and reference.warmup_steps == 0.2
+    assert configs["grpo"].max_completion_length == 50
+    assert configs["online-dpo"].max_new_tokens == 50
+    assert configs["grpo"].beta == registry.get("grpo").defaults["beta"]  # KL coefficient, not training.beta
+
+
+@pytest.mark.slow
+def test_lora_run_produces_an_adapter_matching_the_merged_model(zoo_tiny, tmp_path, selfplay_cache, base_weights):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = run("dpo", zoo_tiny, tmp_path, selfplay_cache, finetune="lora", training={"learning_rate": 5e-2})
+    assert result.adapter_dir is not None
+    assert not hasattr(result.model, "peft_config")  # merged: a plain causal LM for evaluation
+    assert changed(result.model, base_weights)
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(zoo_tiny), result.adapter_dir)
+    ids = result.tokenizer("3 + 4 = 7", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(adapted(ids).logits, result.model(ids).logits, atol=1e-4)
+    assert adapted.peft_config["default"].r == 4
+
+
+@pytest.mark.slow
+def test_non_finite_loss_fails_clearly(zoo_tiny, tmp_path, selfplay_cache):
+    with pytest.raises(NonFiniteLossError, match="non-finite training loss"):
+        run("odpo", zoo_tiny, tmp_path, selfplay_cache, hyperparameters={"offset": float("nan")})
+
+
+def test_invalid_settings_fail_before_training(tmp_path):
+    with pytest.raises(SpecError, match="effective_batch_size"):
+        build_config(cell_for("dpo", training={"effective_batch_size": 6}), tmp_path, device="cpu")
+    with pytest.raises(SpecError, match="training.beta"):
+        build_config(cell_for("dpo", hyperparameters={"beta": 0.5}), tmp_path, device="cpu")
+    from oxstudy.errors import ResourceError
+
+    with pytest.raises(ResourceError, match="needs a GPU"):
+        build_config(cell_for("dpo", training={"precision": "bf16"}), tmp_path, device="cpu")
+    with pytest.raises(ResourceError, match="vLLM"):
+        build_config(cell_for("grpo", hyperparameters={"use_vllm": True}), tmp_path, device="cpu")
+
+
+def test_gpu_configs_use_bf16(tmp_path):
+    # (A TRL config with bf16 cannot be instantiated on a CPU-only machine: check the arguments.)
+    arguments = shared_arguments(cell_for("dpo").training, seed=0, output_dir=tmp_path, device="cuda")
+    assert arguments["bf16"] and not arguments["fp16"] and "use_cpu" not in arguments
+    cpu = shared_arguments(cell_for("dpo").training, seed=0, output_dir=tmp_path, device="cpu")
+    assert not cpu["bf16"] and not cpu["fp16"] and cpu["use_cpu"]
+
+
+def test_multi_gpu_accelerate_deepspeed_config(tmp_path):
+    cell = cell_for("grpo", gpus_per_run=2, training={"effective_batch_size": 16, "per_device_batch_size": 4})
+    config = accelerate_config(cell)
+    assert config["distributed_type"] == "DEEPSPEED"
+    assert config["num_processes"] == 2
+    assert config["deepspeed_config"]["zero_stage"] == 3
+    assert config["mixed_precision"] == "bf16"
+    path = write_accelerate_config(cell, tmp_path / "accelerate.yaml")
+    assert yaml.safe_load(path.read_text()) == config
+    zero3 = deepspeed_zero3_config(cell)
+    assert zero3["zero_optimization"]["stage"] == 3 and zero3["bf16"]["enabled"]
+    # Two processes share the effective batch: accumulation halves.
+    arguments = shared_arguments(cell.training, seed=0, output_dir=tmp_path, device="cuda",
+                                 processes=num_processes(cell))
+    assert arguments["gradient_accumulation_steps"] == 2
+    with pytest.raises(SpecError, match="gpus_per_run"):
+        accelerate_config(cell_for("grpo", gpus_per_run=1))
