@@ -1,9 +1,54 @@
-"""CLI commands: algorithms (filled by its issue; registers nothing until then)."""
+"""CLI commands: ``oxstudy algorithms`` (the method registry)."""
 
 from __future__ import annotations
+
+import json
 
 import typer
 
 
+def algorithms(
+    family: str = typer.Option(None, "--family", help="Only this family: sft, offline-preference, online-rl."),
+    as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON on stdout."),
+) -> None:
+    """List the post-training methods a spec can use, with the TRL trainer each runs through.
+
+    Columns: name, family, data it trains on, whether it keeps a reference model, trainer, and
+    the tags the leverage analysis groups by (paradigm, online, loss family).
+
+    Example: oxstudy algorithms --family offline-preference
+    """
+    from oxstudy.algorithms import registry
+    from oxstudy.errors import InputError
+
+    infos = [registry.get(name) for name in registry.names()]
+    if family is not None:
+        families = sorted({info.family for info in infos})
+        if family not in families:
+            raise InputError(f"--family: unknown family {family!r} (known: {', '.join(families)})")
+        infos = [info for info in infos if info.family == family]
+    if as_json:
+        typer.echo(json.dumps({"algorithms": [info.as_dict() for info in infos]}, indent=2))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(infos)} algorithms", title_justify="left")
+    for column in ("name", "family", "data", "reference", "trainer", "paradigm", "online", "loss family"):
+        table.add_column(column, no_wrap=True)
+    for info in infos:
+        table.add_row(
+            info.name + (f" ({', '.join(info.aliases)})" if info.aliases else ""),
+            info.family, info.data, "yes" if info.needs_reference else "no", info.trainer,
+            info.tags["paradigm"], "yes" if info.tags["online"] else "no", info.tags["loss_family"],
+        )
+    console = Console()
+    if not console.is_terminal:  # piped output: don't squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
+    app.command("algorithms")(algorithms)
