@@ -387,6 +387,7 @@ def test_partial_study_with_spec_baseline_missing_still_reports(tmp_path: Path, 
     html = target.read_text()
     assert "baseline grpo has no finished runs yet" in html
     assert "<svg" in sections_of(html)["pairwise"]  # falls back to pairwise comparisons
+    assert "<details><summary>Study spec</summary><pre>" in html and "name: mini" in html
 
 
 def test_curves_with_only_null_rewards_draw_no_empty_panel() -> None:

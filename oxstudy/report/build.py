@@ -91,6 +91,7 @@ class Section:
     figures: list[tuple[str, Markup]] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     facts: list[tuple[str, str]] = field(default_factory=list)
+    details: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def available(self) -> bool:
@@ -248,6 +249,10 @@ def _summary(view: AnalysisView, meta: ReportMeta, lines: list[str]) -> Section:
     facts.append(("Generated", meta.generated_at))
     section.bullets = lines
     section.paragraphs = [f"Warning: {w}" for w in view.warnings]
+    if meta.spec:
+        import yaml
+
+        section.details.append(("Study spec", yaml.safe_dump(meta.spec, sort_keys=False, allow_unicode=True)))
     if meta.failed:
         section.tables.append(records_table(
             "failed", "Failed runs", meta.failed, columns=["run_id", "model", "algorithm", "seed", "reason"]))
