@@ -77,13 +77,18 @@ def _canonicalise(records: Sequence[dict[str, Any]], fields: dict[str, str], whe
     from a solution ending ``#### N`` (GSM8K's convention)."""
     from oxstudy.tasks import extract_answer
 
+    # An unmapped canonical field reads the same-named column, unless that column is mapped to
+    # another field (GSM8K: ``solution: answer`` must not also make ``answer`` the solution).
+    mapped = set(fields.values())
+    columns = {c: fields.get(c, c if c not in mapped else None) for c in CANONICAL_FIELDS}
     out = []
     for row_number, record in enumerate(records):
         example: dict[str, Any] = {}
-        for canonical in CANONICAL_FIELDS:
-            column = fields.get(canonical, canonical)
-            if column in record and record[column] is not None:
+        for canonical, column in columns.items():
+            if column is not None and column in record and record[column] is not None:
                 example[canonical] = str(record[column])
+        if "####" in example.get("answer", ""):
+            example["answer"] = extract_answer(example["answer"], strict=True) or example["answer"]
         if "prompt" not in example:
             column = fields.get("prompt", "prompt")
             raise InputError(f"{where}: row {row_number}: no column {column!r} for prompt "
