@@ -237,6 +237,7 @@ def open_report(html_path: Path, shots_prefix: str, width: int = 1366, height: i
                 "section_ids": browser.evaluate("[...document.querySelectorAll('main > section')].map(s => s.id)"),
                 "notes": browser.evaluate("[...document.querySelectorAll('p.note')].map(p => p.innerText)"),
                 "scripts": browser.evaluate("document.querySelectorAll('script').length"),
+                "title": browser.evaluate("document.title"),
                 "text": browser.evaluate("document.body.innerText"),
                 "svg_sizes": browser.evaluate(
                     "[...document.querySelectorAll('svg.plot')].map(s => {const r = s.getBoundingClientRect();"
@@ -315,12 +316,16 @@ def report_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
                                input_kind="long table")
         path.write_text(build_report(analysis, meta), encoding="utf-8")
     else:
+        import yaml
         from test_report import write_study
 
         from oxstudy.report.pipeline import ReportOptions, write_outputs
 
-        study = write_study(tmp_path_factory.mktemp("studies") / "browser <b>check</b> study", hostile=True)
-        write_outputs(ReportOptions(inputs=[study], output=path, baseline="dpo", resamples=500))
+        study = write_study(tmp_path_factory.mktemp("studies") / "browser-check", hostile=True)
+        # The name comes from the saved spec, as for a real study; the baseline from its analysis section.
+        (study / "spec.yaml").write_text(yaml.safe_dump({"name": "browser <b>check</b> study",
+                                                         "analysis": {"baseline": "dpo"}}))
+        write_outputs(ReportOptions(inputs=[study], output=path, resamples=500))
     return path
 
 
@@ -346,6 +351,7 @@ def test_report_opens_cleanly_in_chromium(chromium: str, report_path: Path) -> N
     assert observed["sections"] == 12, observed["section_ids"]
     assert observed["scripts"] == 0
     assert HOSTILE in observed["text"], "the hostile algorithm name must show as literal text"
+    assert observed["title"] == "browser <b>check</b> study · oxstudy report"
     assert "browser <b>check</b> study" in observed["text"]
     assert observed["svg_sizes"], "no figure was rendered"
     assert all(w > 300 and h > 100 for w, h in observed["svg_sizes"]), observed["svg_sizes"]
