@@ -366,27 +366,49 @@ _COMPARISON_COLUMNS = ["model", "benchmark", "a", "b", "diff", "ci", "test", "p_
                        "significant", "cohens_d", "hedges_g"]
 
 
+def _flatten_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lift the item-level paired analysis (hierarchical bootstrap; McNemar) into columns,
+    so the table says which test produced each p-value."""
+    out = []
+    for row in rows:
+        paired = row.get("paired")
+        if isinstance(paired, dict):
+            mcnemar = (paired.get("mcnemar") or {}).get("combined") or {}
+            row = {**row, "paired_test": paired.get("test"), "paired_ci": fmt_ci(paired.get("ci_low"),
+                                                                                  paired.get("ci_high")),
+                   "paired_p_adjusted": paired.get("p_adjusted"), "paired_significant": paired.get("significant"),
+                   "mcnemar_p": mcnemar.get("p_value") if isinstance(mcnemar, dict) else None}
+        out.append(row)
+    return out
+
+
+_PAIRED_COLUMNS = ["paired_test", "paired_ci", "paired_p_adjusted", "paired_significant", "mcnemar_p"]
+
+
 def comparison_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Table:
     """Comparison records as a table with the CI in one column and p-values formatted."""
+    rows = _flatten_paired(rows)
     table = Table(name=name, caption=caption, columns=list(_COMPARISON_COLUMNS))
     present = {k for r in rows for k in r}
     table.columns = [c for c in _COMPARISON_COLUMNS if c in present or c == "ci"]
+    table.columns += [c for c in _PAIRED_COLUMNS if any(r.get(c) is not None for r in rows)]
     for row in rows:
         cells = []
         for column in table.columns:
             if column == "ci":
                 cells.append(TableCell(fmt_ci(row.get("ci_low"), row.get("ci_high")), ("num",)))
-            elif column in ("p_value", "p_adjusted"):
+            elif column in ("p_value", "p_adjusted", "paired_p_adjusted", "mcnemar_p"):
                 cells.append(TableCell(fmt_p(row.get(column)), ("num",)))
-            elif column == "significant":
-                sig = bool(row.get("significant"))
+            elif column in ("significant", "paired_significant"):
+                sig = bool(row.get(column))
                 cells.append(TableCell("yes" if sig else "no", ("sig",) if sig else ()))
             elif column in ("diff", "cohens_d", "hedges_g"):
                 cells.append(TableCell(fmt(row.get(column)), ("num",)))
             else:
                 cells.append(TableCell(fmt(row.get(column)) if row.get(column) is not None else MISSING))
         table.rows.append(cells)
-        table.numeric.append({k: row.get(k) for k in (*_COMPARISON_COLUMNS, "ci_low", "ci_high") if k != "ci"})
+        table.numeric.append({k: row.get(k) for k in (*_COMPARISON_COLUMNS, "ci_low", "ci_high", *_PAIRED_COLUMNS)
+                              if k != "ci"})
     return table
 
 
