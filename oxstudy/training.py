@@ -313,20 +313,27 @@ def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
     return [CurveCallback()]
 
 
+#: Family modules: each exposes ``METHODS`` and ``build_trainer``.
+FAMILY_MODULES = ("sft", "preference", "cpo", "orpo", "kto", "online")
+
+
+def family_module(method: str):
+    """The :mod:`oxstudy.algorithms` module that builds ``method``'s trainer."""
+    import importlib
+
+    name = registry.canonical(method)
+    for module_name in FAMILY_MODULES:
+        module = importlib.import_module(f"oxstudy.algorithms.{module_name}")
+        if name in module.METHODS:
+            return module
+    raise KeyError(f"no trainer builder for method {name!r}")
+
+
 def _build_trainer(info: registry.AlgorithmInfo, *, model, tokenizer, args, dataset, peft_config,
                    hyperparameters: dict[str, Any], reward_funcs: list, callbacks: list):
-    if info.config == "trl.DPOConfig":
-        from oxstudy.algorithms.preference import build_trainer
-
-        return build_trainer(info.name, model=model, ref_model=None, args=args, train_dataset=dataset,
-                             tokenizer=tokenizer, peft_config=peft_config,
-                             hyperparameters=hyperparameters, callbacks=callbacks)
-    trainer_class = _config_class(info.trainer)
-    common = dict(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                  peft_config=peft_config, callbacks=callbacks)
-    if info.family == "online-rl":
-        return trainer_class(reward_funcs=reward_funcs, **common)
-    return trainer_class(**common)
+    return family_module(info.name).build_trainer(
+        info, model=model, tokenizer=tokenizer, args=args, dataset=dataset, peft_config=peft_config,
+        hyperparameters=hyperparameters, reward_funcs=reward_funcs, callbacks=callbacks)
 
 
 def _quiet_libraries() -> None:

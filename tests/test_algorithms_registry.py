@@ -128,3 +128,29 @@ def test_cli_lists_algorithms_as_json():
     assert all({"name", "family", "trainer", "data", "needs_reference", "tags"} <= set(a) for a in listed)
     table = CliRunner().invoke(build_app(), ["algorithms", "--family", "online-rl"])
     assert table.exit_code == 0 and "trl.GRPOTrainer" in table.stdout and "trl.DPOTrainer" not in table.stdout
+
+
+def test_every_method_has_exactly_one_trainer_builder():
+    import importlib
+
+    from oxstudy.training import FAMILY_MODULES
+
+    modules = [importlib.import_module(f"oxstudy.algorithms.{m}") for m in FAMILY_MODULES]
+    for name in registry.names():
+        owners = [m.__name__ for m in modules if name in m.METHODS]
+        assert len(owners) == 1, (name, owners)
+        assert modules[0].__doc__ and all(m.__doc__ for m in modules)
+
+
+def test_methods_trl_lacks_are_named_loss_overrides_on_trl_dpo_trainer():
+    from trl import DPOTrainer
+
+    from oxstudy.algorithms.preference import CUSTOM_LOSSES, custom_trainer_class
+
+    overrides = [n for n in registry.names() if registry.get(n).trainer.startswith("oxstudy.")]
+    assert sorted(overrides) == sorted(CUSTOM_LOSSES)
+    for name in overrides:
+        cls = custom_trainer_class(name)
+        assert issubclass(cls, DPOTrainer)
+        assert cls.__name__ == registry.get(name).trainer.rpartition(".")[2]
+        assert "arXiv" in CUSTOM_LOSSES[name].__doc__ or "Mitchell" in CUSTOM_LOSSES[name].__doc__

@@ -247,19 +247,41 @@ def oxdpo_trainer_class() -> type:
     return _TRAINER_CLASS[0]
 
 
-def build_trainer(method: str, *, model, ref_model, args, train_dataset, tokenizer, peft_config,
-                  hyperparameters: dict[str, Any], callbacks: list | None = None):
-    """A TRL DPOTrainer (or the override for a method TRL lacks) for a DPO-family ``method``."""
+#: DPO-family methods: TRL's own loss types plus the loss overrides above.
+METHODS = ("dpo", "ipo", "hinge", "slic", "exo", "nca", "robust-dpo", "bco", "sppo", "aot", "aot-unpaired",
+           "apo", "apo-down", "discopop", "sigmoid-norm", "rpo", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
+           *CUSTOM_LOSSES)
+
+_NAMED_CLASSES: dict[str, type] = {}
+
+
+def custom_trainer_class(method: str) -> type:
+    """The override trainer of a method TRL lacks, named as in the registry (``RDPOTrainer``...)."""
     from oxstudy.algorithms import registry
 
-    name = registry.canonical(method)
-    common = dict(model=model, ref_model=ref_model, args=args, train_dataset=train_dataset,
-                  processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
-    if name in CUSTOM_LOSSES:
-        return oxdpo_trainer_class()(method=name, loss_hyperparameters=hyperparameters, **common)
+    info = registry.get(method)
+    if info.name not in _NAMED_CLASSES:
+        class_name = info.trainer.rpartition(".")[2]
+        _NAMED_CLASSES[info.name] = type(class_name, (oxdpo_trainer_class(),), {
+            "__doc__": f"{CUSTOM_LOSSES[info.name].__doc__}\n\nA loss override on trl.DPOTrainer.",
+            "__module__": __name__,
+        })
+    return _NAMED_CLASSES[info.name]
+
+
+def build_trainer(info: Any, *, model: Any, tokenizer: Any, args: Any, dataset: Any, peft_config: Any,
+                  hyperparameters: dict[str, Any], callbacks: list | None = None, **unused: Any):
+    """A ``trl.DPOTrainer`` (the loss variant is in ``args``) or, for a method TRL lacks, its
+    loss override. The reference model is TRL's: a frozen copy of the policy, or the
+    adapter-disabled base model under LoRA."""
+    common = dict(model=model, ref_model=None, args=args, train_dataset=dataset, processing_class=tokenizer,
+                  peft_config=peft_config, callbacks=callbacks)
+    if info.name in CUSTOM_LOSSES:
+        return custom_trainer_class(info.name)(method=info.name, loss_hyperparameters=hyperparameters, **common)
     from trl import DPOTrainer
 
     return DPOTrainer(**common)
 
 
-__all__ = ["CUSTOM_LOSSES", "PairLogps", "build_trainer", "dpo_config_kwargs", "oxdpo_trainer_class"]
+__all__ = ["CUSTOM_LOSSES", "METHODS", "PairLogps", "build_trainer", "custom_trainer_class", "dpo_config_kwargs",
+           "oxdpo_trainer_class"]
