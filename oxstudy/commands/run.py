@@ -1,9 +1,247 @@
-"""CLI commands: run (filled by its issue; registers nothing until then)."""
+"""CLI commands that execute studies: run, status."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from oxstudy.errors import OxstudyError
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _select(cells: list[Any], statuses: dict[str, str], *, rerun_failed: bool, only: str | None) -> list[Any]:
+    selected = []
+    for cell in cells:
+        status = statuses.get(cell.run_id)
+        if status == "done" or (status == "failed" and not rerun_failed):
+            continue
+        if only and not (fnmatch.fnmatch(cell.label, only) or cell.run_id.startswith(only)):
+            continue
+        selected.append(cell)
+    return selected
+
+
+def run(
+    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The study spec.", show_default=False)],
+    smoke: Annotated[bool, typer.Option("--smoke", help="Zoo model, bundled tasks, 2 steps, first seed: test any spec on a CPU.")] = False,
+    rerun_failed: Annotated[bool, typer.Option("--rerun-failed", help="Also run cells whose record says failed.")] = False,
+    only: Annotated[str | None, typer.Option("--only", help="Only cells whose MODEL/ALGORITHM/seedN label matches this glob (or a run-id prefix).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run; run nothing.")] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help="local | ray | slurm (default: the spec's).")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", help="Concurrent cells (default: the spec's).")] = None,
+    break_lock: Annotated[bool, typer.Option("--break-lock", help="Remove another host's lock on the study first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+) -> None:
+    """Run every pending cell of a study: data -> TRL training -> lm-eval -> one record each.
+
+    Re-running resumes: only cells without a record run (an edited hyperparameter re-runs
+    exactly the cells it changes). Failed cells are retried up to execution.retries, then
+    recorded as failed while the study goes on. Exit code 0 when every selected cell is
+    done, 1 when some failed, 2 for bad input.
+
+    Example: oxstudy run specs/quickstart.yaml   |   oxstudy run specs/dpo_taxonomy.yaml --smoke
+    """
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+    from oxstudy.store import Store
+
+    spec = load_spec(spec_path)
+    if smoke:
+        from oxstudy.smoke import smoke_spec
+
+        spec = smoke_spec(spec)
+    cells = plan(spec)
+    store = Store(spec.store_dir)
+    statuses, corrupt = store.statuses()
+    for problem in corrupt:
+        err.print(f"[yellow]warning:[/] corrupt record, will re-run: {problem}")
+    selected = _select(cells, statuses, rerun_failed=rerun_failed, only=only)
+    done = sum(statuses.get(c.run_id) == "done" for c in cells)
+    failed_before = sum(statuses.get(c.run_id) == "failed" for c in cells)
+    if dry_run:
+        rows = [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in selected]
+        if as_json:
+            print(json.dumps({"study": spec.name, "store": str(store.root), "would_run": rows}, indent=2))
+        else:
+            console.print(f"{spec.name}: would run {len(rows)} of {len(cells)} cells ({done} done, {failed_before} failed) into {store.root}")
+            for row in rows:
+                console.print(f"  {row['run_id']}  {row['model']}/{row['algorithm']}/seed{row['seed']}")
+        return
+
+    from runners.base import get_runner
+    from runners.lock import StudyLock
+
+    backend = backend or spec.execution.backend
+    options: dict[str, Any] = {"max_parallel": max_parallel or spec.execution.max_parallel,
+                               "retries": spec.execution.retries, "timeout_s": spec.execution.timeout_s}
+    if backend == "ray":
+        options["address"] = spec.execution.ray.address
+    if backend == "slurm":
+        options["slurm"] = spec.execution.slurm
+    try:
+        runner = get_runner(backend, **options)
+    except ImportError as exc:
+        raise OxstudyError(f"backend '{backend}' needs an extra: pip install 'oxstudy[{backend}]' ({exc.name} missing)") from None
+
+    store.root.mkdir(parents=True, exist_ok=True)
+    with StudyLock(store.root, break_lock=break_lock, on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}")):
+        store.clean_partial()
+        for cell in selected:  # partial outputs of a killed attempt
+            import shutil
+
+            shutil.rmtree(store.cell_dir(cell.run_id), ignore_errors=True)
+        store.save_plan(
+            spec.model_dump(mode="json", exclude_none=True),
+            [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in cells],
+        )
+        started = time.perf_counter()
+        if not as_json:
+            console.print(
+                f"[bold]{spec.name}[/]: {len(cells)} cells, {done} done, running {len(selected)} on {backend} "
+                f"(x{options['max_parallel']}) into {store.root}"
+            )
+        outcomes = _run_with_progress(runner, selected, store, quiet=as_json) if selected else []
+        elapsed = time.perf_counter() - started
+    n_done = sum(o.status == "done" for o in outcomes)
+    failures = [o for o in outcomes if o.status == "failed"]
+    summary = {
+        "study": spec.name, "store": str(store.root), "ran": len(outcomes), "done": n_done,
+        "failed": len(failures), "elapsed_s": round(elapsed, 1),
+        "outcomes": [o.to_dict() for o in outcomes],
+    }  # fmt: skip
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        console.print(f"ran {len(outcomes)} cells in {elapsed:,.0f} s: [green]{n_done} done[/], [red]{len(failures)} failed[/]")
+        labels = {c.run_id: c.label for c in selected}
+        for outcome in failures:
+            console.print(f"  [red]failed[/] {labels[outcome.run_id]} ({outcome.run_id}): {outcome.reason}")
+        console.print(f"next: oxstudy analyze {store.root}   |   oxstudy report {store.root}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(runner: Any, cells: list[Any], store: Any, *, quiet: bool) -> list[Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oxstudy.execute import read_progress
+    from runners.base import RunnerEvent
+
+    labels = {c.run_id: c.label for c in cells}
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=quiet, transient=False,
+    )  # fmt: skip
+    counts = {"done": 0, "failed": 0}
+    last_phase: dict[str, str] = {}
+    with progress:
+        overall = progress.add_task("cells", total=len(cells), info="")
+        cell_tasks: dict[str, Any] = {}
+
+        def on_event(event: RunnerEvent) -> None:
+            run_id = event.run_id
+            if event.kind == "start":
+                cell_tasks[run_id] = progress.add_task(f"  {labels[run_id]}", total=None, info="starting")
+            elif event.kind == "phase" and run_id in cell_tasks:
+                state = read_progress(store, run_id)
+                if state:
+                    phase = state["phase"]
+                    info = f"{phase} {state['step']}/{state['total']}" if state.get("total") else phase
+                    if last_phase.get(run_id) != info:
+                        last_phase[run_id] = info
+                        progress.update(cell_tasks[run_id], info=info, total=state.get("total") or None,
+                                        completed=state.get("step", 0))
+            elif event.kind in ("done", "failed", "retry"):
+                task = cell_tasks.pop(run_id, None)
+                if task is not None:
+                    progress.remove_task(task)
+                if event.kind == "retry":
+                    progress.console.print(f"[yellow]retry[/] {labels[run_id]}: {event.detail.get('reason')}")
+                    return
+                counts[event.kind] += 1
+                progress.update(overall, advance=1, info=f"{counts['done']} done, {counts['failed']} failed")
+                if event.kind == "failed":
+                    progress.console.print(f"[red]failed[/] {labels[run_id]}: {event.detail.get('reason')}")
+
+        return runner.run(cells, store, on_event=on_event)
+
+
+def status(
+    target: Annotated[Path, typer.Argument(metavar="STUDY_OR_SPEC", help="A study directory or its spec.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Summarise a running or finished study from its store: done / failed / pending per arm.
+
+    Example: oxstudy status studies/quickstart
+    """
+    from oxstudy.execute import read_progress
+    from oxstudy.store import Store, load_study
+
+    if target.suffix in (".yaml", ".yml"):
+        from oxstudy.spec import load_spec
+
+        target = load_spec(target).store_dir
+    tables = load_study(target, with_items=False)
+    store = Store(target)
+    labels: dict[str, dict[str, Any]] = {}
+    plan_file = target / "plan.json"
+    if plan_file.exists():
+        labels = {c["run_id"]: c for c in json.loads(plan_file.read_text())["cells"]}
+    done_ids = set(tables.runs["run_id"])
+    failed_ids = set(tables.failed["run_id"])
+    running = []
+    for run_id in set(labels) - done_ids - failed_ids:
+        state = read_progress(store, run_id)
+        if state and state.get("phase") not in ("done", "failed") and time.time() - state.get("updated_at", 0) < 120:
+            running.append({"run_id": run_id, **state})
+    arms: dict[tuple[str, str], dict[str, int]] = {}
+    for run_id, cell in labels.items():
+        key = (cell["model"], cell["algorithm"])
+        state = "done" if run_id in done_ids else "failed" if run_id in failed_ids else "pending"
+        arms.setdefault(key, {"done": 0, "failed": 0, "pending": 0})[state] += 1
+    out = {
+        "store": str(target),
+        "cells": len(labels) or len(done_ids | failed_ids),
+        "done": len(done_ids), "failed": len(failed_ids),
+        "pending": max(0, len(labels) - len(done_ids) - len(failed_ids)),
+        "running": running,
+        "failures": tables.failed.to_dict("records"),
+        "corrupt": tables.corrupt,
+        "arms": [{"model": m, "algorithm": a, **counts} for (m, a), counts in arms.items()],
+    }  # fmt: skip
+    if as_json:
+        print(json.dumps(out, indent=2, default=str))
+        return
+    table = Table(title=f"{target}: {out['done']} done, {out['failed']} failed, {out['pending']} pending of {out['cells']}")
+    for column in ("model", "algorithm", "done", "failed", "pending"):
+        table.add_column(column)
+    for arm in out["arms"]:
+        table.add_row(arm["model"], arm["algorithm"], str(arm["done"]), f"[red]{arm['failed']}[/]" if arm["failed"] else "0", str(arm["pending"]))
+    console.print(table)
+    for state in running:
+        console.print(f"running {labels.get(state['run_id'], {}).get('algorithm', '')} {state['run_id']}: {state['phase']} {state.get('step', '')}/{state.get('total', '')}")
+    for failure in out["failures"]:
+        console.print(f"[red]failed[/] {failure['model']}/{failure['algorithm']}/seed{failure['seed']}: {failure['reason']}")
+    for problem in out["corrupt"]:
+        console.print(f"[red]corrupt[/] {problem}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this group's commands to the app."""
+    app.command("run")(run)
+    app.command("status")(status)
