@@ -18,11 +18,7 @@ from __future__ import annotations
 
 SCHEMA = "oxstudy.analysis/1"
 
-__all__ = ["SCHEMA", "analyze"]
-
-
-def analyze(*args, **kwargs):  # noqa: D401 - thin lazy wrapper
-    """Run the full analysis; see :func:`oxstudy.stats.analyze.analyze`."""
-    from oxstudy.stats.analyze import analyze as _analyze
-
-    return _analyze(*args, **kwargs)
+# ``oxstudy.stats.analyze`` is the submodule holding ``analyze()``; import the function as
+# ``from oxstudy.stats.analyze import analyze``. (A same-named wrapper here would be shadowed
+# by the submodule as soon as it is imported, depending on import order.)
+__all__ = ["SCHEMA"]
