@@ -304,7 +304,11 @@ def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
             n = len(curves.get("step", []))
             for key in set(curves) | set(row):
                 column = curves.setdefault(key, [None] * n)
-                column.append(float(row[key]) if isinstance(row.get(key), (int, float)) else None)
+                value = row.get(key)
+                if key == "step":
+                    column.append(int(value))
+                else:
+                    column.append(float(value) if isinstance(value, (int, float)) else None)
 
         def on_step_end(self, args, state, control, **kwargs):
             if progress is not None:

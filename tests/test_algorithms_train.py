@@ -92,7 +92,7 @@ def test_every_method_trains(method, zoo_tiny, tmp_path, selfplay_cache, base_we
     assert steps[-1] == (2, 2)
     assert math.isfinite(result.final_loss)
     assert all(math.isfinite(x) for x in result.curves["loss"] if x is not None)
-    assert result.curves["step"] == [1, 2]
+    assert result.curves["step"] == [1, 2] and all(type(s) is int for s in result.curves["step"])
     assert len(result.curves["loss"]) == len(result.curves["reward"]) == len(result.curves["kl"]) == 2
     assert changed(result.model, base_weights), f"{method}: weights did not change"
     assert result.method == method
@@ -151,11 +151,13 @@ def test_methods_in_one_study_receive_identical_shared_settings(tmp_path):
 
 
 @pytest.mark.slow
-def test_lora_run_produces_an_adapter_matching_the_merged_model(zoo_tiny, tmp_path, selfplay_cache, base_weights):
+@pytest.mark.parametrize("method", ["dpo", "rdpo", "sft", "kto", "orpo", "grpo"])
+def test_lora_run_produces_an_adapter_matching_the_merged_model(method, zoo_tiny, tmp_path, selfplay_cache,
+                                                                base_weights):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result = run("dpo", zoo_tiny, tmp_path, selfplay_cache, finetune="lora", training={"learning_rate": 5e-2})
+    result = run(method, zoo_tiny, tmp_path, selfplay_cache, finetune="lora", training={"learning_rate": 5e-2})
     assert result.adapter_dir is not None
     assert not hasattr(result.model, "peft_config")  # merged: a plain causal LM for evaluation
     assert changed(result.model, base_weights)
