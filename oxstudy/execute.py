@@ -87,6 +87,26 @@ def redirect_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+def preflight(cells: list[Cell], on_step: Any = None) -> None:
+    """Check, once in the driver, what every cell would otherwise discover on its own.
+
+    Each distinct model source is resolved (zoo models are built here once instead of by
+    several workers at a time; a hub id that is not available offline fails now, with one
+    line naming it) and the training data is loaded. Raises ``OxstudyError``.
+    """
+    from oxstudy.selfplay import load_examples
+    from oxstudy.zoo import resolve_model_source
+
+    for source in dict.fromkeys(cell.model.source for cell in cells):
+        if on_step is not None:
+            on_step(f"model {source}")
+        resolve_model_source(source)
+    for data in {json.dumps(cell.data.model_dump(mode="json"), sort_keys=True): cell.data for cell in cells}.values():
+        if on_step is not None:
+            on_step(f"data {data.source}")
+        load_examples(data)
+
+
 def _base_record(cell: Cell, attempt: int) -> dict[str, Any]:
     return {"run_id": cell.run_id, "study": cell.study, "cell": cell.model_dump(mode="json"), "attempts": attempt}
 

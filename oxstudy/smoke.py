@@ -2,7 +2,8 @@
 
 ``oxstudy run SPEC --smoke`` keeps the spec's algorithms (methods, hyperparameters),
 model ids and fine-tuning modes, benchmark ids and analysis, and replaces what needs a
-GPU or the hub: every model becomes the smallest zoo model, every benchmark a bundled
+GPU or the hub: every base model becomes a zoo model (the smallest for the smallest
+scale, and so on up the ladder), every benchmark a bundled
 task (in-domain ones the training-domain task), the data the bundled generator, truncated,
 with two optimizer steps per run and the first seed only. Results go to a separate study
 directory (``<output>-smoke``) so they never mix with the real study.
@@ -14,7 +15,6 @@ from typing import Any
 
 from oxstudy.spec import StudySpec, load_spec_data
 
-SMOKE_MODEL = "zoo:tiny"
 SMOKE_TRAINING = {
     "learning_rate": 1e-4, "epochs": 1.0, "effective_batch_size": 4, "per_device_batch_size": 4,
     "max_length": 128, "max_prompt_length": 64, "max_completion_length": 32, "precision": "auto",
@@ -31,8 +31,16 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
     data["name"] = f"{spec.name}-smoke"
     data["output_dir"] = str(spec.store_dir.with_name(spec.store_dir.name + "-smoke").resolve())
     data["seeds"] = spec.seeds[:1]
+    # Distinct base models map onto the zoo ladder in order of size (tiny, small, medium),
+    # so a scaling study keeps its scales; models sharing a source share a zoo model.
+    from oxstudy.zoo import zoo_names
+
+    ladder = zoo_names()
+    sources = sorted({m.source for m in spec.models},
+                     key=lambda src: min((m.params or 0, i) for i, m in enumerate(spec.models) if m.source == src))
+    zoo_for = {src: f"zoo:{ladder[min(i, len(ladder) - 1)]}" for i, src in enumerate(sources)}
     for model in data["models"]:
-        model["source"] = SMOKE_MODEL
+        model["source"] = zoo_for[model["source"]]
         model.pop("params", None)
         model["family"] = "zoo"
         model.pop("training", None)  # scale-specific settings (lr, batch) do not apply to the zoo

@@ -39,6 +39,7 @@ def run(
     backend: Annotated[str | None, typer.Option("--backend", help="local | ray | slurm (default: the spec's).")] = None,
     max_parallel: Annotated[int | None, typer.Option("--max-parallel", help="Concurrent cells (default: the spec's).")] = None,
     break_lock: Annotated[bool, typer.Option("--break-lock", help="Remove another host's lock on the study first.")] = False,
+    no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip resolving models and data in the driver first.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
 ) -> None:
     """Run every pending cell of a study: data -> TRL training -> lm-eval -> one record each.
@@ -79,6 +80,12 @@ def run(
 
     from runners.base import get_runner
     from runners.lock import StudyLock
+
+    if selected and not no_preflight:
+        from oxstudy.execute import preflight
+
+        with err.status("checking models and data (building zoo models on first use)") as status_line:
+            preflight(selected, on_step=lambda what: status_line.update(f"checking {what}"))
 
     backend = backend or spec.execution.backend
     options: dict[str, Any] = {"max_parallel": max_parallel or spec.execution.max_parallel,
