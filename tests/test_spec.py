@@ -255,3 +255,10 @@ def test_cli_schema_is_json_schema() -> None:
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert schema["additionalProperties"] is False and "models" in schema["properties"]
+
+
+def test_spec_reference_matches_the_models() -> None:
+    sys.path.insert(0, str(REPO / "scripts"))
+    from gen_spec_docs import tables
+
+    assert tables() in (REPO / "docs" / "spec.md").read_text(), "run: python scripts/gen_spec_docs.py"
