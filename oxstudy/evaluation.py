@@ -132,16 +132,27 @@ def resolve_task(task: str) -> _ResolvedTask:
     return _ResolvedTask(task, None, "lm-eval")
 
 
-def _task_manager(resolved: _ResolvedTask):
+_MANAGERS: dict[tuple[str | None, bool], Any] = {}
+
+
+def _manager(include_path: str | None, include_defaults: bool):
+    """A cached TaskManager: indexing lm-eval's built-in tasks takes seconds, do it once."""
     from lm_eval.tasks import TaskManager
 
+    key = (include_path, include_defaults)
+    if key not in _MANAGERS:
+        _MANAGERS[key] = TaskManager(include_path=include_path, include_defaults=include_defaults)
+    return _MANAGERS[key]
+
+
+def _task_manager(resolved: _ResolvedTask):
     if resolved.include_path is not None:
         # Only local tasks: skip indexing lm-eval's ~14,700 built-in tasks (~6 s).
-        manager = TaskManager(include_path=resolved.include_path, include_defaults=False)
+        manager = _manager(resolved.include_path, False)
         if resolved.name in manager.all_tasks:
             return manager
-        return TaskManager(include_path=resolved.include_path)  # it builds on built-in templates
-    manager = TaskManager()
+        return _manager(resolved.include_path, True)  # it builds on built-in templates
+    manager = _manager(None, True)
     if resolved.name not in manager.all_tasks:
         raise InputError(f"{resolved.name}: not a bundled task, a task YAML path, or an lm-eval task name")
     return manager

@@ -109,6 +109,8 @@ def test_lora_adapter_directory_evaluates(zoo_tiny, tiny_loaded, tmp_path):
     peft_model.save_pretrained(adapter_dir)  # B = 0 at init: the adapter is the identity
     assert (adapter_dir / "adapter_config.json").exists() and not (adapter_dir / "config.json").exists()
     assert evaluate_model(str(adapter_dir), bench)["items"] == base_result["items"]
+    # The PEFT model itself evaluates in memory too (as right after LoRA training).
+    assert evaluate_model(peft_model, bench, tokenizer=tokenizer)["items"] == base_result["items"]
     # A non-trivial adapter changes the model: the merged weights differ from the base.
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
