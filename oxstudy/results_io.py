@@ -369,6 +369,17 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
             if runs.empty:
                 raise InputError(f"{path}: the study has no finished runs to analyse")
             runs = runs.copy()
+            # A study in progress, or with failed cells, may hold arms with a single finished
+            # seed. Tests need two: such arms are left out with a warning (unless every arm has
+            # one seed: then the whole analysis is descriptive), so a partial study still reports.
+            arm = ["model", "algorithm", "benchmark", "metric"]
+            seeds = runs.groupby(arm, dropna=False)["seed"].transform("nunique")
+            if (seeds < 2).any() and (seeds >= 2).any():
+                lone = runs[seeds < 2][arm].drop_duplicates()
+                names = ", ".join(f"{r.model}/{r.algorithm}/{r.benchmark}" for r in lone.itertuples())
+                warnings.append(f"{path}: {len(lone)} arm(s) with a single finished seed left out of the "
+                                f"statistics: {names}")
+                runs = runs[seeds >= 2]
             runs["_where"] = [f"{path}/runs/{rid}.json" for rid in runs["run_id"]]
             frames.append(runs)
             if study.items is not None and not study.items.empty:
