@@ -265,10 +265,10 @@ def load_model(model_path: str | Path, device: str, precision: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # fp32 master weights in every precision: bf16/fp16 are autocast by the Trainer (mixed
+    # precision). Pure bf16 weights would round away updates at the spec's default lr of 1e-6.
+    precision_flags(precision, device)  # refuses half precision on CPU
     dtype = torch.float32
-    flags = precision_flags(precision, device)
-    if flags["bf16"]:
-        dtype = torch.bfloat16
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(model_path))
         model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)

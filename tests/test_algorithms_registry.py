@@ -126,6 +126,10 @@ def test_cli_lists_algorithms_as_json():
     listed = json.loads(result.stdout)["algorithms"]
     assert [a["name"] for a in listed] == registry.names()
     assert all({"name", "family", "trainer", "data", "needs_reference", "tags"} <= set(a) for a in listed)
+    one = CliRunner().invoke(build_app(), ["algorithms", "sgrpo", "--json"])
+    assert json.loads(one.stdout)["algorithms"][0]["name"] == "grpo"
+    unknown = CliRunner().invoke(build_app(), ["algorithms", "dpoo"])
+    assert unknown.exit_code != 0
     table = CliRunner().invoke(build_app(), ["algorithms", "--family", "online-rl"])
     assert table.exit_code == 0 and "trl.GRPOTrainer" in table.stdout and "trl.DPOTrainer" not in table.stdout
 

@@ -7,6 +7,7 @@ matches the merged model; non-finite losses fail clearly; multi-GPU configs are 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -96,6 +97,7 @@ def test_every_method_trains(method, zoo_tiny, tmp_path, selfplay_cache, base_we
     assert len(result.curves["loss"]) == len(result.curves["reward"]) == len(result.curves["kl"]) == 2
     assert changed(result.model, base_weights), f"{method}: weights did not change"
     assert result.method == method
+    json.dumps({"curves": result.curves, "config": result.config}, allow_nan=False)  # goes into the store
 
 
 @pytest.mark.slow

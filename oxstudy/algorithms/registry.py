@@ -385,7 +385,8 @@ _ENTRIES: list[AlgorithmInfo] = [
     _info("odpo", "offline-preference", "preference-pairs", True, ("oxstudy.ODPOTrainer", "trl.DPOConfig"),
           defaults={"offset": 1.0}, tags=_pref("logistic"),
           paper="Amini et al. 2024, Direct Preference Optimization with an Offset (arXiv:2402.10571)",
-          loss="-log sigma(beta h - Delta),  Delta = offset * log1p(s_w - s_l) with scores, else offset",
+          loss="-log sigma(beta h - offset)  (the paper's Delta = alpha log(s_w - s_l) is one constant for "
+          "verifier rewards)",
           description="DPO requiring the chosen to beat the rejected by an offset margin."),
     _info("gpo", "offline-preference", "preference-pairs", True, ("oxstudy.GPOTrainer", "trl.DPOConfig"),
           defaults={"gpo_loss": "exponential"}, tags=_pref("convex"),

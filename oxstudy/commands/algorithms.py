@@ -8,6 +8,7 @@ import typer
 
 
 def algorithms(
+    name: str = typer.Argument(None, help="Show one method in full (paper, loss, defaults)."),
     family: str = typer.Option(None, "--family", help="Only this family: sft, offline-preference, online-rl."),
     as_json: bool = typer.Option(False, "--json", help="Print the registry as JSON on stdout."),
 ) -> None:
@@ -16,12 +17,23 @@ def algorithms(
     Columns: name, family, data it trains on, whether it keeps a reference model, trainer, and
     the tags the leverage analysis groups by (paradigm, online, loss family).
 
-    Example: oxstudy algorithms --family offline-preference
+    Example: oxstudy algorithms --family offline-preference; oxstudy algorithms rdpo
     """
     from oxstudy.algorithms import registry
     from oxstudy.errors import InputError
 
-    infos = [registry.get(name) for name in registry.names()]
+    if name is not None:
+        try:
+            info = registry.get(name)
+        except KeyError as exc:
+            raise InputError(f"algorithms: {exc.args[0]}") from None
+        if as_json:
+            typer.echo(json.dumps({"algorithms": [info.as_dict()]}, indent=2))
+            return
+        for key, value in info.as_dict().items():
+            typer.echo(f"{key:>16}: {value}")
+        return
+    infos = [registry.get(n) for n in registry.names()]
     if family is not None:
         families = sorted({info.family for info in infos})
         if family not in families:
