@@ -180,6 +180,10 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
     errors = registry.validate_hyperparameters(method, cell.algorithm.hyperparameters)
     if errors:
         raise SpecError(*(f"algorithms[{cell.algorithm.id}].hyperparameters: {e}" for e in errors))
+    finetune = getattr(cell.model, "finetune", "full")
+    problems = registry.validate_finetune(method, finetune)
+    if problems:
+        raise SpecError(*(f"models[{cell.model.id}].finetune: {p}" for p in problems))
     if hyperparameters.get("use_vllm") and device != "cuda":
         raise ResourceError(f"algorithms[{cell.algorithm.id}].hyperparameters.use_vllm: vLLM needs a GPU")
     kwargs = shared_arguments(cell.training, seed=cell.seed, output_dir=output_dir, device=device,
@@ -518,3 +522,11 @@ def write_accelerate_config(cell: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(accelerate_config(cell), sort_keys=True))
     return path
+
+
+def accelerate_launch_command(cell: Any, config_path: str | Path, program: list[str]) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``program`` (e.g. ``["-m", "oxstudy.worker",
+    ...]``) for ``cell`` on ``execution.gpus_per_run`` GPUs with the config written by
+    :func:`write_accelerate_config`."""
+    return ["accelerate", "launch", "--config_file", str(config_path),
+            "--num_processes", str(num_processes(cell)), *program]

@@ -158,3 +158,9 @@ def test_methods_trl_lacks_are_named_loss_overrides_on_trl_dpo_trainer():
         assert issubclass(cls, DPOTrainer)
         assert cls.__name__ == registry.get(name).trainer.rpartition(".")[2]
         assert "arXiv" in CUSTOM_LOSSES[name].__doc__ or "Mitchell" in CUSTOM_LOSSES[name].__doc__
+
+
+def test_validate_finetune():
+    assert registry.validate_finetune("dpo", "lora") == []
+    assert registry.validate_finetune("tr-dpo", "full") == []
+    assert "use finetune: full" in registry.validate_finetune("tr-dpo", "lora")[0]

@@ -21,6 +21,7 @@ from oxstudy.selfplay import exact_match_reward, prepare_data
 from oxstudy.training import (
     NonFiniteLossError,
     accelerate_config,
+    accelerate_launch_command,
     build_config,
     deepspeed_zero3_config,
     num_processes,
@@ -185,6 +186,8 @@ def test_invalid_settings_fail_before_training(tmp_path):
 
     with pytest.raises(ResourceError, match="needs a GPU"):
         build_config(cell_for("dpo", training={"precision": "bf16"}), tmp_path, device="cpu")
+    with pytest.raises(SpecError, match="finetune: method 'tr-dpo'"):
+        build_config(cell_for("tr-dpo", finetune="lora"), tmp_path, device="cpu")
     with pytest.raises(ResourceError, match="vLLM"):
         build_config(cell_for("grpo", hyperparameters={"use_vllm": True}), tmp_path, device="cpu")
 
@@ -214,3 +217,6 @@ def test_multi_gpu_accelerate_deepspeed_config(tmp_path):
     assert arguments["gradient_accumulation_steps"] == 2
     with pytest.raises(SpecError, match="gpus_per_run"):
         accelerate_config(cell_for("grpo", gpus_per_run=1))
+    command = accelerate_launch_command(cell, path, ["-m", "oxstudy.worker", "cell.json"])
+    assert command[:3] == ["accelerate", "launch", "--config_file"] and command[3] == str(path)
+    assert command[command.index("--num_processes") + 1] == "2" and command[-1] == "cell.json"

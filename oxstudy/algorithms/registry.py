@@ -584,6 +584,15 @@ def validate_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> list
     return errors
 
 
+def validate_finetune(name: str, finetune: str) -> list[str]:
+    """Error messages (empty if fine) for running method ``name`` with ``finetune`` (full | lora)."""
+    info = get(name)
+    if finetune == "lora" and info.fixed.get("sync_ref_model"):
+        return [f"method {info.name!r} updates a separate reference model, which TRL 1.16 does not support "
+                "with LoRA (the reference is the adapter-disabled base); use finetune: full"]
+    return []
+
+
 def resolve_hyperparameters(name: str, hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
     """The method's defaults with ``hyperparameters`` merged over them (a new dict)."""
     info = get(name)
