@@ -1,5 +1,10 @@
 """Train one cell through Hugging Face TRL.
 
+Batch sizes: offline methods count examples (pairs for preference methods); GRPO-family and
+RLOO count completions (``effective_batch_size / num_generations`` prompts per step); online
+DPO counts prompts (two samples each). Self-play sampling uses ``data.preference.max_new_tokens``;
+online RL generation uses ``training.max_completion_length``.
+
 :func:`train_cell` maps a cell's shared :class:`~oxstudy.spec.TrainingSpec` onto the TRL config
 of its method *identically for every method* (:func:`shared_arguments`), adds the method's own
 settings (registry ``fixed`` values and resolved hyperparameters), builds the TRL trainer (or
@@ -189,6 +194,13 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
     kwargs = shared_arguments(cell.training, seed=cell.seed, output_dir=output_dir, device=device,
                               processes=num_processes(cell))
     kwargs.update(method_arguments(method, cell.training, hyperparameters))
+    if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
+        # Online RL batches count completions: each step's batch must hold whole groups.
+        generations = int(kwargs.get("num_generations", 2))
+        if cell.training.effective_batch_size % generations:
+            raise SpecError(
+                f"training.effective_batch_size: {cell.training.effective_batch_size} completions per step is "
+                f"not a multiple of algorithms[{cell.algorithm.id}].hyperparameters.num_generations = {generations}")
     return _config_class(info.config)(**kwargs)
 
 

@@ -180,6 +180,8 @@ def test_non_finite_loss_fails_clearly(zoo_tiny, tmp_path, selfplay_cache):
 def test_invalid_settings_fail_before_training(tmp_path):
     with pytest.raises(SpecError, match="effective_batch_size"):
         build_config(cell_for("dpo", training={"effective_batch_size": 6}), tmp_path, device="cpu")
+    with pytest.raises(SpecError, match="num_generations = 3"):
+        build_config(cell_for("grpo", hyperparameters={"num_generations": 3}), tmp_path, device="cpu")
     with pytest.raises(SpecError, match="training.beta"):
         build_config(cell_for("dpo", hyperparameters={"beta": 0.5}), tmp_path, device="cpu")
     from oxstudy.errors import ResourceError
