@@ -47,6 +47,13 @@ class BenchmarkRequest:
     apply_chat_template: bool = True
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 16
+    #: Few-shot examples as alternating chat turns; None = yes when a chat template is applied.
+    fewshot_as_multiturn: bool | None = None
+
+    def multiturn(self) -> bool:
+        """The effective setting: only meaningful (and allowed by lm-eval) with a chat template."""
+        wanted = self.num_fewshot > 0 if self.fewshot_as_multiturn is None else self.fewshot_as_multiturn
+        return bool(wanted and self.apply_chat_template)
 
 
 def _field(bench: Any, name: str, default: Any = None) -> Any:
@@ -74,6 +81,7 @@ def as_request(bench: Any) -> BenchmarkRequest:
         apply_chat_template=bool(_field(bench, "apply_chat_template", True)),
         gen_kwargs=dict(_field(bench, "gen_kwargs") or {}),
         batch_size=int(_field(bench, "batch_size", 16) or 16),
+        fewshot_as_multiturn=_field(bench, "fewshot_as_multiturn", None),
     )
 
 
@@ -264,7 +272,7 @@ def evaluate_model(
                 limit=request.limit,
                 gen_kwargs=dict(request.gen_kwargs) or None,
                 apply_chat_template=request.apply_chat_template,
-                fewshot_as_multiturn=request.apply_chat_template and request.num_fewshot > 0,
+                fewshot_as_multiturn=request.multiturn(),
                 log_samples=True,
                 task_manager=manager,
                 verbosity="WARNING",
@@ -317,7 +325,7 @@ def _collect(request: BenchmarkRequest, resolved: _ResolvedTask, results: dict[s
         "num_fewshot": int(used_fewshot or 0),
         "in_domain": request.in_domain,
         "apply_chat_template": request.apply_chat_template,
-        "fewshot_as_multiturn": request.apply_chat_template and request.num_fewshot > 0,
+        "fewshot_as_multiturn": request.multiturn(),
         "gen_kwargs": dict(request.gen_kwargs),
         "generation_kwargs_used": json.loads(json.dumps(config.get("generation_kwargs") or {}, default=str)),
         "limit": request.limit,

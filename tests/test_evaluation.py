@@ -49,17 +49,22 @@ def test_generative_bundled_task_with_items_and_provenance(tiny_loaded):
 
 
 def test_fewshot_and_stderr_arrive(tiny_loaded):
+    from oxstudy.spec import BenchmarkSpec
+
     model, tokenizer = tiny_loaded
     benches = [
         BenchmarkRequest(id="zero", task="oxs_arith", limit=12, num_fewshot=0),
-        BenchmarkRequest(
-            id="three", task="oxs_arith", limit=12, num_fewshot=3, gen_kwargs={"max_gen_toks": 48}
-        ),
+        # The spec's own model is accepted as is (duck typing over BenchmarkSpec's fields).
+        BenchmarkSpec(
+            id="three", task="oxs_arith", limit=12, num_fewshot=3, fewshot_as_multiturn=True,
+            gen_kwargs={"max_gen_toks": 48},
+        ),  # fmt: skip
     ]
     result = evaluate_model(model, benches, tokenizer=tokenizer)
     zero, three = result["metrics"]["zero"], result["metrics"]["three"]
     assert zero["num_fewshot"] == 0 and three["num_fewshot"] == 3
     assert three["fewshot_as_multiturn"] is True
+    assert not zero["fewshot_as_multiturn"]
     # The few-shot examples really reached the prompts: every prompt changed.
     z_items, t_items = result["items"]["zero"], result["items"]["three"]
     assert z_items["doc_hash"] == t_items["doc_hash"]
