@@ -4,9 +4,11 @@ synthetic tasks, so the whole pipeline runs for real on a CPU with no model hub.
 Each model is fully determined by its :class:`ZooConfig`; it is built once into
 ``<cache>/zoo/<name>-<config hash>/`` (``$OXSTUDY_CACHE`` or ``~/.cache/oxstudy``) with
 ``save_pretrained`` and later loads like any hub model from that local path. A second
-build is a no-op. The tokenizer is a byte-level BPE trained locally with ``tokenizers``
-(digits split one per token, which tiny models need to learn arithmetic) and wrapped in
-``PreTrainedTokenizerFast`` with a chat template, eos and pad tokens.
+build is a no-op. A build uses one torch thread (``OXSTUDY_ZOO_THREADS`` overrides), so
+its weights do not depend on the core count; ladders build in parallel processes. The
+tokenizer is a byte-level BPE trained locally with ``tokenizers`` (digits split one per
+token, which tiny models need to learn arithmetic) wrapped in ``PreTrainedTokenizerFast``
+with a chat template, eos and pad tokens.
 """
 
 from __future__ import annotations

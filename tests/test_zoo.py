@@ -92,3 +92,16 @@ def test_ladder_grows_and_hashes_are_stable():
     hashes = {zoo.ZOO[n].config_hash() for n in zoo.zoo_names()}
     assert len(hashes) == len(zoo.ZOO)
     assert zoo.ZOO["tiny"].config_hash() == zoo.ZOO["tiny"].config_hash()
+
+
+def test_built_ladder_accuracy_rises_with_size():
+    """Checked wherever the whole ladder is built (``oxstudy zoo build``; too slow for every CI run)."""
+    names = zoo.zoo_names()
+    if not all(zoo.is_built(n) for n in names):
+        pytest.skip("the whole zoo ladder is not built in OXSTUDY_CACHE")
+    metas = [zoo.zoo_metadata(n) for n in names]
+    params = [m["params"] for m in metas]
+    accuracy = [m["base_accuracy"]["value"] for m in metas]
+    assert params == sorted(params)
+    assert accuracy == sorted(accuracy), dict(zip(names, accuracy, strict=True))
+    assert accuracy[0] > 0 and accuracy[-1] < 0.9
