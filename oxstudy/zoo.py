@@ -299,6 +299,7 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-staging-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; a cache may be shared
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     meta: dict[str, Any] = {

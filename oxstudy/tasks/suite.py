@@ -157,6 +157,7 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
     return path
 
@@ -220,6 +221,7 @@ def materialize_tasks(directory: str | Path | None = None) -> Path:
     # Build in a sibling temp dir and rename, so concurrent processes never read half a
     # suite; the YAMLs carry absolute paths, so rewrite them for the final location.
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".staging-"))
+    staging.chmod(0o755)  # mkdtemp makes it private; a cache may be shared
     export_tasks(staging)
     for name in TASKS:
         text = _template(name).replace("@DATA_DIR@", target.as_posix())
