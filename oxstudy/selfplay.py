@@ -339,9 +339,12 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
     if not examples:
         raise InputError(f"data.source ({data_spec.source}): no training examples")
     if not needs_self_play(cell.algorithm.method):
-        return derive_training_data(examples, [[] for _ in examples], [[] for _ in examples])
+        return TrainingData(gold=[dict(e) for e in examples],
+                            prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples],
+                            stats={"prompts": len(examples), "self_play": False})
     if data_spec.preference.mode == "dataset":
-        data = derive_training_data(examples, [[] for _ in examples], [[] for _ in examples])
+        data = TrainingData(gold=[dict(e) for e in examples],
+                            prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples])
         data.pairs = load_preference_dataset(data_spec, base_dir=base_dir)
         data.unpaired = [row for p in data.pairs for row in (
             {"prompt": p["prompt"], "completion": p["chosen"], "label": True},

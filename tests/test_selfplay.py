@@ -132,6 +132,7 @@ def test_prepare_data_caches_per_base_model_data_and_seed(zoo_tiny, tmp_path):
     # SFT and online RL need no samples.
     sft = prepare_data(make_cell("sft", data=data_settings), zoo_tiny, cache_dir=tmp_path)
     assert sft.cache_key is None and len(sft.gold) == 6 and len(sft.prompts) == 6
+    assert sft.stats == {"prompts": 6, "self_play": False} and not sft.pairs and not sft.unpaired
     # Another seed or temperature is another cache entry.
     cell = make_cell("dpo", data=data_settings)
     assert selfplay_cache_key(zoo_tiny, cell.data, 1) != selfplay_cache_key(zoo_tiny, cell.data, 0)
