@@ -473,6 +473,10 @@ def check_spec(spec: StudySpec) -> list[Problem]:
         for j, algorithm_id in enumerate(model.algorithms or []):
             if algorithm_id not in algorithm_ids:
                 problems.append((("models", i, "algorithms", j), _unknown_id("algorithm", algorithm_id, set(algorithm_ids))))
+        for algorithm in spec.algorithms:
+            if (model.algorithms is None or algorithm.id in model.algorithms) and not _method_problem(algorithm.method):
+                for message in registry.validate_finetune(algorithm.method, model.finetune):
+                    problems.append((("models", i, "finetune"), f"algorithm {algorithm.id}: {message}"))
         kind = source_kind(model.source)
         if kind == "path" and not spec.resolve_path(model.source).exists():
             problems.append((("models", i, "source"), f"local model path {model.source} does not exist"))

@@ -160,6 +160,11 @@ def test_lora_settings_with_full_finetune(tmp_path: Path) -> None:
     assert_located(errors_of(path), path, 4, "models[1].lora", "finetune is 'full'")
 
 
+def test_method_incompatible_with_lora(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("{id: SFT, method: sft}", "{id: TRDPO, method: tr-dpo}"))
+    assert_located(errors_of(path), path, 4, "models[1].finetune", "algorithm TRDPO: method 'tr-dpo'")
+
+
 def test_bad_yaml_syntax_is_located(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("seeds: [1, 2, 3]", "seeds: [1, 2, 3"))
     (message,) = errors_of(path)
