@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from oxstudy.errors import ResourceError
-from oxstudy.tasks import cache_root, task_split
+from oxstudy.tasks import cache_root, suite_fingerprint, task_split
 
 ZOO_VERSION = 1
 META_FILE = "oxstudy_zoo.json"
@@ -86,15 +86,9 @@ ZOO: dict[str, ZooConfig] = {
     for c in (
         ZooConfig("tiny", hidden_size=64, intermediate_size=192, num_layers=4, num_heads=4, steps=300),
         ZooConfig("small", hidden_size=128, intermediate_size=384, num_layers=6, num_heads=4, steps=600),
-        ZooConfig(
-            "medium",
-            hidden_size=192,
-            intermediate_size=576,
-            num_layers=6,
-            num_heads=6,
-            steps=600,
-            learning_rate=2e-3,
-        ),
+        # 3.0M params x 600 steps at lr 2e-3 ended below "small" (18.8% vs 21.8%): the
+        # largest model also gets the most steps (compute grows with size, as in scaling).
+        ZooConfig("medium", hidden_size=160, intermediate_size=480, num_layers=6, num_heads=5, steps=850),
     )
 }
 
@@ -312,6 +306,8 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
         "torch_threads": threads,
         "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4),
         "base_accuracy": None,
+        # The bundled tasks' content hash: a base accuracy is only comparable on the same test set.
+        "suite_fingerprint": suite_fingerprint(),
     }
     if evaluate:
         from oxstudy.evaluation import BenchmarkRequest, evaluate_model
