@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_study import tiny_cells as shared_tiny_cells
 
-from oxstudy.plan import Cell, plan
-from oxstudy.spec import load_spec_data
+from oxstudy.plan import Cell
 from oxstudy.store import Store
 from runners.base import RunnerEvent, get_runner
 
@@ -19,25 +19,7 @@ ray = pytest.importorskip("ray")
 
 
 def tiny_cells(name: str, seeds: list[int], **execution: object) -> list[Cell]:
-    """A tiny real study: the smallest zoo model, SFT for 2 steps, one bundled benchmark (8 items)."""
-    spec = load_spec_data(
-        {
-            "name": name,
-            "models": [{"id": "tiny", "source": "zoo:tiny"}],
-            "algorithms": [{"id": "SFT", "method": "sft"}],
-            "seeds": seeds,
-            "training": {
-                "max_steps": 2,
-                "learning_rate": 1e-4,
-                "effective_batch_size": 4,
-                "per_device_batch_size": 4,
-            },
-            "data": {"source": "task:oxs_arith", "train_size": 16},
-            "benchmarks": [{"id": "arith", "task": "oxs_arith", "limit": 8}],
-            "execution": {"backend": "ray", "retries": 0, **execution},
-        }
-    )
-    return plan(spec)
+    return shared_tiny_cells(name, seeds, "ray", **{"retries": 0, **execution})
 
 
 def records(store: Store) -> dict[str, dict]:

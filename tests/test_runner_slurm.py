@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from tiny_study import tiny_cells
 
-from oxstudy.plan import Cell, plan
-from oxstudy.spec import load_spec_data
+from oxstudy.plan import Cell
 from oxstudy.store import Store
 from runners.base import RunnerEvent, get_runner
 from runners.slurm import SlurmRunner, slurm_parameters
@@ -17,24 +17,7 @@ submitit = pytest.importorskip("submitit")
 
 
 def cells_for(name: str, seeds: list[int], **execution: object) -> list[Cell]:
-    spec = load_spec_data(
-        {
-            "name": name,
-            "models": [{"id": "tiny", "source": "zoo:tiny"}],
-            "algorithms": [{"id": "SFT", "method": "sft"}],
-            "seeds": seeds,
-            "training": {
-                "max_steps": 2,
-                "learning_rate": 1e-4,
-                "effective_batch_size": 4,
-                "per_device_batch_size": 4,
-            },
-            "data": {"source": "task:oxs_arith", "train_size": 16},
-            "benchmarks": [{"id": "arith", "task": "oxs_arith", "limit": 8}],
-            "execution": {"backend": "slurm", **execution},
-        }
-    )
-    return plan(spec)
+    return tiny_cells(name, seeds, "slurm", **execution)
 
 
 GPU_EXECUTION = {
