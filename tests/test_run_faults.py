@@ -152,11 +152,11 @@ def test_killing_a_worker_fails_that_cell_only_and_retries_it(tmp_path: Path) ->
         return False
 
     wait_for(cell_started)
-    pids = subprocess.run(["pgrep", "-f", "forkserver"], capture_output=True, text=True).stdout.split()
-    victims = []
-    for pid in pids:
-        children = subprocess.run(["pgrep", "-P", pid], capture_output=True, text=True).stdout.split()
-        victims.extend(int(c) for c in children)
+    # cell processes are children of this driver's fork server (never touch other runs' cells)
+    def children(pid: int | str) -> list[str]:
+        return subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+
+    victims = [int(cell) for server in children(proc.pid) for cell in children(server)]
     assert victims, "no cell process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
