@@ -242,10 +242,16 @@ class StudyLock:
             current = self.read_holder()
             if current != holder:
                 return False  # the lock changed hands meanwhile: look again
-            self._remove_stale(holder, reason=f"stale: {reason}")
-            if not self._try_create():
-                return False
+            # Replace the stale lock in one rename: the lock file never disappears, so a
+            # process that is not taking over cannot create it in between and win too.
+            payload = self._payload()
+            tmp = self.path.with_name(f"{LOCK_NAME}.{payload['token']}.tmp")
+            tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._token = payload["token"]
             self.took_over = holder or {}
+            described = _describe(holder) if holder else "an unreadable lock"
+            self.on_warning(f"{self.study_dir}: took over the study lock of {described} (stale: {reason})")
             return True
         finally:
             with contextlib.suppress(FileNotFoundError):
