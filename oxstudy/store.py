@@ -217,27 +217,6 @@ class Store:
                 statuses[record["run_id"]] = record.get("status", "failed")
         return statuses, corrupt
 
-    def statuses_for(self, run_ids: list[str]) -> tuple[dict[str, str], list[str]]:
-        """Like ``statuses`` for just these runs (cheap: reads only their records)."""
-        statuses: dict[str, str] = {}
-        corrupt: list[str] = []
-        for run_id in run_ids:
-            path = self.record_path(run_id)
-            if not path.exists():
-                continue
-            try:
-                statuses[run_id] = self.read_record(path).get("status", "failed")
-            except CorruptRecord as exc:
-                corrupt.append(str(exc))
-        return statuses, corrupt
-
-    def failure_reason(self, run_id: str) -> str | None:
-        try:
-            record = self.read_record(self.record_path(run_id))
-        except (CorruptRecord, FileNotFoundError):
-            return None
-        return (record.get("error") or {}).get("reason")
-
     def clean_partial(self) -> list[Path]:
         """Remove temporary files left by writers that were killed mid-write."""
         removed = []

@@ -151,24 +151,23 @@ class LocalRunner(Runner):
             wall = time.monotonic() - run.started
             # Only a record written by this attempt counts: a crash after an earlier failed
             # attempt must not be mistaken for that attempt's outcome.
-            status = {}
+            status, reason = None, None
             try:
                 record = store.read_record(store.record_path(run_id))
                 if record.get("attempts") == run.attempt:
-                    status[run_id] = record.get("status", "failed")
+                    status = record.get("status", "failed")
+                    reason = (record.get("error") or {}).get("reason")
             except (CorruptRecord, FileNotFoundError):
                 pass
-            if timed_out or run_id not in status:
+            if timed_out or status is None:
+                status = "failed"
                 reason = f"timeout after {self.timeout_s:.0f} s" if timed_out else _exit_reason(run.process.exitcode)
                 record_failure(store, run.cell, attempt=run.attempt, reason=reason,
                                log_tail=log_tail(store.cell_dir(run_id) / "log.txt"))
-                status = {run_id: "failed"}
-            record = status[run_id]
-            if record == "done":
+            if status == "done":
                 outcomes[run_id] = CellOutcome(run_id, "done", run.attempt, None, wall)
                 emit(RunnerEvent("done", run_id, {"attempt": run.attempt, "wall_s": wall}))
                 return
-            reason = store.failure_reason(run_id)
             if run.attempt <= self.retries:
                 attempts[run_id] = run.attempt + 1
                 emit(RunnerEvent("retry", run_id, {"attempt": run.attempt, "reason": reason}))
