@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,20 @@ class Results:
 # tables
 
 
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file; located errors otherwise."""
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise InputError(f"{path}:{lineno}: each line must be a JSON object")
+        yield lineno, row
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV/TSV/JSONL/JSON/Parquet table and add ``_where`` (``FILE:LINE`` or ``FILE:row N``)."""
     path = Path(path)
@@ -72,15 +86,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             where = [f"{file}:{i + 2}" for i in range(len(frame))]
         elif suffix == ".jsonl":
             rows, where = [], []
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{file}:{lineno}: invalid JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{file}:{lineno}: each line must be a JSON object")
+            for lineno, row in jsonl_rows(path):
                 rows.append(row)
                 where.append(f"{file}:{lineno}")
             frame = pd.DataFrame(rows)
@@ -303,16 +309,11 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
                          "stderr": stderr if isinstance(stderr, (int, float)) else None,
                          "num_fewshot": values.get("_n_shot"), "_where": f"{file}: results.{task}.{name}"})
         for samples in sorted(file.parent.glob(f"samples_{task}_*.jsonl")):
+            records = list(jsonl_rows(samples))  # parsed once, then read for each metric
             for name in metrics:
                 metric_name, _, filt = name.partition(",")
                 doc_ids, hashes, scores = [], [], []
-                for lineno, line in enumerate(samples.read_text(encoding="utf-8").splitlines(), start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputError(f"{samples}:{lineno}: invalid JSON ({exc.msg})") from None
+                for lineno, rec in records:
                     if filt and rec.get("filter", filt) != filt:
                         continue
                     if metric_name not in rec:
