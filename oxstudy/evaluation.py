@@ -49,6 +49,8 @@ class BenchmarkRequest:
     batch_size: int = 16
     #: Few-shot examples as alternating chat turns; None = yes when a chat template is applied.
     fewshot_as_multiturn: bool | None = None
+    #: lm-eval model type: hf | vllm | auto; None = the ``backend`` given to ``evaluate_model``.
+    backend: str | None = None
 
     def multiturn(self) -> bool:
         """The effective setting: only meaningful (and allowed by lm-eval) with a chat template."""
@@ -82,6 +84,7 @@ def as_request(bench: Any) -> BenchmarkRequest:
         gen_kwargs=dict(_field(bench, "gen_kwargs") or {}),
         batch_size=int(_field(bench, "batch_size", 16) or 16),
         fewshot_as_multiturn=_field(bench, "fewshot_as_multiturn", None),
+        backend=_field(bench, "backend", None),
     )
 
 
@@ -229,6 +232,8 @@ def evaluate_model(
     *,
     device: str | None = None,
     on_benchmark: Callable[[int, int, str], None] | None = None,
+    backend: str = "hf",
+    vllm_model_args: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` on ``benchmarks`` through lm-eval-harness.
 
@@ -236,6 +241,11 @@ def evaluate_model(
     ``tokenizer``) or a path to a model / LoRA adapter directory (loaded once).
     ``benchmarks`` are BenchmarkSpec-like objects, dicts, or task names. Returns
     ``{"metrics": {id: ...}, "items": {id: ...}}`` (JSON-safe; see the module docstring).
+
+    ``backend`` (hf | vllm | auto) applies to benchmarks without their own ``backend``; the
+    vllm path loads ``vllm_model_args`` (:func:`oxstudy.engines.vllm_eval_model_args`; derived
+    from ``model`` when it is a path) in lm-eval's ``vllm`` model type. Both paths get the
+    same task, few-shot, generation and chat-template settings.
     """
     from oxstudy.tasks.suite import TASKS
 
@@ -243,17 +253,20 @@ def evaluate_model(
     ids = [r.id for r in requests]
     if len(set(ids)) != len(ids):
         raise InputError(f"benchmarks: duplicate ids {sorted({i for i in ids if ids.count(i) > 1})}")
+    engines = _engines(requests, backend, device)
     if isinstance(model, (str, Path)):
+        if vllm_model_args is None and "vllm" in engines.values():
+            vllm_model_args = _vllm_args_for_path(model)
         model, loaded_tokenizer = load_model(model, device=device)
         tokenizer = tokenizer or loaded_tokenizer
     if tokenizer is None:
         raise InputError("evaluate_model: an in-memory model needs its tokenizer")
     _quiet_lm_eval()
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     metrics: dict[str, dict[str, Any]] = {}
     items: dict[str, dict[str, list[Any]]] = {}
+    vllm_cache: dict[str, Any] = {}
     for index, request in enumerate(requests):
         if on_benchmark is not None:
             on_benchmark(index, len(requests), request.id)
@@ -263,7 +276,7 @@ def evaluate_model(
             raise InputError(
                 f"benchmark {request.id}: apply_chat_template is true but the tokenizer has no chat template"
             )
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=request.batch_size)
+        lm, engine_record = _lm_eval_model(request, engines[request.id], model, tokenizer, vllm_model_args, vllm_cache)
         try:
             results = simple_evaluate(
                 model=lm,
@@ -290,7 +303,63 @@ def evaluate_model(
                 ) from None
             raise
         metrics[request.id], items[request.id] = _collect(request, resolved, results)
+        metrics[request.id].update(engine_record)
     return {"metrics": metrics, "items": items}
+
+
+# --------------------------------------------------------------------------- engines (hf | vllm)
+
+
+def _engines(requests: Sequence[BenchmarkRequest], default: str, device: str | None) -> dict[str, str]:
+    """The lm-eval model type of each benchmark (hf or vllm); a vllm request that this
+    machine cannot serve fails here, before any benchmark runs."""
+    from oxstudy.engines import eval_backend
+
+    return {r.id: eval_backend(r.backend, default, device=device, where=f"benchmark {r.id}: backend")
+            for r in requests}
+
+
+def _vllm_args_for_path(path: str | Path) -> dict[str, Any]:
+    """vllm model_args for a checkpoint on disk: a model directory as is, a LoRA adapter on its base."""
+    from oxstudy.engines import vllm_eval_model_args
+
+    path = Path(path)
+    adapter_config = path / "adapter_config.json"
+    if adapter_config.exists():
+        from oxstudy.zoo import resolve_model_source
+
+        config = json.loads(adapter_config.read_text())
+        base = resolve_model_source(config["base_model_name_or_path"], prefer_cache=True)
+        return vllm_eval_model_args(base, lora_local_path=str(path), lora_rank=int(config.get("r", 16)))
+    return vllm_eval_model_args(str(path))
+
+
+def _make_vllm_lm(model_args: dict[str, Any]) -> Any:
+    """lm-eval's ``vllm`` LM, built the way ``simple_evaluate(model="vllm", model_args=...)`` builds it."""
+    from lm_eval.api.registry import get_model
+
+    return get_model("vllm").create_from_arg_obj(dict(model_args), {"device": None})
+
+
+def _lm_eval_model(request: BenchmarkRequest, engine: str, model: Any, tokenizer: Any,
+                   vllm_model_args: dict[str, Any] | None, vllm_cache: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The lm-eval LM object for one benchmark and what the record says about it.
+
+    hf: the in-memory model wrapped in ``HFLM`` (as before). vllm: one engine per evaluation,
+    shared by its benchmarks (loading it is the slow part).
+    """
+    if engine == "vllm":
+        if vllm_model_args is None:
+            raise InputError(f"benchmark {request.id}: the vllm backend needs a checkpoint on disk (vllm_model_args)")
+        if "lm" not in vllm_cache:
+            vllm_cache["lm"] = _make_vllm_lm(vllm_model_args)
+        args = json.loads(json.dumps(vllm_model_args, default=str))
+        return vllm_cache["lm"], {"backend": "vllm", "backend_args": args}
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=request.batch_size)
+    return lm, {"backend": "hf", "backend_args": {"batch_size": request.batch_size,
+                                                  "dtype": str(getattr(model, "dtype", "")).replace("torch.", "")}}
 
 
 def _collect(request: BenchmarkRequest, resolved: _ResolvedTask, results: dict[str, Any]):

@@ -87,24 +87,65 @@ def redirect_output(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def preflight(cells: list[Cell], on_step: Any = None) -> None:
+def preflight(cells: list[Cell], on_step: Any = None, *, progress: Any = None,
+              check_machine: bool = True) -> dict[str, Any]:
     """Check, once in the driver, what every cell would otherwise discover on its own.
 
     Each distinct model source is resolved (zoo models are built here once instead of by
-    several workers at a time; a hub id that is not available offline fails now, with one
-    line naming it) and the training data is loaded. Raises ``OxstudyError``.
+    several workers at a time; hub models and ``hf:`` datasets are downloaded here, with a
+    bar in ``progress`` when given, or taken from the local cache when ``HF_HUB_OFFLINE`` /
+    ``HF_DATASETS_OFFLINE`` is set; a gated, missing or uncached repo fails now, with one line
+    naming it) and the training data is loaded. With ``check_machine`` (cells run on this
+    machine) a vLLM backend asked for explicitly must be usable here. Returns the resolved
+    hub commits ``{"models": {source: {...}}, "datasets": {source: {...}}}``. Raises ``OxstudyError``.
     """
+    from oxstudy.hub import parse_hub_source, resolve
     from oxstudy.selfplay import load_examples
     from oxstudy.zoo import resolve_model_source
 
-    for source in dict.fromkeys(cell.model.source for cell in cells):
+    resolved: dict[str, dict[str, Any]] = {"models": {}, "datasets": {}}
+    if check_machine:
+        _check_engines(cells)
+    for source, revision in dict.fromkeys((cell.model.source, cell.model.revision) for cell in cells):
         if on_step is not None:
-            on_step(f"model {source}")
-        resolve_model_source(source)
-    for data in {json.dumps(cell.data.model_dump(mode="json"), sort_keys=True): cell.data for cell in cells}.values():
+            on_step(f"model {source}" + (f"@{revision}" if revision else ""))
+        path = resolve_model_source(source, revision=revision, progress=progress)
+        if parse_hub_source(source) is not None:
+            from oxstudy.hub import source_provenance
+
+            resolved["models"][source] = source_provenance(source, path, revision)
+    datasets = {json.dumps(cell.data.model_dump(mode="json"), sort_keys=True): cell.data for cell in cells}
+    for data in datasets.values():
+        hub_sources = [(data.source, data.revision)]
+        if data.preference.dataset is not None:
+            hub_sources.append((data.preference.dataset.source, data.preference.dataset.revision))
+        for source, revision in hub_sources:
+            repo_id = parse_hub_source(source) if source.startswith("hf:") else None
+            if repo_id is not None:
+                if on_step is not None:
+                    on_step(f"dataset {source}")
+                snapshot = resolve(repo_id, repo_type="dataset", revision=revision, progress=progress)
+                resolved["datasets"][source] = snapshot.provenance()
         if on_step is not None:
             on_step(f"data {data.source}")
         load_examples(data)
+    return resolved
+
+
+def _check_engines(cells: list[Cell]) -> None:
+    """vLLM asked for explicitly (evaluation or rollouts) must run on this machine."""
+    from oxstudy.engines import VLLM_INSTALL_HINT, vllm_unavailable_reason
+
+    wants: list[str] = []
+    for cell in cells:
+        if any((b.backend or cell.evaluation.backend) == "vllm" for b in cell.benchmarks):
+            wants.append("evaluation.backend / benchmarks[].backend: vllm")
+        if cell.execution.rollouts.use_vllm is True:
+            wants.append("execution.rollouts.use_vllm: true")
+    if wants:
+        reason = vllm_unavailable_reason()
+        if reason is not None:
+            raise OxstudyError(f"{wants[0]}: vLLM asked for but {reason}; use hf / auto, or {VLLM_INSTALL_HINT}")
 
 
 def _base_record(cell: Cell, attempt: int) -> dict[str, Any]:
@@ -154,7 +195,7 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
 
     progress("data", force=True)
     started = time.perf_counter()
-    model_path = resolve_model_source(cell.model.source)
+    model_path = resolve_model_source(cell.model.source, revision=cell.model.revision, prefer_cache=True)
     params = cell.model.params or model_param_count(model_path)
     data = prepare_data(cell, model_path, cache_dir=store.root / "selfplay", device=device)
     timings["data_s"] = round(time.perf_counter() - started, 3)
@@ -169,9 +210,11 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
 
     progress("eval", 0, len(cell.benchmarks), force=True)
     started = time.perf_counter()
+    vllm_args = _vllm_eval_args(cell, result, model_path, work, device)
     evaluation = evaluate_model(
         result.model, cell.benchmarks, result.tokenizer, device=device,
         on_benchmark=lambda index, total, _name: progress("eval", index, total, force=True),
+        backend=cell.evaluation.backend, vllm_model_args=vllm_args,
     )  # fmt: skip
     timings["eval_s"] = round(time.perf_counter() - started, 3)
 
@@ -185,6 +228,50 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
             "data": getattr(data, "stats", {}), "trl_config": result.config,
         },
         "device": _device_name(device),
+        "inputs": _input_provenance(cell, model_path, result, evaluation),
+    }  # fmt: skip
+
+
+def _vllm_eval_args(cell: Cell, result: Any, model_path: str, work: Path, device: str) -> dict[str, Any] | None:
+    """lm-eval vllm model_args for the trained model when any benchmark evaluates on vLLM:
+    the merged checkpoint written to disk, or the base model + the saved LoRA adapter."""
+    from oxstudy.engines import eval_backend, vllm_eval_model_args
+    from oxstudy.training import num_processes
+
+    if not any(eval_backend(b.backend, cell.evaluation.backend, device=device) == "vllm" for b in cell.benchmarks):
+        return None
+    options = {"tensor_parallel_size": num_processes(cell), "gpu_memory_utilization": cell.evaluation.gpu_memory_utilization,
+               "dtype": cell.evaluation.dtype, "seed": cell.seed}  # fmt: skip
+    if cell.evaluation.lora == "enable_lora" and result.adapter_dir:
+        rank = (cell.model.lora.r if cell.model.lora is not None else 16)
+        return vllm_eval_model_args(model_path, lora_local_path=result.adapter_dir, lora_rank=rank, **options)
+    checkpoint = work / "eval_checkpoint"
+    result.model.save_pretrained(checkpoint)
+    result.tokenizer.save_pretrained(checkpoint)
+    return vllm_eval_model_args(str(checkpoint), **options)
+
+
+def _input_provenance(cell: Cell, model_path: str, result: Any, evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The exact inputs of a run: the model's (hub commit / zoo hash / path), each hub
+    dataset's commit, the rollout engine and the evaluation engine of each benchmark."""
+    from oxstudy.hub import parse_hub_source, resolve, source_provenance
+
+    datasets = {}
+    sources = [(cell.data.source, cell.data.revision)]
+    if cell.data.preference.dataset is not None:
+        sources.append((cell.data.preference.dataset.source, cell.data.preference.dataset.revision))
+    for source, revision in sources:
+        repo_id = parse_hub_source(source) if source.startswith("hf:") else None
+        if repo_id is not None:  # cached by now: no request
+            datasets[source] = resolve(repo_id, repo_type="dataset", revision=revision, prefer_cache=True).provenance()
+    config = getattr(result, "config", None) or {}
+    return {
+        "model": source_provenance(cell.model.source, model_path, cell.model.revision),
+        "datasets": datasets,
+        "rollouts": {k: config[k] for k in ("use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
+                                            "vllm_server_base_url") if k in config} if "use_vllm" in config else None,
+        "evaluation": {bench: {"backend": m.get("backend"), "args": m.get("backend_args")}
+                       for bench, m in evaluation["metrics"].items()},
     }  # fmt: skip
 
 
@@ -230,7 +317,7 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
         record.update(
             status="done", error=None, timings=timings, params=result["params"], metrics=result["metrics"],
             items=result["items"], curves=result["curves"], train=result["train"],
-            provenance=provenance(device=result["device"]),
+            provenance={**provenance(device=result["device"]), "inputs": result["inputs"]},
         )  # fmt: skip
         store.write_record(record)
         print(f"== done in {timings['total_s']} s", flush=True)

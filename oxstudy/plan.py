@@ -27,6 +27,7 @@ from oxstudy.spec import (
     AlgorithmSpec,
     BenchmarkSpec,
     DataSpec,
+    EvaluationSpec,
     ExecutionSpec,
     LoraSpec,
     ModelSpec,
@@ -61,6 +62,7 @@ class Cell(BaseModel):
     data: DataSpec
     benchmarks: list[BenchmarkSpec]
     execution: ExecutionSpec
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
 
     @property
     def label(self) -> str:
@@ -90,15 +92,25 @@ def run_identity(
     model_part: dict[str, Any] = {"source": model.source, "finetune": model.finetune}
     if model.finetune == "lora":
         model_part["lora"] = (model.lora or LoraSpec()).model_dump()
+    # Hub revisions count only when pinned (ids of specs without them stay as they were); the
+    # evaluation backend is an engine choice, recorded in provenance like the device.
+    if model.revision is not None:
+        model_part["revision"] = model.revision
+    data_part = data.model_dump()
+    if data_part.get("revision") is None:
+        data_part.pop("revision", None)
+    dataset = data_part["preference"].get("dataset")
+    if dataset is not None and dataset.get("revision") is None:
+        dataset.pop("revision", None)
     return {
         "model": model_part,
         "method": method,
         "hyperparameters": hyperparameters,
         "seed": seed,
         "training": training.model_dump(),
-        "data": data.model_dump(),
+        "data": data_part,
         # sorted so that reordering benchmarks in the spec changes nothing
-        "benchmarks": sorted((b.model_dump() for b in benchmarks), key=canonical_json),
+        "benchmarks": sorted((b.model_dump(exclude={"backend"}) for b in benchmarks), key=canonical_json),
     }
 
 
@@ -213,6 +225,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         data=data,
                         benchmarks=benchmarks,
                         execution=spec.execution,
+                        evaluation=spec.evaluation,
                     )
                 )
     # a clash is reported once per algorithm, not per seed

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oxstudy.errors import InputError, ResourceError
+from oxstudy.errors import InputError
 
 SELFPLAY_VERSION = 1
 CANONICAL_FIELDS = ("prompt", "solution", "answer")
@@ -126,21 +126,18 @@ def _read_local(path: Path, where: str) -> list[dict[str, Any]]:
 
 
 def load_records(source: str, *, config: str | None = None, split: str = "train",
-                 base_dir: str | Path | None = None, where: str = "data.source") -> list[dict[str, Any]]:
-    """Raw records of a data source: ``task:NAME``, ``hf:ID`` (through ``datasets``) or a local path."""
+                 base_dir: str | Path | None = None, where: str = "data.source",
+                 revision: str | None = None) -> list[dict[str, Any]]:
+    """Raw records of a data source: ``task:NAME``, ``hf:ID`` (the hub snapshot at ``revision``,
+    read by ``datasets``: :func:`oxstudy.hub.load_hub_dataset`) or a local path."""
     if source.startswith("task:"):
         from oxstudy.tasks import task_split
 
         return task_split(_task_name(source[len("task:"):]), split)
     if source.startswith("hf:"):
-        from datasets import load_dataset
+        from oxstudy.hub import load_hub_dataset
 
-        try:
-            dataset = load_dataset(source[len("hf:"):], config, split=split)
-        except Exception as exc:  # offline, unknown id, unknown split: all unreachable input
-            raise ResourceError(f"{where}: {source} could not be loaded ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
-        return [dict(row) for row in dataset]
+        return load_hub_dataset(source[len("hf:"):], config, split, revision=revision, where=where)
     path = Path(source)
     if base_dir is not None and not path.is_absolute():
         path = Path(base_dir) / path
@@ -150,7 +147,8 @@ def load_records(source: str, *, config: str | None = None, split: str = "train"
 def load_examples(data: Any, *, base_dir: str | Path | None = None) -> list[dict[str, Any]]:
     """Canonical training examples of a :class:`~oxstudy.spec.DataSpec` (``train_size`` applied:
     the first N examples, so a smaller size is a prefix of a larger one)."""
-    records = load_records(data.source, config=data.config, split=data.split, base_dir=base_dir)
+    records = load_records(data.source, config=data.config, split=data.split, base_dir=base_dir,
+                           revision=getattr(data, "revision", None))
     if data.train_size is not None:
         records = records[: data.train_size]
     return _canonicalise(records, dict(data.fields or {}), f"data.source ({data.source})")
@@ -162,7 +160,7 @@ def load_preference_dataset(data: Any, *, base_dir: str | Path | None = None) ->
     if spec is None:
         raise InputError("data.preference.dataset: required when data.preference.mode is 'dataset'")
     records = load_records(spec.source, config=spec.config, split=spec.split, base_dir=base_dir,
-                           where="data.preference.dataset.source")
+                           where="data.preference.dataset.source", revision=getattr(spec, "revision", None))
     fields = dict(spec.fields or {})
     pairs = []
     for row_number, record in enumerate(records[: data.train_size] if data.train_size else records):

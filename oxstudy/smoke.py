@@ -42,6 +42,7 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
     for model in data["models"]:
         model["source"] = zoo_for[model["source"]]
         model.pop("params", None)
+        model.pop("revision", None)  # hub revisions do not apply to zoo models
         model["family"] = "zoo"
         model.pop("training", None)  # scale-specific settings (lr, batch) do not apply to the zoo
     for algorithm in data["algorithms"]:
@@ -67,9 +68,11 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
             task, metric = SMOKE_OOD[ood % len(SMOKE_OOD)]
             ood += 1
         benchmark.update(task=task, metric=metric, num_fewshot=0, limit=SMOKE_ITEMS, apply_chat_template=True,
-                         fewshot_as_multiturn=False, gen_kwargs={})
+                         fewshot_as_multiturn=False, gen_kwargs={}, backend=None)
+    data["evaluation"] = {**data.get("evaluation", {}), "backend": "hf"}  # a CPU run: no vLLM
     data["execution"] = {**data.get("execution", {}), "backend": "local", "gpus_per_run": 0, "retries": 0,
-                         "max_parallel": 2, "timeout_s": 900}
+                         "max_parallel": 2, "timeout_s": 900,
+                         "rollouts": {**data.get("execution", {}).get("rollouts", {}), "use_vllm": False}}
     if data.get("analysis", {}).get("claims"):
         data["analysis"]["claims"] = str(spec.resolve_path(data["analysis"]["claims"]))
     data["exclude"] = [e for e in data.get("exclude", []) if e.get("seed") in (None, *data["seeds"])]

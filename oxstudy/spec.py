@@ -92,6 +92,9 @@ class ModelSpec(StrictModel):
     source: str = Field(
         description="zoo:NAME (built-in tiny model), a Hugging Face id (Qwen/Qwen2.5-1.5B-Instruct) or a local path."
     )
+    revision: str | None = Field(
+        None, description="Hub models: branch, tag or commit to use (default main); the resolved commit is recorded."
+    )
     params: int | None = Field(None, gt=0, description="Parameter count; read from the model config when absent.")
     family: str | None = None
     finetune: Literal["full", "lora"] = "full"
@@ -122,6 +125,7 @@ class AlgorithmSpec(StrictModel):
 # --------------------------------------------------------------------------- data
 class DatasetSource(StrictModel):
     source: str = Field(description="hf:ID or a local .jsonl / .parquet path.")
+    revision: str | None = Field(None, description="hf: datasets: branch, tag or commit (default main).")
     config: str | None = None
     split: str = "train"
     fields: dict[str, str] = Field(default_factory=dict, description="canonical column -> column in the source")
@@ -145,6 +149,7 @@ class DataSpec(StrictModel):
     """The training source."""
 
     source: str = Field("task:oxs_arith", description="task:NAME (bundled generator), hf:ID, or a local .jsonl/.parquet path.")
+    revision: str | None = Field(None, description="hf: datasets: branch, tag or commit (default main).")
     config: str | None = None
     split: str = "train"
     fields: dict[str, str] = Field(default_factory=dict, description="canonical column (prompt, solution, answer) -> source column")
@@ -167,6 +172,25 @@ class BenchmarkSpec(StrictModel):
     fewshot_as_multiturn: bool = False
     gen_kwargs: dict[str, Any] = Field(default_factory=dict)
     batch_size: int = Field(16, gt=0)
+    backend: Literal["auto", "hf", "vllm"] | None = Field(
+        None, description="lm-eval model type for this benchmark; None = evaluation.backend."
+    )
+
+
+class EvaluationSpec(StrictModel):
+    """How checkpoints are evaluated (an engine choice: not part of a run's identity, recorded
+    in each record's provenance)."""
+
+    backend: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="lm-eval model type: hf (transformers), vllm, or auto = vllm when installed and a GPU is present."
+    )
+    gpu_memory_utilization: float = Field(0.8, gt=0, le=1, description="vllm: fraction of GPU memory vLLM may take.")
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = Field(
+        "float32", description="vllm: weight dtype; float32 = the numbers of the hf path (fp32 trained weights), bfloat16 is faster."
+    )
+    lora: Literal["merged", "enable_lora"] = Field(
+        "merged", description="vllm, LoRA runs: evaluate the merged checkpoint, or the base + adapter (enable_lora)."
+    )
 
 
 # --------------------------------------------------------------------------- analysis / execution
@@ -192,6 +216,19 @@ class SlurmSpec(StrictModel):
     additional_parameters: dict[str, Any] = Field(default_factory=dict)
 
 
+class RolloutSpec(StrictModel):
+    """vLLM generation for online RL (GRPO family, RLOO, online DPO), as TRL's ``use_vllm``."""
+
+    use_vllm: Literal["auto"] | bool = Field(
+        "auto", description="auto = on for online-RL cells on a GPU when vllm is installed; false = transformers generate."
+    )
+    mode: Literal["auto", "colocate", "server"] = Field(
+        "auto", description="auto = colocate (vLLM inside the training process); server on multi-GPU cells with server_url."
+    )
+    gpu_memory_utilization: float = Field(0.3, gt=0, lt=1, description="colocate: fraction of GPU memory for vLLM.")
+    server_url: str | None = Field(None, description="server mode: a running `trl vllm-serve` (http://host:8000).")
+
+
 class ExecutionSpec(StrictModel):
     backend: Literal["local", "ray", "slurm"] = "local"
     gpus_per_run: int = Field(0, ge=0, description="0 = CPU; > 1 launches through accelerate + DeepSpeed ZeRO-3.")
@@ -199,6 +236,7 @@ class ExecutionSpec(StrictModel):
     retries: int = Field(1, ge=0, description="Extra attempts for a failed cell.")
     timeout_s: int | None = Field(None, gt=0, description="Per-cell wall-clock limit.")
     keep_checkpoints: bool = False
+    rollouts: RolloutSpec = Field(default_factory=RolloutSpec)
     ray: RaySpec = Field(default_factory=RaySpec)
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
@@ -224,6 +262,7 @@ class StudySpec(StrictModel):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     exclude: list[Exclusion] = Field(default_factory=list)
@@ -488,6 +527,7 @@ def check_spec(spec: StudySpec) -> list[Problem]:
                 problems.append((("models", i, "source"), f"unknown zoo model '{name}' (zoo: {', '.join(ZOO)})"))
 
     problems += _data_problems(spec)
+    problems += _engine_problems(spec)
     for i, benchmark in enumerate(spec.benchmarks):
         if benchmark.task.endswith((".yaml", ".yml")) and not spec.resolve_path(benchmark.task).exists():
             problems.append((("benchmarks", i, "task"), f"task file {benchmark.task} does not exist"))
@@ -540,6 +580,34 @@ def _data_problems(spec: StudySpec) -> list[Problem]:
                 problems.append((path, f"unknown bundled task '{name}' (bundled: {', '.join(bundled_tasks())})"))
     if spec.data.preference.mode == "dataset" and spec.data.preference.dataset is None:
         problems.append((("data", "preference", "dataset"), "mode 'dataset' needs a dataset (source, split, fields)"))
+    return problems
+
+
+def _engine_problems(spec: StudySpec) -> list[Problem]:
+    """Hub revisions only on hub sources; vLLM only where cells run on a GPU (whether this
+    machine has one is checked in pre-flight, since cells may run elsewhere)."""
+    problems: list[Problem] = []
+    for i, model in enumerate(spec.models):
+        if model.revision is not None and source_kind(model.source) != "hub":
+            problems.append((("models", i, "revision"), f"revision applies to Hugging Face models, not {model.source}"))
+    datasets: list[tuple[PathKey, Any]] = [(("data",), spec.data)]
+    if spec.data.preference.dataset is not None:
+        datasets.append((("data", "preference", "dataset"), spec.data.preference.dataset))
+    for path, data in datasets:
+        if data.revision is not None and not data.source.startswith("hf:"):
+            problems.append(((*path, "revision"), f"revision applies to hf: datasets, not {data.source}"))
+    on_cpu = spec.execution.gpus_per_run == 0
+    wants_vllm: list[PathKey] = [("benchmarks", i, "backend") for i, b in enumerate(spec.benchmarks) if b.backend == "vllm"]
+    if spec.evaluation.backend == "vllm" and any(b.backend is None for b in spec.benchmarks):
+        wants_vllm.insert(0, ("evaluation", "backend"))
+    if spec.execution.rollouts.use_vllm is True:
+        wants_vllm.append(("execution", "rollouts", "use_vllm"))
+    for path in wants_vllm if on_cpu else []:
+        problems.append((path, "vllm needs a GPU but execution.gpus_per_run is 0 (use hf / auto, or give the cells GPUs)"))
+    rollouts = spec.execution.rollouts
+    if rollouts.mode == "server" and not rollouts.server_url:
+        problems.append((("execution", "rollouts", "server_url"),
+                         "mode server needs the URL of a running `trl vllm-serve --model MODEL` (or use colocate)"))
     return problems
 
 

@@ -194,6 +194,12 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
     kwargs = shared_arguments(cell.training, seed=cell.seed, output_dir=output_dir, device=device,
                               processes=num_processes(cell))
     kwargs.update(method_arguments(method, cell.training, hyperparameters))
+    if not hyperparameters.get("use_vllm"):
+        # vLLM rollouts for online RL: an engine choice from execution.rollouts (oxstudy.engines).
+        from oxstudy.engines import rollout_arguments
+
+        kwargs.update(rollout_arguments(getattr(getattr(cell, "execution", None), "rollouts", None),
+                                        config_class=info.config, device=device, gpus=num_processes(cell)))
     if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         # Online RL batches count completions: each step's batch must hold whole groups.
         generations = int(kwargs.get("num_generations", 2))

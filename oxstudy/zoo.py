@@ -341,12 +341,14 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
     return target
 
 
-def resolve_model_source(source: str, spec_dir: str | Path | None = None) -> str:
+def resolve_model_source(source: str, spec_dir: str | Path | None = None, *, revision: str | None = None,
+                         **hub_options: Any) -> str:
     """A local directory for a spec's model ``source``.
 
     ``zoo:NAME`` builds (once) or loads the zoo model; a local path must exist (relative
-    paths resolve against ``spec_dir``); anything else is a Hugging Face hub id, looked up
-    only in the local HF cache: no network call is ever made.
+    paths resolve against ``spec_dir``); anything else is a Hugging Face hub id, resolved at
+    ``revision`` by :func:`oxstudy.hub.resolve` (downloaded when online, the local cache only
+    when ``HF_HUB_OFFLINE`` is set; ``hub_options`` are passed on, e.g. ``prefer_cache``).
     """
     source = str(source).strip()
     if source.startswith("zoo:"):
@@ -363,16 +365,9 @@ def resolve_model_source(source: str, spec_dir: str | Path | None = None) -> str
         if candidate.exists():
             raise ResourceError(f"{source}: not a model directory (no config.json or adapter_config.json)")
         raise ResourceError(f"{source}: model path does not exist")
-    try:
-        from huggingface_hub import snapshot_download
+    from oxstudy.hub import resolve
 
-        return snapshot_download(source, local_files_only=True)
-    except Exception:
-        raise ResourceError(
-            f"{source}: Hugging Face model not found in the local cache (oxstudy never downloads models); "
-            f"download it first (huggingface-cli download {source}) or use a local path, or run the CPU "
-            "quickstart (specs/quickstart.yaml with zoo: models, or --smoke)"
-        ) from None
+    return resolve(source, repo_type="model", revision=revision, **hub_options).path
 
 
 def model_param_count(path: str | Path) -> int:

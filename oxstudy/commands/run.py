@@ -81,13 +81,18 @@ def run(
     from runners.base import get_runner
     from runners.lock import StudyLock
 
+    backend = backend or spec.execution.backend
     if selected and not no_preflight:
+        from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+
         from oxstudy.execute import preflight
 
-        with err.status("checking models and data (building zoo models on first use)") as status_line:
-            preflight(selected, on_step=lambda what: status_line.update(f"checking {what}"))
-
-    backend = backend or spec.execution.backend
+        # One live display: the step line and the hub download bars (oxstudy.hub.rich_tqdm).
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                      console=err, transient=True) as bars:
+            step = bars.add_task("checking models and data (building zoo models on first use)", total=None)
+            preflight(selected, on_step=lambda what: bars.update(step, description=f"checking {what}"),
+                      progress=bars, check_machine=backend == "local")
     options: dict[str, Any] = {"max_parallel": max_parallel or spec.execution.max_parallel,
                                "retries": spec.execution.retries, "timeout_s": spec.execution.timeout_s}
     if backend == "ray":
