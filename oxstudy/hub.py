@@ -123,7 +123,9 @@ def _hub_error(exc: Exception, repo_id: str, repo_type: RepoType, revision: str 
             flag = "HF_DATASETS_OFFLINE/HF_HUB_OFFLINE" if repo_type == "dataset" else "HF_HUB_OFFLINE"
             return ResourceError(f"{what}: not in the local Hugging Face cache ({hub_cache_dir()}) and {flag} is "
                                  f"set; download it where there is internet (huggingface-cli download "
-                                 f"{'--repo-type dataset ' if repo_type == 'dataset' else ''}{repo_id}) or unset {flag}")
+                                 f"{'--repo-type dataset ' if repo_type == 'dataset' else ''}{repo_id}) or unset {flag}"
+                                 + ("" if repo_type == "dataset" else ", or use a local path or a zoo: model (CPU "
+                                    "quickstart: specs/quickstart.yaml, or oxstudy run SPEC --smoke)"))
         return ResourceError(f"{what}: cannot reach the Hugging Face hub and it is not in the local cache "
                              f"({hub_cache_dir()}); check the network or set HF_HUB_OFFLINE=1 with a filled cache")
     first = str(exc).splitlines()[0] if str(exc) else ""
