@@ -338,7 +338,7 @@ def _make_vllm_lm(model_args: dict[str, Any]) -> Any:
     """lm-eval's ``vllm`` LM, built the way ``simple_evaluate(model="vllm", model_args=...)`` builds it."""
     from lm_eval.api.registry import get_model
 
-    return get_model("vllm").create_from_arg_obj(dict(model_args), {"device": None})
+    return get_model("vllm").create_from_arg_obj(dict(model_args))
 
 
 def _lm_eval_model(request: BenchmarkRequest, engine: str, model: Any, tokenizer: Any,
