@@ -13,8 +13,9 @@ SECTIONS = [
     ("AlgorithmSpec (`algorithms[]`)", s.AlgorithmSpec), ("TrainingSpec (`training`, and overrides)", s.TrainingSpec),
     ("DataSpec (`data`)", s.DataSpec), ("PreferenceSpec (`data.preference`)", s.PreferenceSpec),
     ("DatasetSource (`data.preference.dataset`)", s.DatasetSource), ("RewardSpec (`data.reward`)", s.RewardSpec),
-    ("BenchmarkSpec (`benchmarks[]`)", s.BenchmarkSpec), ("AnalysisSpec (`analysis`)", s.AnalysisSpec),
-    ("ExecutionSpec (`execution`)", s.ExecutionSpec), ("RaySpec (`execution.ray`)", s.RaySpec),
+    ("BenchmarkSpec (`benchmarks[]`)", s.BenchmarkSpec), ("EvaluationSpec (`evaluation`)", s.EvaluationSpec),
+    ("AnalysisSpec (`analysis`)", s.AnalysisSpec), ("ExecutionSpec (`execution`)", s.ExecutionSpec),
+    ("RolloutSpec (`execution.rollouts`)", s.RolloutSpec), ("RaySpec (`execution.ray`)", s.RaySpec),
     ("SlurmSpec (`execution.slurm`)", s.SlurmSpec), ("Exclusion (`exclude[]`)", s.Exclusion),
 ]  # fmt: skip
 
