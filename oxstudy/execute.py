@@ -27,6 +27,8 @@ from oxstudy.store import Store, atomic_write_text, now_iso, provenance
 LOG_NAME = "log.txt"
 PROGRESS_NAME = "progress.json"
 LOG_TAIL_LINES = 40
+#: The trained checkpoint written for vLLM evaluation (removed with the run's other weights).
+EVAL_CHECKPOINT = "eval_checkpoint"
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -238,16 +240,26 @@ def _vllm_eval_args(cell: Cell, result: Any, model_path: str, work: Path, device
     from oxstudy.engines import eval_backend, vllm_eval_model_args
     from oxstudy.training import num_processes
 
-    if not any(eval_backend(b.backend, cell.evaluation.backend, device=device) == "vllm" for b in cell.benchmarks):
+    engines = [eval_backend(b.backend, cell.evaluation.backend, device=device) for b in cell.benchmarks]
+    if "vllm" not in engines:
         return None
     options = {"tensor_parallel_size": num_processes(cell), "gpu_memory_utilization": cell.evaluation.gpu_memory_utilization,
                "dtype": cell.evaluation.dtype, "seed": cell.seed}  # fmt: skip
     if cell.evaluation.lora == "enable_lora" and result.adapter_dir:
         rank = (cell.model.lora.r if cell.model.lora is not None else 16)
         return vllm_eval_model_args(model_path, lora_local_path=result.adapter_dir, lora_rank=rank, **options)
-    checkpoint = work / "eval_checkpoint"
+    checkpoint = work / EVAL_CHECKPOINT
     result.model.save_pretrained(checkpoint)
     result.tokenizer.save_pretrained(checkpoint)
+    if set(engines) == {"vllm"} and device == "cuda":
+        # vLLM sizes its cache from the free GPU memory: give it what the trained copy held.
+        import gc
+
+        import torch
+
+        result.model.to("cpu")
+        gc.collect()
+        torch.cuda.empty_cache()
     return vllm_eval_model_args(str(checkpoint), **options)
 
 
@@ -323,6 +335,7 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
         print(f"== done in {timings['total_s']} s", flush=True)
     if not cell.execution.keep_checkpoints:
         shutil.rmtree(work / "train", ignore_errors=True)
+        shutil.rmtree(work / EVAL_CHECKPOINT, ignore_errors=True)
     progress("done", force=True)
     outcome.update(status="done", reason=None, wall_s=timings["total_s"])
     return outcome
