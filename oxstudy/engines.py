@@ -62,8 +62,13 @@ def vllm_unavailable_reason() -> str | None:
 # --------------------------------------------------------------------------- evaluation
 
 
-def eval_backend(requested: str | None, default: str = "auto", *, device: str | None = None,
-                 where: str = "evaluation.backend") -> str:
+def eval_backend(
+    requested: str | None,
+    default: str = "auto",
+    *,
+    device: str | None = None,
+    where: str = "evaluation.backend",
+) -> str:
     """The lm-eval model type a benchmark is evaluated with: ``hf`` or ``vllm``.
 
     ``requested`` is the benchmark's own ``backend`` (None = ``default``, the spec's
@@ -83,9 +88,17 @@ def eval_backend(requested: str | None, default: str = "auto", *, device: str | 
     return "vllm"
 
 
-def vllm_eval_model_args(pretrained: str, *, tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.8,
-                         dtype: str = "float32", lora_local_path: str | None = None, lora_rank: int = 16,
-                         seed: int = 1234, max_model_len: int | None = None) -> dict[str, Any]:
+def vllm_eval_model_args(
+    pretrained: str,
+    *,
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.8,
+    dtype: str = "float32",
+    lora_local_path: str | None = None,
+    lora_rank: int = 16,
+    seed: int = 1234,
+    max_model_len: int | None = None,
+) -> dict[str, Any]:
     """``model_args`` of lm-eval's ``vllm`` model type for a checkpoint.
 
     ``pretrained`` is a merged checkpoint directory, or the base model when ``lora_local_path``
@@ -135,8 +148,10 @@ def rollout_arguments(rollouts: Any, *, config_class: str, device: str, gpus: in
             return {}
     elif device != "cuda" or not vllm_usable():
         reason = vllm_unavailable_reason() or "the cell runs on CPU"
-        raise ResourceError(f"execution.rollouts.use_vllm: vLLM rollouts asked for but {reason}; set it to auto "
-                            f"or false, or {VLLM_INSTALL_HINT}")
+        raise ResourceError(
+            f"execution.rollouts.use_vllm: vLLM rollouts asked for but {reason}; set it to auto "
+            f"or false, or {VLLM_INSTALL_HINT}"
+        )
     mode = rollouts.mode
     if mode == "auto":
         mode = "server" if gpus > 1 and rollouts.server_url else "colocate"
@@ -152,9 +167,20 @@ def rollout_arguments(rollouts: Any, *, config_class: str, device: str, gpus: in
     return arguments
 
 
-def vllm_serve_command(model_path: str, *, gpu_memory_utilization: float, tensor_parallel_size: int = 1,
-                       port: int = 8000) -> list[str]:
+def vllm_serve_command(
+    model_path: str, *, gpu_memory_utilization: float, tensor_parallel_size: int = 1, port: int = 8000
+) -> list[str]:
     """The ``trl vllm-serve`` command that server-mode rollouts connect to (start it on GPUs the
     training processes do not use)."""
-    return ["trl", "vllm-serve", "--model", str(model_path), "--tensor_parallel_size", str(tensor_parallel_size),
-            "--gpu_memory_utilization", str(gpu_memory_utilization), "--port", str(port)]
+    return [
+        "trl",
+        "vllm-serve",
+        "--model",
+        str(model_path),
+        "--tensor_parallel_size",
+        str(tensor_parallel_size),
+        "--gpu_memory_utilization",
+        str(gpu_memory_utilization),
+        "--port",
+        str(port),
+    ]

@@ -127,8 +127,13 @@ def training_cell(method: str, finetune: str):
     if finetune == "lora":
         model["lora"] = {"r": 8, "alpha": 16}
     hyper = {"num_generations": 4} if method == "grpo" else {}
-    spec = load_spec_data(_base_spec(f"gpucheck-{method}-{finetune}", models=[model],
-                                     algorithms=[{"id": method, "method": method, "hyperparameters": hyper}]))
+    spec = load_spec_data(
+        _base_spec(
+            f"gpucheck-{method}-{finetune}",
+            models=[model],
+            algorithms=[{"id": method, "method": method, "hyperparameters": hyper}],
+        )
+    )
     [cell] = plan(spec)
     return cell
 
@@ -138,7 +143,9 @@ def multi_gpu_cell():
     from oxstudy.plan import plan
     from oxstudy.spec import load_spec_data
 
-    spec = load_spec_data(_base_spec("gpucheck-2gpu", execution={"gpus_per_run": 2, "rollouts": {"use_vllm": False}}))
+    spec = load_spec_data(
+        _base_spec("gpucheck-2gpu", execution={"gpus_per_run": 2, "rollouts": {"use_vllm": False}})
+    )
     [cell] = plan(spec)
     return cell
 
@@ -150,12 +157,20 @@ def study_spec(name: str, out: Path, gpus: int) -> dict[str, Any]:
     grpo = {"id": "GRPO", "method": "grpo", "hyperparameters": {"num_generations": 4}}
     execution = {"gpus_per_run": 1, "max_parallel": max(1, min(gpus, 6)), "retries": 0, "timeout_s": 300}
     if name == "vllm-cell":
-        return _base_spec("gpucheck-vllm-cell", output_dir=str(out / name), algorithms=[grpo],
-                          evaluation={"backend": "vllm", "gpu_memory_utilization": 0.3},
-                          execution={**execution, "rollouts": {"use_vllm": True, "gpu_memory_utilization": 0.25}})
-    return _base_spec("gpucheck-study", output_dir=str(out / name), seeds=[1, 2],
-                      algorithms=[{"id": "SFT", "method": "sft"}, {"id": "DPO", "method": "dpo"}, grpo],
-                      execution={**execution, "rollouts": {"use_vllm": False}})
+        return _base_spec(
+            "gpucheck-vllm-cell",
+            output_dir=str(out / name),
+            algorithms=[grpo],
+            evaluation={"backend": "vllm", "gpu_memory_utilization": 0.3},
+            execution={**execution, "rollouts": {"use_vllm": True, "gpu_memory_utilization": 0.25}},
+        )
+    return _base_spec(
+        "gpucheck-study",
+        output_dir=str(out / name),
+        seeds=[1, 2],
+        algorithms=[{"id": "SFT", "method": "sft"}, {"id": "DPO", "method": "dpo"}, grpo],
+        execution={**execution, "rollouts": {"use_vllm": False}},
+    )
 
 
 # ----------------------------------------------------------------------------- commands
@@ -172,7 +187,10 @@ def accelerate_plan(out: Path) -> tuple[list[str], dict[str, str], Path]:
     cell_file.write_text(json.dumps(cell.model_dump(mode="json")))
     config = write_accelerate_config(cell, out / "accelerate.yaml")
     command = accelerate_launch_command(
-        cell, config, ["-m", "oxstudy.gpucheck", "worker", "--cell", str(cell_file), "--out", str(out / "result.json")])
+        cell,
+        config,
+        ["-m", "oxstudy.gpucheck", "worker", "--cell", str(cell_file), "--out", str(out / "result.json")],
+    )
     env = {**ENV, "CUDA_VISIBLE_DEVICES": "0,1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     return command, env, config
 
@@ -183,21 +201,55 @@ def study_command(spec_path: Path) -> list[str]:
 
 def plan_checks(info: dict[str, Any], out: Path) -> list[Check]:
     """Every check, in order, with why it is skipped on this machine."""
-    checks = [Check(f"train/{m}/{ft}", f"bf16 {ft} training of {CHECK_MODEL} with {m}, 4 steps on GPU 0")
-              for m in TRAIN_METHODS for ft in FINETUNES]
+    checks = [
+        Check(f"train/{m}/{ft}", f"bf16 {ft} training of {CHECK_MODEL} with {m}, 4 steps on GPU 0")
+        for m in TRAIN_METHODS
+        for ft in FINETUNES
+    ]
     launch, env, _ = accelerate_plan(out / "accelerate")
-    checks.append(Check(
-        "accelerate/2-proc", "accelerate launch (DeepSpeed ZeRO-3) of a 2-GPU SFT cell, 2 processes",
-        skip=("needs 2+ GPUs" if info["gpus"] < 2 else "deepspeed not installed" if not info["deepspeed"]
-              else "accelerate CLI not on PATH" if not info["accelerate_cli"] else None),
-        command=launch, env=env))
+    checks.append(
+        Check(
+            "accelerate/2-proc",
+            "accelerate launch (DeepSpeed ZeRO-3) of a 2-GPU SFT cell, 2 processes",
+            skip=(
+                "needs 2+ GPUs"
+                if info["gpus"] < 2
+                else "deepspeed not installed"
+                if not info["deepspeed"]
+                else "accelerate CLI not on PATH"
+                if not info["accelerate_cli"]
+                else None
+            ),
+            command=launch,
+            env=env,
+        )
+    )
     no_vllm = None if info["vllm"] else "vllm not installed"
-    checks.append(Check("lm-eval/hf-vs-vllm", f"{CHECK_MODEL} on oxs_arith ({EVAL_ITEMS} items, greedy) through "
-                        "lm-eval hf and vllm: equal scores", skip=no_vllm))
-    checks.append(Check("study/6-cells", "oxstudy run: zoo:tiny x SFT/DPO/GRPO x 2 seeds, 1 GPU per cell",
-                        command=study_command(out / "6-cells.yaml"), env=dict(ENV)))
-    checks.append(Check("study/vllm-cell", "oxstudy run: a GRPO cell, vLLM rollouts (colocate) + vLLM evaluation",
-                        skip=no_vllm, command=study_command(out / "vllm-cell.yaml"), env=dict(ENV)))
+    checks.append(
+        Check(
+            "lm-eval/hf-vs-vllm",
+            f"{CHECK_MODEL} on oxs_arith ({EVAL_ITEMS} items, greedy) through "
+            "lm-eval hf and vllm: equal scores",
+            skip=no_vllm,
+        )
+    )
+    checks.append(
+        Check(
+            "study/6-cells",
+            "oxstudy run: zoo:tiny x SFT/DPO/GRPO x 2 seeds, 1 GPU per cell",
+            command=study_command(out / "6-cells.yaml"),
+            env=dict(ENV),
+        )
+    )
+    checks.append(
+        Check(
+            "study/vllm-cell",
+            "oxstudy run: a GRPO cell, vLLM rollouts (colocate) + vLLM evaluation",
+            skip=no_vllm,
+            command=study_command(out / "vllm-cell.yaml"),
+            env=dict(ENV),
+        )
+    )
     return checks
 
 
@@ -221,8 +273,9 @@ def run_training(method: str, finetune: str, out: Path, device: str = "cuda") ->
         cell = cell.model_copy(update={"training": cell.training.model_copy(update={"precision": "fp32"})})
     model_path = resolve_model_source(cell.model.source)
     data = prepare_data(cell, model_path, cache_dir=out / "selfplay", device=device)
-    result = train_cell(cell, model_path=model_path, output_dir=out / f"{method}-{finetune}", data=data,
-                        device=device)
+    result = train_cell(
+        cell, model_path=model_path, output_dir=out / f"{method}-{finetune}", data=data, device=device
+    )
     if not _finite(result.final_loss):
         raise RuntimeError(f"final loss {result.final_loss}")
     expected_bf16 = device == "cuda"
@@ -249,12 +302,17 @@ def worker(cell_file: Path, out_file: Path, device: str | None = None) -> dict[s
     cell = Cell.model_validate_json(Path(cell_file).read_text())
     device = device or device_kind()
     if device == "cpu":
-        cell = cell.model_copy(update={"training": cell.training.model_copy(update={"precision": "fp32"}),
-                                       "execution": cell.execution.model_copy(update={"gpus_per_run": 1})})
+        cell = cell.model_copy(
+            update={
+                "training": cell.training.model_copy(update={"precision": "fp32"}),
+                "execution": cell.execution.model_copy(update={"gpus_per_run": 1}),
+            }
+        )
     model_path = resolve_model_source(cell.model.source)
     data = prepare_data(cell, model_path, device=device)
-    run = build_trainer(cell, model_path=model_path, output_dir=Path(out_file).parent / "train", data=data,
-                        device=device)
+    run = build_trainer(
+        cell, model_path=model_path, output_dir=Path(out_file).parent / "train", data=data, device=device
+    )
     output = run.trainer.train()
     state = run.trainer.state
     result = {
@@ -271,16 +329,23 @@ def worker(cell_file: Path, out_file: Path, device: str | None = None) -> dict[s
 
 def run_accelerate(check: Check, out: Path) -> str:
     started = time.perf_counter()
-    proc = subprocess.run(check.command, env=subprocess_env(check.env), capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        check.command, env=subprocess_env(check.env), capture_output=True, text=True, timeout=300, check=False
+    )
     (out / "accelerate" / "log.txt").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
         raise RuntimeError(f"exit {proc.returncode}: {(proc.stderr.strip().splitlines() or [''])[-1][:200]}")
     result = json.loads((out / "accelerate" / "result.json").read_text())
-    if result["world_size"] != 2 or not _finite(result["loss"]) or "DEEPSPEED" not in result["distributed_type"]:
+    if (
+        result["world_size"] != 2
+        or not _finite(result["loss"])
+        or "DEEPSPEED" not in result["distributed_type"]
+    ):
         raise RuntimeError(f"unexpected result {result}")
-    return (f"world_size 2, {result['distributed_type']}, loss {result['loss']:.4f}, "
-            f"{time.perf_counter() - started:.0f} s")
+    return (
+        f"world_size 2, {result['distributed_type']}, loss {result['loss']:.4f}, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
 
 def run_hf_vs_vllm(out: Path) -> str:
@@ -290,11 +355,23 @@ def run_hf_vs_vllm(out: Path) -> str:
     from oxstudy.zoo import resolve_model_source
 
     path = resolve_model_source(CHECK_MODEL)
-    bench = [BenchmarkRequest(id="arith", task="oxs_arith", limit=EVAL_ITEMS, batch_size=64,
-                              gen_kwargs={"max_gen_toks": 64, "do_sample": False, "temperature": 0.0})]
+    bench = [
+        BenchmarkRequest(
+            id="arith",
+            task="oxs_arith",
+            limit=EVAL_ITEMS,
+            batch_size=64,
+            gen_kwargs={"max_gen_toks": 64, "do_sample": False, "temperature": 0.0},
+        )
+    ]
     hf = evaluate_model(path, bench, device="cuda", backend="hf")
-    vllm = evaluate_model(path, bench, device="cuda", backend="vllm",
-                          vllm_model_args=vllm_eval_model_args(path, gpu_memory_utilization=0.3, dtype="float32"))
+    vllm = evaluate_model(
+        path,
+        bench,
+        device="cuda",
+        backend="vllm",
+        vllm_model_args=vllm_eval_model_args(path, gpu_memory_utilization=0.3, dtype="float32"),
+    )
     a, b = hf["items"]["arith"]["score"], vllm["items"]["arith"]["score"]
     agree = sum(x == y for x, y in zip(a, b, strict=True))
     hf_value, vllm_value = hf["metrics"]["arith"]["value"], vllm["metrics"]["arith"]["value"]
@@ -312,8 +389,9 @@ def run_study(check: Check, out: Path, gpus: int) -> str:
     spec = study_spec(name, out, gpus)
     (out / f"{name}.yaml").write_text(yaml.safe_dump(spec))
     shutil.rmtree(out / name, ignore_errors=True)
-    proc = subprocess.run(check.command, env=subprocess_env(check.env), capture_output=True, text=True,
-                          timeout=420, check=False)
+    proc = subprocess.run(
+        check.command, env=subprocess_env(check.env), capture_output=True, text=True, timeout=420, check=False
+    )
     (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
     records = [json.loads(p.read_text()) for p in (out / name / "runs").glob("*.json")]
     expected = len(spec["algorithms"]) * len(spec["seeds"])
@@ -335,8 +413,9 @@ def run_study(check: Check, out: Path, gpus: int) -> str:
 # ----------------------------------------------------------------------------- driver
 
 
-def run_checks(checks: list[Check], out: Path, info: dict[str, Any],
-               on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+def run_checks(
+    checks: list[Check], out: Path, info: dict[str, Any], on_result: Callable[[Outcome], None] | None = None
+) -> list[Outcome]:
     outcomes = []
     for check in checks:
         started = time.perf_counter()
@@ -357,7 +436,9 @@ def run_checks(checks: list[Check], out: Path, info: dict[str, Any],
             except Exception as exc:  # noqa: BLE001 - a failing check is a row of the table
                 (out / "errors.log").open("a").write(f"== {check.name}\n{traceback.format_exc()}\n")
                 first = (str(exc).splitlines() or [""])[0][:240]
-                outcome = Outcome(check.name, "fail", f"{type(exc).__name__}: {first}", time.perf_counter() - started)
+                outcome = Outcome(
+                    check.name, "fail", f"{type(exc).__name__}: {first}", time.perf_counter() - started
+                )
         outcomes.append(outcome)
         if on_result is not None:
             on_result(outcome)
@@ -399,8 +480,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     checks = [c for c in plan_checks(info, out) if not args.only or c.name.startswith(args.only)]
-    header = (f"GPUs: {info['gpus']}, vllm: {'yes' if info['vllm'] else 'no'}, "
-              f"deepspeed: {'yes' if info['deepspeed'] else 'no'}")
+    header = (
+        f"GPUs: {info['gpus']}, vllm: {'yes' if info['vllm'] else 'no'}, "
+        f"deepspeed: {'yes' if info['deepspeed'] else 'no'}"
+    )
     if args.dry_run:
         rows = [(c.name, "skip" if c.skip else "planned", "-", c.skip or c.what) for c in checks]
         console.print(table(rows, f"gpu check plan ({header})"))
@@ -410,8 +493,10 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"{c.name}: {env} {' '.join(c.command)}")
         return 0
     if info["gpus"] == 0:
-        console.print("no GPU: nvidia-smi reports no NVIDIA GPU on this machine, so there is nothing to check "
-                      "(the CPU paths are covered by bash scripts/test.sh); see the plan with --dry-run")
+        console.print(
+            "no GPU: nvidia-smi reports no NVIDIA GPU on this machine, so there is nothing to check "
+            "(the CPU paths are covered by bash scripts/test.sh); see the plan with --dry-run"
+        )
         return 2
     os.environ.update(ENV)
     # In-process checks use GPU 0 only (with several visible GPUs the HF Trainer would wrap the
@@ -419,12 +504,17 @@ def main(argv: list[str] | None = None) -> int:
     SUBPROCESS_GPUS["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     os.environ["CUDA_VISIBLE_DEVICES"] = (SUBPROCESS_GPUS["CUDA_VISIBLE_DEVICES"] or "0").split(",")[0]
     started = time.perf_counter()
-    outcomes = run_checks(checks, out, info, on_result=lambda o: console.print(f"{o.status:4} {o.name}: {o.detail}"))
+    outcomes = run_checks(
+        checks, out, info, on_result=lambda o: console.print(f"{o.status:4} {o.name}: {o.detail}")
+    )
     total = time.perf_counter() - started
     rows = [(o.name, o.status, f"{o.seconds:.0f}", o.detail) for o in outcomes]
     console.print(table(rows, f"gpu check: {header}, {total:.0f} s"))
-    (out / "gpu_check.json").write_text(json.dumps({"machine": info, "seconds": round(total, 1),
-                                                    "checks": [o.__dict__ for o in outcomes]}, indent=2))
+    (out / "gpu_check.json").write_text(
+        json.dumps(
+            {"machine": info, "seconds": round(total, 1), "checks": [o.__dict__ for o in outcomes]}, indent=2
+        )
+    )
     return 1 if any(o.status == "fail" for o in outcomes) else 0
 
 

@@ -60,7 +60,9 @@ def hub_cache_dir() -> Path:
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
         if os.environ.get(name):
             return Path(os.path.expandvars(os.environ[name])).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
     return Path(os.path.expandvars(home)).expanduser() / "hub"
 
 
@@ -111,29 +113,43 @@ def _hub_error(exc: Exception, repo_id: str, repo_type: RepoType, revision: str 
     url = f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
     # GatedRepoError is a RepositoryNotFoundError: test it first.
     if isinstance(exc, GatedRepoError):
-        return ResourceError(f"{what}: gated repository; accept its terms at {url} and run "
-                             "`huggingface-cli login` (or set HF_TOKEN), then re-run")
+        return ResourceError(
+            f"{what}: gated repository; accept its terms at {url} and run "
+            "`huggingface-cli login` (or set HF_TOKEN), then re-run"
+        )
     if isinstance(exc, RevisionNotFoundError):
-        return ResourceError(f"{what}: revision '{revision}' not found on the hub (check the spec's revision:)")
+        return ResourceError(
+            f"{what}: revision '{revision}' not found on the hub (check the spec's revision:)"
+        )
     if isinstance(exc, RepositoryNotFoundError):
-        return ResourceError(f"{what}: not found on the Hugging Face hub (a typo, or a private repo: "
-                             "`huggingface-cli login`)")
+        return ResourceError(
+            f"{what}: not found on the Hugging Face hub (a typo, or a private repo: `huggingface-cli login`)"
+        )
     if isinstance(exc, LocalEntryNotFoundError):
         if is_offline(repo_type):
             flag = "HF_DATASETS_OFFLINE/HF_HUB_OFFLINE" if repo_type == "dataset" else "HF_HUB_OFFLINE"
-            return ResourceError(f"{what}: not in the local Hugging Face cache ({hub_cache_dir()}) and {flag} is "
-                                 f"set; download it where there is internet (huggingface-cli download "
-                                 f"{'--repo-type dataset ' if repo_type == 'dataset' else ''}{repo_id}) or unset {flag}"
-                                 + ("" if repo_type == "dataset" else ", or use a local path or a zoo: model (CPU "
-                                    "quickstart: specs/quickstart.yaml, or oxstudy run SPEC --smoke)"))
-        return ResourceError(f"{what}: cannot reach the Hugging Face hub and it is not in the local cache "
-                             f"({hub_cache_dir()}); check the network or set HF_HUB_OFFLINE=1 with a filled cache")
+            return ResourceError(
+                f"{what}: not in the local Hugging Face cache ({hub_cache_dir()}) and {flag} is "
+                f"set; download it where there is internet (huggingface-cli download "
+                f"{'--repo-type dataset ' if repo_type == 'dataset' else ''}{repo_id}) or unset {flag}"
+                + (
+                    ""
+                    if repo_type == "dataset"
+                    else ", or use a local path or a zoo: model (CPU "
+                    "quickstart: specs/quickstart.yaml, or oxstudy run SPEC --smoke)"
+                )
+            )
+        return ResourceError(
+            f"{what}: cannot reach the Hugging Face hub and it is not in the local cache "
+            f"({hub_cache_dir()}); check the network or set HF_HUB_OFFLINE=1 with a filled cache"
+        )
     first = str(exc).splitlines()[0] if str(exc) else ""
     return ResourceError(f"{what}: could not be downloaded ({type(exc).__name__}: {first})")
 
 
-def _snapshot(repo_id: str, repo_type: RepoType, revision: str | None, *, local_only: bool,
-              tqdm_class: Any = None) -> str:
+def _snapshot(
+    repo_id: str, repo_type: RepoType, revision: str | None, *, local_only: bool, tqdm_class: Any = None
+) -> str:
     import huggingface_hub  # the module attribute, looked up now: the one download boundary
 
     kwargs: dict[str, Any] = {
@@ -149,8 +165,15 @@ def _snapshot(repo_id: str, repo_type: RepoType, revision: str | None, *, local_
     return str(huggingface_hub.snapshot_download(repo_id, **kwargs))
 
 
-def resolve(repo_id: str, *, repo_type: RepoType = "model", revision: str | None = None,
-            download: bool = True, prefer_cache: bool = False, progress: Any = None) -> HubSnapshot:
+def resolve(
+    repo_id: str,
+    *,
+    repo_type: RepoType = "model",
+    revision: str | None = None,
+    download: bool = True,
+    prefer_cache: bool = False,
+    progress: Any = None,
+) -> HubSnapshot:
     """Resolve ``repo_id`` at ``revision`` to a local snapshot and its commit hash.
 
     Args:
@@ -178,13 +201,16 @@ def resolve(repo_id: str, *, repo_type: RepoType = "model", revision: str | None
         raise _hub_error(exc, repo_id, repo_type, revision) from None
     commit = Path(path).name
     if not COMMIT_RE.match(commit):
-        raise ResourceError(f"{_what(repo_id, repo_type, revision)}: snapshot {path} is not in a hub cache "
-                            "snapshots/<commit> folder (cannot pin its revision)")
+        raise ResourceError(
+            f"{_what(repo_id, repo_type, revision)}: snapshot {path} is not in a hub cache "
+            "snapshots/<commit> folder (cannot pin its revision)"
+        )
     return HubSnapshot(repo_id=repo_id, repo_type=repo_type, revision=revision, commit=commit, path=path)
 
 
-def load_hub_dataset(repo_id: str, config: str | None, split: str, *, revision: str | None = None,
-                     where: str = "data.source") -> list[dict[str, Any]]:
+def load_hub_dataset(
+    repo_id: str, config: str | None, split: str, *, revision: str | None = None, where: str = "data.source"
+) -> list[dict[str, Any]]:
     """Rows of a hub dataset split, read from its resolved snapshot (so the revision is pinned
     and the commit known). ``datasets`` builds the split from the snapshot's files and configs."""
     try:
@@ -197,8 +223,10 @@ def load_hub_dataset(repo_id: str, config: str | None, split: str, *, revision: 
         dataset = load_dataset(snapshot.path, config, split=split)
     except Exception as exc:  # unknown config / split, unreadable files: bad input either way
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ResourceError(f"{where}: hf:{repo_id} (commit {snapshot.commit[:12]}) could not be read "
-                            f"({type(exc).__name__}: {first})") from None
+        raise ResourceError(
+            f"{where}: hf:{repo_id} (commit {snapshot.commit[:12]}) could not be read "
+            f"({type(exc).__name__}: {first})"
+        ) from None
     return [dict(row) for row in dataset]
 
 
@@ -219,8 +247,12 @@ def rich_tqdm(progress: Any, label: str) -> type:
 
         def display(self, msg: Any = None, pos: Any = None) -> bool:
             if getattr(self, "_task", None) is not None:
-                progress.update(self._task, completed=self.n, total=self.total or None,
-                                description=f"{label}: {self.desc or 'download'}")
+                progress.update(
+                    self._task,
+                    completed=self.n,
+                    total=self.total or None,
+                    description=f"{label}: {self.desc or 'download'}",
+                )
             return True
 
         def close(self) -> None:

@@ -22,15 +22,27 @@ BIG = {"gpus": 2, "vllm": True, "deepspeed": True, "accelerate_cli": True}
 
 
 def test_plan_covers_every_family_and_skips_what_the_machine_lacks(tmp_path):
-    trains = [f"train/{m}/{ft}" for m in ("sft", "dpo", "kto", "orpo", "simpo", "grpo") for ft in ("full", "lora")]
+    trains = [
+        f"train/{m}/{ft}" for m in ("sft", "dpo", "kto", "orpo", "simpo", "grpo") for ft in ("full", "lora")
+    ]
     on_cpu = {c.name: c.skip for c in gpucheck.plan_checks(CPU, tmp_path)}
-    assert list(on_cpu) == [*trains, "accelerate/2-proc", "lm-eval/hf-vs-vllm", "study/6-cells", "study/vllm-cell"]
-    assert on_cpu["accelerate/2-proc"] == "needs 2+ GPUs" and on_cpu["lm-eval/hf-vs-vllm"] == "vllm not installed"
+    assert list(on_cpu) == [
+        *trains,
+        "accelerate/2-proc",
+        "lm-eval/hf-vs-vllm",
+        "study/6-cells",
+        "study/vllm-cell",
+    ]
+    assert (
+        on_cpu["accelerate/2-proc"] == "needs 2+ GPUs"
+        and on_cpu["lm-eval/hf-vs-vllm"] == "vllm not installed"
+    )
     assert on_cpu["study/vllm-cell"] == "vllm not installed" and on_cpu["study/6-cells"] is None
     assert all(on_cpu[name] is None for name in trains)
     one_gpu_no_deepspeed = {**BIG, "deepspeed": False}
-    assert {c.name: c.skip for c in gpucheck.plan_checks(one_gpu_no_deepspeed, tmp_path)}["accelerate/2-proc"] == (
-        "deepspeed not installed")
+    assert {c.name: c.skip for c in gpucheck.plan_checks(one_gpu_no_deepspeed, tmp_path)}[
+        "accelerate/2-proc"
+    ] == ("deepspeed not installed")
     assert all(c.skip is None for c in gpucheck.plan_checks(BIG, tmp_path))
 
 
@@ -58,8 +70,21 @@ def test_accelerate_launch_command_config_and_environment(tmp_path):
 
     command, env, config_path = gpucheck.accelerate_plan(tmp_path)
     cell_file, result_file = tmp_path / "cell.json", tmp_path / "result.json"
-    assert command == ["accelerate", "launch", "--config_file", str(config_path), "--num_processes", "2",
-                       "-m", "oxstudy.gpucheck", "worker", "--cell", str(cell_file), "--out", str(result_file)]
+    assert command == [
+        "accelerate",
+        "launch",
+        "--config_file",
+        str(config_path),
+        "--num_processes",
+        "2",
+        "-m",
+        "oxstudy.gpucheck",
+        "worker",
+        "--cell",
+        str(cell_file),
+        "--out",
+        str(result_file),
+    ]
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and env["PYTHONPATH"] == str(REPO)
     assert env["TOKENIZERS_PARALLELISM"] == "false"
     config = yaml.safe_load(config_path.read_text())
@@ -94,12 +119,24 @@ def test_launched_checks_get_the_machines_gpus_back(monkeypatch):
 
 def test_script_says_no_gpu_and_dry_run_prints_the_plan(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "COLUMNS": "200"}
-    result = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--out", str(tmp_path)], env=env,
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stdout.startswith("no GPU:") and "--dry-run" in result.stdout
-    dry = subprocess.run(["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
-                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    dry = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert dry.returncode == 0, dry.stderr
     assert "train/grpo/lora" in dry.stdout and "needs 2+ GPUs" in dry.stdout
     assert "accelerate launch --config_file" in dry.stdout and "oxstudy.cli run" in dry.stdout

@@ -35,8 +35,15 @@ def fake_commit(label: str) -> str:
     return hashlib.sha1(label.encode()).hexdigest()
 
 
-def put_snapshot(cache: Path, repo_id: str, files: dict[str, bytes], *, commit: str, repo_type: str = "model",
-                 refs: tuple[str, ...] = ("main",)) -> Path:
+def put_snapshot(
+    cache: Path,
+    repo_id: str,
+    files: dict[str, bytes],
+    *,
+    commit: str,
+    repo_type: str = "model",
+    refs: tuple[str, ...] = ("main",),
+) -> Path:
     """Write one commit of a repo into ``cache`` exactly as huggingface_hub lays it out."""
     folder = cache / f"{repo_type}s--{repo_id.replace('/', '--')}"
     snapshot = folder / "snapshots" / commit
@@ -93,7 +100,12 @@ def test_offline_cached_model_resolves_to_its_snapshot_and_commit(hub_cache, zoo
     assert hub.resolve("acme/tiny-chat", revision="v1").commit == old
     assert resolve_model_source("acme/tiny-chat", revision=old).endswith(old)
     assert hub.source_provenance("acme/tiny-chat", path) == {
-        "source": "acme/tiny-chat", "repo": "acme/tiny-chat", "type": "model", "revision": "main", "commit": new}
+        "source": "acme/tiny-chat",
+        "repo": "acme/tiny-chat",
+        "type": "model",
+        "revision": "main",
+        "commit": new,
+    }
 
     # The snapshot is a usable model directory (symlinks into blobs/ resolve).
     from transformers import AutoConfig, AutoTokenizer
@@ -126,13 +138,36 @@ class FakeHub:
         self.repos = repos
         self.online_calls: list[dict] = []
 
-    def __call__(self, repo_id, *, repo_type=None, revision=None, cache_dir=None, local_files_only=False,
-                 tqdm_class=None, **kwargs):
+    def __call__(
+        self,
+        repo_id,
+        *,
+        repo_type=None,
+        revision=None,
+        cache_dir=None,
+        local_files_only=False,
+        tqdm_class=None,
+        **kwargs,
+    ):
         if local_files_only:
-            return REAL_SNAPSHOT_DOWNLOAD(repo_id, repo_type=repo_type, revision=revision, cache_dir=cache_dir,
-                                          local_files_only=True, **kwargs)
-        self.online_calls.append({"repo_id": repo_id, "repo_type": repo_type, "revision": revision,
-                                  "cache_dir": cache_dir, "tqdm_class": tqdm_class, **kwargs})
+            return REAL_SNAPSHOT_DOWNLOAD(
+                repo_id,
+                repo_type=repo_type,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=True,
+                **kwargs,
+            )
+        self.online_calls.append(
+            {
+                "repo_id": repo_id,
+                "repo_type": repo_type,
+                "revision": revision,
+                "cache_dir": cache_dir,
+                "tqdm_class": tqdm_class,
+                **kwargs,
+            }
+        )
         commit, files = self.repos[repo_id]
         total = sum(len(c) for c in files.values())
         if tqdm_class is None:
@@ -142,8 +177,14 @@ class FakeHub:
         for content in files.values():
             bar.update(len(content))
         bar.close()
-        snapshot = put_snapshot(Path(cache_dir), repo_id, files, commit=commit, repo_type=repo_type or "model",
-                                refs=(revision or "main",))
+        snapshot = put_snapshot(
+            Path(cache_dir),
+            repo_id,
+            files,
+            commit=commit,
+            repo_type=repo_type or "model",
+            refs=(revision or "main",),
+        )
         return str(snapshot)
 
 
@@ -178,15 +219,27 @@ def test_online_download_shows_progress_and_workers_reuse_the_cache(hub_cache, z
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (GatedRepoError("Access to model acme/llama is restricted.",
-                        response=http_response(403, "https://huggingface.co/api/models/acme/llama")),
-         ["gated", "huggingface-cli login", "https://huggingface.co/acme/llama"]),
-        (RepositoryNotFoundError("Repository Not Found for url.",
-                                 response=http_response(404, "https://huggingface.co/api/models/acme/llama")),
-         ["not found on the Hugging Face hub", "huggingface-cli login"]),
-        (RevisionNotFoundError("Invalid rev id: v7",
-                               response=http_response(404, "https://huggingface.co/api/models/acme/llama/revision/v7")),
-         ["revision 'v7' not found"]),
+        (
+            GatedRepoError(
+                "Access to model acme/llama is restricted.",
+                response=http_response(403, "https://huggingface.co/api/models/acme/llama"),
+            ),
+            ["gated", "huggingface-cli login", "https://huggingface.co/acme/llama"],
+        ),
+        (
+            RepositoryNotFoundError(
+                "Repository Not Found for url.",
+                response=http_response(404, "https://huggingface.co/api/models/acme/llama"),
+            ),
+            ["not found on the Hugging Face hub", "huggingface-cli login"],
+        ),
+        (
+            RevisionNotFoundError(
+                "Invalid rev id: v7",
+                response=http_response(404, "https://huggingface.co/api/models/acme/llama/revision/v7"),
+            ),
+            ["revision 'v7' not found"],
+        ),
     ],
     ids=["gated", "missing", "revision"],
 )
@@ -211,10 +264,13 @@ def test_online_gated_missing_or_bad_revision_fail_in_one_line(hub_cache, monkey
 
 
 def write_dataset(hub_cache: Path, repo_id: str, commit: str, answers: list[int], refs=("main",)) -> None:
-    rows = "".join(json.dumps({"question": f"What is {a} + 0?", "answer": f"{a} + 0 = {a}\n#### {a}"}) + "\n"
-                   for a in answers)
-    put_snapshot(hub_cache, repo_id, {"data/train.jsonl": rows.encode()}, commit=commit, repo_type="dataset",
-                 refs=refs)
+    rows = "".join(
+        json.dumps({"question": f"What is {a} + 0?", "answer": f"{a} + 0 = {a}\n#### {a}"}) + "\n"
+        for a in answers
+    )
+    put_snapshot(
+        hub_cache, repo_id, {"data/train.jsonl": rows.encode()}, commit=commit, repo_type="dataset", refs=refs
+    )
 
 
 def test_hf_dataset_is_pinned_and_read_from_its_snapshot(hub_cache, monkeypatch):
@@ -232,7 +288,11 @@ def test_hf_dataset_is_pinned_and_read_from_its_snapshot(hub_cache, monkeypatch)
     pinned = load_examples(DataSpec(source="hf:acme/sums", revision="v1", fields=fields))
     assert [e["answer"] for e in pinned] == ["1", "2", "3"]
     assert hub.resolve("acme/sums", repo_type="dataset").provenance() == {
-        "repo": "acme/sums", "type": "dataset", "revision": "main", "commit": new}
+        "repo": "acme/sums",
+        "type": "dataset",
+        "revision": "main",
+        "commit": new,
+    }
 
     with pytest.raises(ResourceError) as info:
         load_examples(DataSpec(source="hf:acme/absent", fields=fields))
@@ -248,7 +308,12 @@ def hub_spec(tmp_path: Path, model_source: str, **extra) -> Path:
         "models": [{"id": "tiny", "source": model_source, **extra.pop("model", {})}],
         "algorithms": [{"id": "SFT", "method": "sft"}],
         "seeds": [1],
-        "training": {"max_steps": 2, "learning_rate": 1e-4, "effective_batch_size": 4, "per_device_batch_size": 4},
+        "training": {
+            "max_steps": 2,
+            "learning_rate": 1e-4,
+            "effective_batch_size": 4,
+            "per_device_batch_size": 4,
+        },
         "data": {"source": "task:oxs_arith", "train_size": 16},
         "benchmarks": [{"id": "arith", "task": "oxs_arith", "limit": 8}],
         **extra,
@@ -269,8 +334,13 @@ def test_preflight_resolves_every_hub_input_once(hub_cache, zoo_tiny, monkeypatc
     model_commit, data_commit = fake_commit("m"), fake_commit("d")
     put_snapshot(hub_cache, "acme/tiny-chat", model_files(zoo_tiny), commit=model_commit)
     write_dataset(hub_cache, "acme/sums", data_commit, list(range(20)))
-    spec = load_spec(hub_spec(hub_cache.parent.parent, "acme/tiny-chat",
-                              data={"source": "hf:acme/sums", "fields": {"prompt": "question", "solution": "answer"}}))
+    spec = load_spec(
+        hub_spec(
+            hub_cache.parent.parent,
+            "acme/tiny-chat",
+            data={"source": "hf:acme/sums", "fields": {"prompt": "question", "solution": "answer"}},
+        )
+    )
     resolved = preflight(plan(spec))
     assert resolved["models"]["acme/tiny-chat"]["commit"] == model_commit
     assert resolved["datasets"]["hf:acme/sums"]["commit"] == data_commit
@@ -284,8 +354,14 @@ def test_preflight_resolves_every_hub_input_once(hub_cache, zoo_tiny, monkeypatc
 
 
 def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "oxstudy.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "oxstudy.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+    )
 
 
 def test_run_offline_without_the_model_exits_2_before_any_cell(tmp_path):
@@ -307,15 +383,23 @@ def test_run_offline_with_the_model_cached_records_its_commit(tmp_path, zoo_tiny
     commit = fake_commit("cached")
     put_snapshot(cache, "acme/tiny-chat", model_files(zoo_tiny), commit=commit)
     spec = hub_spec(tmp_path, "acme/tiny-chat", model={"revision": "main"})
-    result = run_cli("run", str(spec), "--json", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"},
-                     cwd=tmp_path)
+    result = run_cli(
+        "run", str(spec), "--json", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     [record_path] = (tmp_path / "study" / "runs").glob("*.json")
     record = json.loads(record_path.read_text())
     assert record["status"] == "done"
     inputs = record["provenance"]["inputs"]
-    assert inputs["model"] == {"source": "acme/tiny-chat", "repo": "acme/tiny-chat", "type": "model",
-                               "revision": "main", "commit": commit}
-    assert inputs["evaluation"] == {"arith": {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}}
+    assert inputs["model"] == {
+        "source": "acme/tiny-chat",
+        "repo": "acme/tiny-chat",
+        "type": "model",
+        "revision": "main",
+        "commit": commit,
+    }
+    assert inputs["evaluation"] == {
+        "arith": {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}
+    }
     assert record["metrics"]["arith"]["backend"] == "hf"
     shutil.rmtree(cache)
