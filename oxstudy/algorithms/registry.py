@@ -505,7 +505,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           "(arXiv:2408.06266)", loss="1 - sigma(beta h_w) | sigma(beta h_l)",
           description="APO-zero on unpaired labels."),
     # --- online RL ---------------------------------------------------------------------------------
-    _info("grpo", "online-rl", "prompts-reward", True, _GRPO, defaults={**_GRPO_DEFAULTS, "beta": 0.04},
+    _info("grpo", "online-rl", "prompts-reward", True, _GRPO,
+          defaults={**_GRPO_DEFAULTS, "beta": 0.04, "use_bias_correction_kl": False},
           fixed={"loss_type": "grpo", "importance_sampling_level": "token"}, tags=_online("group-pg"),
           paper="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open "
           "Language Models (arXiv:2402.03300)",
