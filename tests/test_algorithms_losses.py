@@ -255,51 +255,89 @@ def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
 # ----------------------------------------------------------------------------- CPO / SimPO / AlphaPO / ORPO
 
 
-AVG_W = torch.tensor([-0.4, -1.3, -0.9])
-AVG_L = torch.tensor([-0.7, -1.1, -2.0])
+class LogitTable(torch.nn.Module):
+    """Stands in for the network of the reference-free trainers: returns a fixed logits tensor
+    (a leaf, so gradients can be taken) for known input ids."""
+
+    def __init__(self, input_ids, logits):
+        super().__init__()
+        self.input_ids, self.logits = input_ids, logits
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        assert torch.equal(input_ids, self.input_ids), "unexpected input ids"
+        return SimpleNamespace(logits=self.logits)
 
 
-def test_cpo_loss(model_dir, data, tmp_path):
-    trainer = trainer_for("cpo", model_dir, data, tmp_path)
-    losses, _, _ = trainer.cpo_loss(AVG_W * 5, AVG_L * 5)
-    expected = -log_sigmoid(BETA * (AVG_W * 5 - AVG_L * 5))
-    assert torch.allclose(losses, expected, atol=1e-6)
-    assert trainer.cpo_alpha == registry.get("cpo").defaults["cpo_alpha"]
+VOCAB = 9
+RF_CHOSEN_LEN, RF_REJECTED_LEN = [4, 2, 3], [3, 5, 1]
 
 
-def test_simpo_loss(model_dir, data, tmp_path):
-    gamma = registry.get("simpo").defaults["simpo_gamma"]
-    trainer = trainer_for("simpo", model_dir, data, tmp_path)
-    losses, _, _ = trainer.cpo_loss(AVG_W, AVG_L)  # SimPO's inputs are length-averaged log-probs
-    expected = -log_sigmoid(BETA * (AVG_W - AVG_L) - gamma)
-    assert torch.allclose(losses, expected, atol=1e-6)
-    assert trainer.cpo_alpha == 0.0
+def reference_free_batch(seed=0):
+    """3 pairs as the CPO/ORPO collators produce them (prompt labels -100), with a logits leaf."""
+    generator = torch.Generator().manual_seed(seed)
+    batch, rows = {}, []
+    for side, lengths in (("chosen", RF_CHOSEN_LEN), ("rejected", RF_REJECTED_LEN)):
+        ids = torch.randint(1, VOCAB, (3, WIDTH), generator=generator)
+        mask = completion_mask(lengths, WIDTH)  # completion tokens at positions PROMPT..PROMPT+n
+        attention = torch.ones_like(ids)
+        for row, n in enumerate(lengths):
+            attention[row, PROMPT + n:] = 0  # right padding after the completion
+        labels = ids.masked_fill(mask == 0, -100)
+        batch.update({f"{side}_input_ids": ids, f"{side}_attention_mask": attention, f"{side}_labels": labels})
+        rows.append(ids)
+    logits = (2 * torch.randn(6, WIDTH, VOCAB, generator=generator)).requires_grad_(True)
+    return batch, torch.cat(rows), logits
 
 
-def test_alphapo_loss(model_dir, data, tmp_path):
-    hp = registry.get("alphapo").defaults
-    trainer = trainer_for("alphapo", model_dir, data, tmp_path)
-    losses, _, _ = trainer.cpo_loss(AVG_W, AVG_L)
-
-    def reward(avg_logp):  # AlphaPO, Gupta et al. 2025: r = (1 - p^-alpha) / alpha
-        return (1 - torch.exp(avg_logp) ** (-hp["alpha"])) / hp["alpha"]
-
-    expected = -log_sigmoid(BETA * (reward(AVG_W) - reward(AVG_L)) - hp["simpo_gamma"])
-    assert torch.allclose(losses, expected, atol=1e-6)
+def token_logps(logits, input_ids, mask):
+    """log p(token_t | <t) at the positions where ``mask`` (aligned with input_ids) is 1."""
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None])[..., 0]
+    return logp * mask[:, 1:], mask[:, 1:]
 
 
-def test_orpo_odds_ratio_term(model_dir, data, tmp_path):
-    trainer = trainer_for("orpo", model_dir, data, tmp_path)
-    losses = trainer.odds_ratio_loss(AVG_W, AVG_L)[0]
+def reference_free_loss(trainer, seed=0):
+    batch, ids, logits = reference_free_batch(seed)
+    loss = trainer.compute_loss(LogitTable(ids, logits), batch)
+    (grad,) = torch.autograd.grad(loss, logits)
+    return loss, grad, batch, ids, logits
 
-    def log_odds(avg_logp):
-        p = torch.exp(avg_logp)
-        return torch.log(p / (1 - p))
 
-    # ORPO (Hong et al. 2024, Eq. 6-7): L = NLL - lambda * log sigma(log odds_w - log odds_l);
-    # TRL returns the second term's per-example value lambda * log sigma(...).
-    expected = BETA * log_sigmoid(log_odds(AVG_W) - log_odds(AVG_L))
-    assert torch.allclose(losses, expected, atol=1e-6)
+def reference_free_expected(method, hp, batch, ids, logits):
+    labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
+    completion = (labels != -100).float()
+    logp, m = token_logps(logits, ids, completion)
+    summed = logp.sum(1)
+    averaged = summed / m.sum(1)
+    if method == "cpo":  # Xu et al. 2024, Eq. 3 + BC regulariser: NLL, mean over chosen completion tokens
+        nll = -(logp[:3].sum() / m[:3].sum())
+        return (-log_sigmoid(BETA * (summed[:3] - summed[3:]))).mean() + hp["cpo_alpha"] * nll
+    if method == "simpo":  # Meng et al. 2024, Eq. 6: length-averaged log-probs, margin gamma
+        return (-log_sigmoid(BETA * (averaged[:3] - averaged[3:]) - hp["simpo_gamma"])).mean()
+    if method == "alphapo":  # Gupta et al. 2025: r = (1 - p^-alpha)/alpha on the length-averaged p
+        reward = (1 - torch.exp(averaged) ** (-hp["alpha"])) / hp["alpha"]
+        return (-log_sigmoid(BETA * (reward[:3] - reward[3:]) - hp["simpo_gamma"])).mean()
+    if method == "orpo":  # Hong et al. 2024, Eq. 6-7; TRL's NLL covers prompt and response tokens
+        attention = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]).float()
+        full, fm = token_logps(logits, ids, attention)
+        nll = -(full[:3].sum() / fm[:3].sum())
+        log_odds = averaged - torch.log1p(-torch.exp(averaged))
+        return nll - (BETA * log_sigmoid(log_odds[:3] - log_odds[3:])).mean()
+    raise AssertionError(method)
+
+
+@pytest.mark.parametrize("method", ["cpo", "simpo", "alphapo", "orpo"])
+def test_reference_free_losses_through_the_trainer(method, model_dir, data, tmp_path):
+    """The trainer's own loss path (concatenated forward, length averaging, NLL term) on fixed
+    logits: value and gradient w.r.t. the logits vs the paper's formula."""
+    hp = registry.resolve_hyperparameters(method)
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    loss, grad, batch, ids, logits = reference_free_loss(trainer)
+    expected = reference_free_expected(method, hp, batch, ids, logits)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5), method
+    assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-7), method
+    if method in ("simpo", "alphapo"):
+        assert trainer.cpo_alpha == 0.0  # no NLL term
 
 
 # ----------------------------------------------------------------------------- KTO
