@@ -269,3 +269,42 @@ def test_dapo_overlong_reward_and_dynamic_sampling(zoo_tiny, data, replay, tmp_p
     assert (batch["advantages"].view(-1, GROUP).abs().amax(1) > 0).all()
     assert batch["num_items_in_batch"] == batch["completion_mask"].sum()
     assert trainer._metrics["train"]["dynamic_sampling/kept_fraction"][-1] == 0.0
+
+
+@pytest.mark.slow
+def test_rloo_through_the_real_trainer(zoo_tiny, data, replay, tmp_path):
+    """RLOO (Ahmadian et al. 2024): A_i = R'_i - mean_{j != i} R'_j with R' = R - beta * sum_t
+    (log pi_old - log pi_ref) (the paper's sequence-level KL penalty in the reward); loss
+    -mean_i A_i * pi(o_i)/pi_old(o_i), gradient -mean_i A_i grad log pi(o_i) at the sampler."""
+    cell = make_cell("rloo", training={**TRAINING, **WHOLE_BATCH})
+    trainer = build_trainer(cell, model_path=zoo_tiny, output_dir=tmp_path, data=data,
+                            reward_funcs=[fixed_reward]).trainer
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    move_policy(trainer.model, scale=0.03)  # policy != reference: the KL penalty is non-zero
+    rows, generated = replay
+    prompt_ids, completion_ids = generated[0], generated[1]
+    trainer._generate = lambda prompts: (prompt_ids, completion_ids, generated[3])
+    batch = trainer._generate_and_score_completions(rows)
+
+    with torch.no_grad():
+        mask = batch["completion_mask"].float()
+        policy = (policy_logps(trainer.model, batch) * mask).sum(1)
+        reference = (policy_logps(trainer.ref_model, batch) * mask).sum(1)
+    beta = registry.resolve_hyperparameters("rloo")["beta"]
+    rewards = torch.tensor(fixed_reward(completion_ids)) - beta * (policy - reference)
+    grouped = rewards.view(-1, GROUP)
+    baseline = (grouped.sum(1, keepdim=True) - grouped) / (GROUP - 1)
+    expected_advantages = (grouped - baseline).view(-1)
+    assert torch.allclose(batch["old_logps"], policy, atol=1e-4)
+    assert torch.allclose(batch["advantages"], expected_advantages, atol=1e-4)
+    assert (policy - reference).abs().max() > 1e-3
+
+    loss, grad = gradient(trainer, batch)
+    trainer.model.zero_grad()
+    sequence = (policy_logps(trainer.model, batch) * mask).sum(1)
+    expected = -(torch.exp(sequence - batch["old_logps"]) * batch["advantages"]).mean()
+    expected.backward()
+    expected_grad = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None])
+    assert loss == pytest.approx(float(expected), abs=1e-6)
+    assert relative_gap(grad, expected_grad) < 1e-4

@@ -455,19 +455,20 @@ def test_rloo_policy_loss(model_dir, data, tmp_path):
     assert trainer.args.beta == hp["beta"]
 
 
-def test_rloo_leave_one_out_advantage():
-    """RLOO (Ahmadian et al. 2024): A_i = R_i - mean_{j != i} R_j; TRL's implementation."""
-    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
-    grouped = rewards.view(-1, 4)
-    expected = torch.stack([grouped[:, i] - (grouped.sum(1) - grouped[:, i]) / 3 for i in range(4)], 1).view(-1)
-    baselines = (grouped.sum(1, keepdim=True) - grouped) / 3  # as in trl.RLOOTrainer
-    assert torch.allclose(rewards - baselines.view(-1), expected)
+def content_reward(completion_ids, **kwargs):
+    """Untied rewards that depend on the sampled tokens."""
+    return [float(sum(ids) % 7) for ids in completion_ids]
 
 
-def test_online_dpo_loss(model_dir, data, tmp_path):
+@pytest.mark.parametrize("reward", ["verifier", "content"])
+def test_online_dpo_loss(reward, model_dir, data, tmp_path):
     """Online DPO (Guo et al. 2024): DPO's logistic loss on two on-policy samples per prompt,
-    ranked by the reward. Generation runs for real; the log-probs are hand-made."""
+    the higher-reward one as chosen. Generation and reward scoring run for real (the verifier ties
+    on the untrained model: the first sample is chosen; the content reward orders them); the
+    policy/reference log-probs are hand-made so the expected loss can be written out."""
     trainer = trainer_for("online-dpo", model_dir, data, tmp_path)
+    if reward == "content":
+        trainer.reward_funcs[0] = content_reward
     generator = torch.Generator().manual_seed(5)
     seen = {}
 
@@ -477,6 +478,7 @@ def test_online_dpo_loss(model_dir, data, tmp_path):
         if key not in seen:
             seen[key] = -(0.1 + 2 * torch.rand(shape, generator=generator))
             seen["mask"] = completion_mask.clone()
+            seen["ids"] = completion_ids.clone()
         return seen[key].clone().requires_grad_(key == "policy")
 
     trainer._forward = forward
@@ -487,8 +489,15 @@ def test_online_dpo_loss(model_dir, data, tmp_path):
     n = mask.shape[0] // 2
     total = (seen["policy"] * mask).sum(1)
     ref = (seen["ref"] * mask).sum(1)
-    # All rewards tie on the untrained model (0 = 0): the first sample is the chosen one.
-    h = (total[:n] - total[n:]) - (ref[:n] - ref[n:])
+    if reward == "verifier":
+        first_wins = torch.ones(n, dtype=torch.bool)  # 0 = 0 on the untrained model
+    else:
+        ids = [row[m.bool()].tolist() for row, m in zip(seen["ids"], seen["mask"])]
+        scores = torch.tensor(content_reward(ids))
+        first_wins = scores[:n] >= scores[n:]
+        assert not first_wins.all()  # the ordering matters in this case
+    h_first = (total[:n] - total[n:]) - (ref[:n] - ref[n:])
+    h = torch.where(first_wins, h_first, -h_first)
     expected = float((-log_sigmoid(BETA * h)).mean())
     assert got == pytest.approx(expected, rel=1e-4)
 
