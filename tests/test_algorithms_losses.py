@@ -492,7 +492,7 @@ def test_online_dpo_loss(reward, model_dir, data, tmp_path):
     if reward == "verifier":
         first_wins = torch.ones(n, dtype=torch.bool)  # 0 = 0 on the untrained model
     else:
-        ids = [row[m.bool()].tolist() for row, m in zip(seen["ids"], seen["mask"])]
+        ids = [row[m.bool()].tolist() for row, m in zip(seen["ids"], seen["mask"], strict=True)]
         scores = torch.tensor(content_reward(ids))
         first_wins = scores[:n] >= scores[n:]
         assert not first_wins.all()  # the ordering matters in this case
