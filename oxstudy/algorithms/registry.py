@@ -596,7 +596,7 @@ _ALIASES: dict[str, str] = {alias: info.name for info in _ENTRIES for alias in i
 
 
 def names() -> list[str]:
-    """Canonical method names, in registry order (aliases such as ``sgrpo`` not repeated)."""
+    """Canonical method names, in registry order (aliases such as ``drgrpo`` not repeated)."""
     return list(_REGISTRY)
 
 
