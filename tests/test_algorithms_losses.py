@@ -234,8 +234,13 @@ def test_dpo_family_loss_matches_published_formula(method, model_dir, data, tmp_
 ])
 def test_gpo_other_convex_losses(kind, formula, model_dir, data, tmp_path):
     trainer = trainer_for("gpo", model_dir, data, tmp_path, hyperparameters={"gpo_loss": kind})
-    expected = float(formula(BETA * sums().h).mean())
-    assert dpo_loss_from_trainer(trainer) == pytest.approx(expected, rel=1e-5)
+    leaf = pair_batch()[1].clone().requires_grad_(True)
+    got = dpo_loss_from_trainer(trainer, policy=leaf)
+    (got_grad,) = torch.autograd.grad(got, leaf)
+    expected = formula(BETA * sums(policy=leaf).h).mean()
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
 def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
@@ -244,12 +249,18 @@ def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
     first = dpo_loss_from_trainer(trainer, seed=0)
     s0 = sums(0)
     assert first == pytest.approx(float((-log_sigmoid(BETA * s0.h)).mean()), rel=1e-5)  # M0 starts at M_1
-    second = dpo_loss_from_trainer(trainer, seed=10)
-    s1 = sums(10)
+    leaf = pair_batch(10)[1].clone().requires_grad_(True)
+    second = dpo_loss_from_trainer(trainer, seed=10, policy=leaf)
+    (got_grad,) = torch.autograd.grad(second, leaf)
+    s1 = sums(10, policy=leaf)
     m0 = float((BETA * s0.h).mean())  # momentum * M1 + (1 - momentum) * M1
+    # beta_b is a per-batch constant (Wu et al. 2024, Eq. 7): no gradient flows through it.
     beta_b = BETA * (1 + hp["alpha"] * (float((BETA * s1.h).mean()) - m0))
     assert beta_b != pytest.approx(BETA)
-    assert second == pytest.approx(float((-log_sigmoid(beta_b * s1.h)).mean()), rel=1e-5)
+    expected = (-log_sigmoid(beta_b * s1.h)).mean()
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    assert float(second) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
 # ----------------------------------------------------------------------------- CPO / SimPO / AlphaPO / ORPO
@@ -358,18 +369,27 @@ def test_unpaired_losses(method, model_dir, data, tmp_path):
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": mask, "label": labels,
               "KL_input_ids": kl_ids, "KL_attention_mask": torch.ones_like(kl_ids), "KL_completion_mask": mask}
     trainer.ref_model = LogProbTable([(ids, ref, {}), (kl_ids, kl_ref, {})])
-    got = float(trainer.compute_loss(LogProbTable([(ids, policy, {}), (kl_ids, kl_policy, {})]), inputs))
+    policy = policy.clone().requires_grad_(True)
+    kl_policy = kl_policy.clone().requires_grad_(True)
+    got = trainer.compute_loss(LogProbTable([(ids, policy, {}), (kl_ids, kl_policy, {})]), inputs)
+    got_grads = torch.autograd.grad(got, [policy, kl_policy], allow_unused=True)
 
-    h = policy.sum(1) - ref.sum(1)
-    if method == "kto":  # Ethayarajh et al. 2024, Eq. 7-8, z0 = max(0, mean KL estimate)
-        z0 = torch.clamp((kl_policy.sum(1) - kl_ref.sum(1)).mean(), min=0)
+    h = (policy * shift).sum(1) - ref.sum(1)
+    if method == "kto":  # Ethayarajh et al. 2024, Eq. 7-8, z0 = max(0, mean KL estimate), not backpropagated
+        z0 = torch.clamp(((kl_policy * shift).sum(1) - kl_ref.sum(1)).mean(), min=0).detach()
         desirable = hp["desirable_weight"] * (1 - sigmoid(BETA * (h[labels] - z0)))
         undesirable = hp["undesirable_weight"] * (1 - sigmoid(BETA * (z0 - h[~labels])))
     else:  # APO-zero, unpaired
         desirable = 1 - sigmoid(BETA * h[labels])
         undesirable = sigmoid(BETA * h[~labels])
-    expected = float(torch.cat([desirable, undesirable]).mean())
-    assert got == pytest.approx(expected, rel=1e-5)
+    expected = torch.cat([desirable, undesirable]).mean()
+    expected_grads = torch.autograd.grad(expected, [policy, kl_policy], allow_unused=True)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    for got_grad, expected_grad in zip(got_grads, expected_grads, strict=True):
+        got_grad = torch.zeros_like(policy) if got_grad is None else got_grad
+        expected_grad = torch.zeros_like(policy) if expected_grad is None else expected_grad
+        assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7)
+    assert expected_grads[0].abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- online RL
@@ -512,12 +532,15 @@ def test_sft_loss_is_mean_completion_nll(method, model_dir, data, tmp_path):
     mask = completion_mask(lengths, WIDTH)
     ids = torch.randint(5, 100, (3, WIDTH), generator=torch.Generator().manual_seed(8))
     labels = ids.masked_fill(mask == 0, -100)
-    policy = table(3, WIDTH, 21)
+    policy = table(3, WIDTH, 21).requires_grad_(True)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    got = float(trainer.compute_loss(LogProbTable([(ids, policy, {})]), inputs))
+    got = trainer.compute_loss(LogProbTable([(ids, policy, {})]), inputs)
+    (got_grad,) = torch.autograd.grad(got, policy)
     shift = mask[:, 1:].bool()
-    expected = float(-policy[shift].mean())  # -1/N sum_t log pi(y_t | x, y_<t) over completion tokens
-    assert got == pytest.approx(expected, rel=1e-5)
+    expected = -policy[shift].mean()  # -1/N sum_t log pi(y_t | x, y_<t) over completion tokens
+    (expected_grad,) = torch.autograd.grad(expected, policy)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
 def test_every_method_has_a_loss_test():
