@@ -160,12 +160,18 @@ def _resolved_benchmarks(spec: StudySpec) -> list[BenchmarkSpec]:
     return out
 
 
-def _resolve_method(algorithm: AlgorithmSpec) -> tuple[str, dict[str, Any]]:
-    """The canonical method name (aliases like sgrpo -> grpo) and merged hyperparameters."""
+def _resolve_method(algorithm: AlgorithmSpec, method_defaults: dict[str, dict[str, Any]] | None = None,
+                    ) -> tuple[str, dict[str, Any]]:
+    """The canonical method name (aliases like drgrpo -> dr-grpo) and merged hyperparameters:
+    registry defaults < the spec's ``method_defaults`` for the method < the arm's own."""
     from oxstudy.algorithms import registry
 
     method = registry.canonical(algorithm.method)
-    return method, registry.resolve_hyperparameters(method, algorithm.hyperparameters)
+    profile = {}
+    for name, values in (method_defaults or {}).items():
+        if registry.canonical(name) == method:
+            profile.update(values)
+    return method, registry.resolve_hyperparameters(method, {**profile, **algorithm.hyperparameters})
 
 
 def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list[tuple[tuple, str]]]:
@@ -178,7 +184,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
     seen: dict[str, tuple[str, str]] = {}
     data = _resolved_data(spec)
     benchmarks = _resolved_benchmarks(spec)
-    methods = {a.id: _resolve_method(a) for a in spec.algorithms}
+    methods = {a.id: _resolve_method(a, spec.method_defaults) for a in spec.algorithms}
     for model in spec.models:
         subset = set(model.algorithms) if model.algorithms is not None else None
         resolved_model = _resolved_model(spec, model)

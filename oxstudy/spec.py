@@ -266,6 +266,10 @@ class StudySpec(StrictModel):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     exclude: list[Exclusion] = Field(default_factory=list)
+    method_defaults: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-method hyperparameter defaults (e.g. a published study's settings) applied "
+        "under each arm's own hyperparameters; see `oxstudy algorithms --json` (profiles).")
 
     # Not part of the YAML: where the spec was loaded from (resolves relative paths).
     _spec_path: Path | None = None
@@ -502,6 +506,11 @@ def check_spec(spec: StudySpec) -> list[Problem]:
             continue
         for message in registry.validate_hyperparameters(algorithm.method, algorithm.hyperparameters):
             problems.append((("algorithms", i, "hyperparameters"), message))
+
+    for method, values in spec.method_defaults.items():
+        problem = _method_problem(method)
+        messages = [problem] if problem else registry.validate_hyperparameters(method, values)
+        problems += [(("method_defaults", method), message) for message in messages]
 
     if spec.analysis.baseline is not None and spec.analysis.baseline not in algorithm_ids:
         problems.append((("analysis", "baseline"), _unknown_id("algorithm", spec.analysis.baseline, set(algorithm_ids))))

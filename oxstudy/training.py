@@ -200,6 +200,13 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
 
         kwargs.update(rollout_arguments(getattr(getattr(cell, "execution", None), "rollouts", None),
                                         config_class=info.config, device=device, gpus=num_processes(cell)))
+    if info.config == "trl.GRPOConfig" and "steps_per_generation" not in hyperparameters \
+            and "generation_batch_size" not in hyperparameters:
+        # Off-policy mini-batching (registry: optimizer_steps_per_generation): one generation batch
+        # feeds that many optimizer steps, so TRL keeps the sampling policy's log-probs and the
+        # importance ratio (and every clip) is live after the first step.
+        steps = int(hyperparameters.get("optimizer_steps_per_generation", 1))
+        kwargs["steps_per_generation"] = kwargs["gradient_accumulation_steps"] * steps
     if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         # Online RL batches count completions: each step's batch must hold whole groups.
         generations = int(kwargs.get("num_generations", 2))

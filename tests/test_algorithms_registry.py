@@ -19,7 +19,7 @@ STUDY_SET = [
     # more offline preference losses
     "nca", "bco", "aot", "discopop", "wpo", "f-dpo", "rpo", "sigmoid-norm",
     # online RL
-    "grpo", "sgrpo", "gspo", "cispo", "dr-grpo", "dapo", "rloo", "online-dpo",
+    "grpo", "sgrpo", "gspo", "cispo", "dr-grpo", "dapo", "sapo", "rloo", "online-dpo",
 ]
 
 
@@ -51,7 +51,10 @@ def test_metadata_is_complete(name):
     # Defaults are either fields of the trainer config or consumed by an oxstudy loss override.
     fields = set(registry.TRAINER_CONFIG_FIELDS[info.config])
     if not info.trainer.startswith("oxstudy.") and name not in ("rpo", "slic"):
-        assert set(info.defaults) <= fields, set(info.defaults) - fields
+        assert set(info.defaults) - registry.GRPO_OXSTUDY_KEYS <= fields, set(info.defaults) - fields
+    # Neither profile may set something the method never reads.
+    assert not set(info.defaults) & set(registry.ignored_settings(name))
+    assert set(info.oxrl) <= registry.allowed_hyperparameters(name), name
     assert set(info.fixed) <= fields
     with pytest.raises(dataclasses.FrozenInstanceError):
         info.name = "x"  # type: ignore[misc]
@@ -69,7 +72,10 @@ def test_trainer_mapping_and_reference_models():
     assert not registry.get("simpo").needs_reference and not registry.get("orpo").needs_reference
     assert registry.get("dpo").needs_reference and registry.get("kto").needs_reference
     assert registry.get("kto").data == "unpaired-labels"
-    assert registry.get("sgrpo") is registry.get("grpo")
+    # OXRL's sgrpo averages over all tokens of the micro-batch: TRL's loss_type "bnpo", not grpo's
+    # per-sequence mean.
+    assert registry.get("sgrpo").fixed == {"loss_type": "bnpo"}
+    assert registry.get("grpo").fixed["loss_type"] == "grpo"
 
 
 def test_trainer_config_snapshot_matches_installed_trl():
@@ -108,6 +114,83 @@ def test_validate_hyperparameters():
     assert "did you mean 'dpo'" in registry.validate_hyperparameters("dpoo", {})[0]
 
 
+def test_validation_rejects_settings_a_method_ignores():
+    # Override methods compute their own loss: TRL's loss selectors would be silently ignored.
+    for method in ("rdpo", "cdpo", "beta-dpo", "cal-dpo", "dpop", "odpo", "gpo", "focalpo"):
+        for key, value in (("loss_type", ["ipo"]), ("use_weighting", True), ("f_divergence_type", "js_divergence"),
+                           ("loss_weights", [2.0]), ("ld_alpha", 0.5), ("discopop_tau", 0.1)):
+            errors = registry.validate_hyperparameters(method, {key: value})
+            assert len(errors) == 1 and f"method {method!r} ignores {key!r}" in errors[0], (method, key, errors)
+    assert "ignores 'label_smoothing'" in registry.validate_hyperparameters("rdpo", {"label_smoothing": 0.1})[0]
+    assert registry.validate_hyperparameters("cdpo", {"label_smoothing": 0.2}) == []  # cDPO's own epsilon
+    # TRL's own loss types read some fields only for some losses.
+    assert "ignores 'label_smoothing'" in registry.validate_hyperparameters("dpo", {"label_smoothing": 0.1})[0]
+    assert registry.validate_hyperparameters("robust-dpo", {"label_smoothing": 0.2}) == []
+    assert "ignores 'discopop_tau'" in registry.validate_hyperparameters("ipo", {"discopop_tau": 0.1})[0]
+    assert "ignores 'loss_weights'" in registry.validate_hyperparameters("rpo", {"loss_weights": [1, 2]})[0]
+    assert "ignores 'epsilon'" in registry.validate_hyperparameters("cispo", {"epsilon": 0.1})[0]
+    assert "ignores 'epsilon_high'" in registry.validate_hyperparameters("sapo", {"epsilon_high": 0.3})[0]
+    assert "ignores 'sapo_temperature_pos'" in registry.validate_hyperparameters("grpo", {"sapo_temperature_pos": 2})[0]
+    assert "ignores 'alpha'" in registry.validate_hyperparameters("simpo", {"alpha": 0.5})[0]
+    assert "ignores 'simpo_gamma'" in registry.validate_hyperparameters("cpo", {"simpo_gamma": 0.5})[0]
+    assert registry.validate_hyperparameters("ld-dpo", {"ld_alpha": 0.3}) == []
+
+
+def test_bnpo_is_refused_with_the_reason():
+    with pytest.raises(KeyError, match="Beta-distribution reward normalisation.*'sgrpo'"):
+        registry.get("bnpo")
+    assert "bnpo" not in registry.all_names()
+
+
+def test_spec_rejects_an_ignored_setting_with_a_located_error(tmp_path):
+    from oxstudy.errors import SpecError
+    from oxstudy.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\nmodels: [{id: t, source: 'zoo:tiny'}]\nseeds: [1]\n"
+                    "benchmarks: [{id: a, task: oxs_arith}]\n"
+                    "algorithms:\n  - {id: R, method: rdpo, hyperparameters: {ld_alpha: 0.5}}\n"
+                    "method_defaults: {focalpo: {loss_type: [ipo]}}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert f"{path}:6: algorithms[0].hyperparameters: method 'rdpo' ignores 'ld_alpha'" in message
+    assert f"{path}:7: method_defaults.focalpo: method 'focalpo' ignores 'loss_type'" in message
+
+
+def test_oxrl_profile_in_the_shared_spec_matches_the_registry():
+    """specs/shared/oxrl_defaults.yaml carries the OXRL values; the registry's oxrl profile (with
+    sources) is what `oxstudy algorithms --json` shows: the two must agree."""
+    from pathlib import Path
+
+    import yaml
+
+    shared = yaml.safe_load((Path(__file__).resolve().parents[1] / "specs/shared/oxrl_defaults.yaml").read_text())
+    in_yaml = shared["method_defaults"]
+    in_registry = {n: {k: v for k, (v, _) in registry.get(n).oxrl.items()} for n in registry.names() if registry.get(n).oxrl}
+    assert in_yaml == in_registry
+
+
+def test_specs_extending_the_oxrl_defaults_run_oxrl_values(tmp_path):
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    cells = plan(load_spec(Path_repo() / "specs/dpo_taxonomy.yaml"))
+    dpop = next(c for c in cells if c.algorithm.method == "dpop")
+    assert dpop.algorithm.hyperparameters["dpop_lambda"] == 5.0
+    focal = next(c for c in cells if c.algorithm.method == "focalpo")
+    assert focal.algorithm.hyperparameters["gamma"] == 1.0
+    scaling = plan(load_spec(Path_repo() / "specs/scaling.yaml"))
+    sgrpo = next(c for c in scaling if c.algorithm.method == "sgrpo")
+    assert sgrpo.algorithm.hyperparameters["optimizer_steps_per_generation"] == 5
+
+
+def Path_repo():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1]
+
+
 def test_resolve_hyperparameters_merges_over_defaults():
     assert registry.resolve_hyperparameters("rdpo") == {"alpha": 0.01}
     assert registry.resolve_hyperparameters("rdpo", {"alpha": 0.1}) == {"alpha": 0.1}
@@ -127,7 +210,19 @@ def test_cli_lists_algorithms_as_json():
     assert [a["name"] for a in listed] == registry.names()
     assert all({"name", "family", "trainer", "data", "needs_reference", "tags"} <= set(a) for a in listed)
     one = CliRunner().invoke(build_app(), ["algorithms", "sgrpo", "--json"])
-    assert json.loads(one.stdout)["algorithms"][0]["name"] == "grpo"
+    assert json.loads(one.stdout)["algorithms"][0]["name"] == "sgrpo"
+    by_name = {a["name"]: a for a in listed}
+    for entry in listed:  # the objective actually run, both profiles, the settings accepted/rejected
+        assert {"objective", "profiles", "accepted_settings", "rejected_settings"} <= set(entry)
+        assert set(entry["profiles"]) == {"paper", "oxrl"}
+        assert set(entry["profiles"]["paper"]) - {"training.beta"} <= set(entry["accepted_settings"])
+    assert by_name["rdpo"]["objective"].startswith("oxstudy override oxstudy.RDPOTrainer")
+    assert by_name["ipo"]["objective"] == "trl.DPOTrainer (loss_type=['ipo'])"
+    assert by_name["dpop"]["profiles"]["paper"]["dpop_lambda"] == 50.0
+    assert by_name["dpop"]["profiles"]["oxrl"]["dpop_lambda"]["value"] == 5.0
+    assert "oxrl/algs/dpop.py" in by_name["dpop"]["profiles"]["oxrl"]["dpop_lambda"]["source"]
+    assert by_name["simpo"]["profiles"]["paper"]["training.beta"] == 2.0
+    assert "ld_alpha" in by_name["rdpo"]["rejected_settings"] and "ld_alpha" not in by_name["rdpo"]["accepted_settings"]
     unknown = CliRunner().invoke(build_app(), ["algorithms", "dpoo"])
     assert unknown.exit_code != 0
     table = CliRunner().invoke(build_app(), ["algorithms", "--family", "online-rl"])
@@ -151,7 +246,8 @@ def test_methods_trl_lacks_are_named_loss_overrides_on_trl_dpo_trainer():
 
     from oxstudy.algorithms.preference import CUSTOM_LOSSES, custom_trainer_class
 
-    overrides = [n for n in registry.names() if registry.get(n).trainer.startswith("oxstudy.")]
+    overrides = [n for n in registry.names() if registry.get(n).trainer.startswith("oxstudy.")
+                 and registry.get(n).config == "trl.DPOConfig"]
     assert sorted(overrides) == sorted(CUSTOM_LOSSES)
     for name in overrides:
         cls = custom_trainer_class(name)

@@ -47,6 +47,12 @@ class AlgorithmInfo:
         loss: the loss as a short formula (notation in the module docstring).
         description: one sentence.
         aliases: other names accepted for this method in specs.
+        paper_training: shared ``training`` settings the paper used that differ from the study's
+            (e.g. SimPO's beta 2.0); informative only, since a comparison shares ``training``
+            (set them per arm with ``algorithms[].training`` to follow the paper).
+        oxrl: the OXRL study's settings for this method (the second default profile): each key
+            maps to ``(value, source)``, the source naming the OXRL file and field it comes from.
+            Select it in a spec with ``method_defaults`` (``specs/shared/oxrl_defaults.yaml``).
     """
 
     name: str
@@ -62,6 +68,20 @@ class AlgorithmInfo:
     loss: str
     description: str
     aliases: tuple[str, ...] = field(default=())
+    oxrl: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    paper_training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def objective(self) -> str:
+        """The objective actually run: TRL's own loss (with the config values that select it) or
+        the name of oxstudy's loss override."""
+        if self.name == "dapo":
+            return ("oxstudy.DAPOTrainer: trl.GRPOTrainer (loss_type='dapo') plus dynamic sampling "
+                    "(oxstudy.algorithms.online) and the soft overlong reward term")
+        if self.trainer.startswith("oxstudy."):
+            return f"oxstudy override {self.trainer} (oxstudy.algorithms.preference.{self.name.replace('-', '_')}_loss)"
+        selectors = ", ".join(f"{k}={v!r}" for k, v in self.fixed.items())
+        return f"{self.trainer} ({selectors})" if selectors else f"{self.trainer} (its default loss)"
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field."""
@@ -79,6 +99,13 @@ class AlgorithmInfo:
             "loss": self.loss,
             "description": self.description,
             "aliases": list(self.aliases),
+            "objective": self.objective,
+            "profiles": {
+                "paper": {**self.defaults, **{f"training.{k}": v for k, v in self.paper_training.items()}},
+                "oxrl": {k: {"value": v, "source": src} for k, (v, src) in self.oxrl.items()},
+            },
+            "accepted_settings": sorted(allowed_hyperparameters(self.name)),
+            "rejected_settings": {k: v for k, v in sorted(ignored_settings(self.name).items())},
         }
 
 
@@ -207,11 +234,34 @@ def _sft(loss_family: str = "likelihood") -> dict[str, Any]:
 _DPO = ("trl.DPOTrainer", "trl.DPOConfig")
 _CPO = ("trl.experimental.cpo.CPOTrainer", "trl.experimental.cpo.CPOConfig")
 _GRPO = ("trl.GRPOTrainer", "trl.GRPOConfig")
-# Shared defaults of the GRPO family: group size, sampling temperature, KL coefficient (TRL's
-# default 0: no reference model), clip range and PPO-style epochs per generation batch.
+# Shared defaults of the GRPO family. The regime is off-policy mini-batching, as in the papers
+# (GSPO: 4 mini-batches per rollout batch; DAPO: 16 gradient updates per rollout step; MiniMax-M1
+# / CISPO: off-policy updates) and in OXRL (5 optimizer steps per rollout buffer): one generation
+# batch feeds ``optimizer_steps_per_generation`` optimizer steps (TRL's ``steps_per_generation`` =
+# that many times the gradient accumulation), so TRL computes the sampling policy's log-probs and
+# every step after the first sees a live importance ratio, where clips and gates act. With 1
+# (TRL's default) the ratio is always 1 and grpo = gspo = sapo, cispo = dapo = sgrpo on one
+# micro-batch (tests/test_algorithms_grpo.py). ``num_generations`` and ``temperature`` are the
+# study's sampling settings (the papers use 8-64 samples per prompt).
 _GRPO_DEFAULTS: dict[str, Any] = {
     "num_generations": 4, "temperature": 1.0, "beta": 0.0, "epsilon": 0.2, "num_iterations": 1,
-    "scale_rewards": "group",
+    "scale_rewards": "group", "optimizer_steps_per_generation": 4,
+}
+_NO_EPSILON = {k: v for k, v in _GRPO_DEFAULTS.items() if k != "epsilon"}  # cispo, sapo never read it
+# Settings of the GRPO family that oxstudy implements itself (not TRL config fields).
+GRPO_OXSTUDY_KEYS = frozenset({"optimizer_steps_per_generation", "dynamic_sampling",
+                               "dynamic_sampling_max_rounds", "overlong_buffer_ratio",
+                               "overlong_penalty_factor"})
+_OXRL_RL = "oxrl/configs/rl_args.yaml"
+# The OXRL study's GRPO-family settings (its sgrpo / gspo / cispo share one config).
+_OXRL_GRPO: dict[str, tuple[Any, str]] = {
+    "num_generations": (8, f"{_OXRL_RL} rollout.n_samples"),
+    "temperature": (1.0, f"{_OXRL_RL} rollout.temperature"),
+    "beta": (0.0, f"{_OXRL_RL} train.kl_coeff"),
+    "epsilon": (0.2, f"{_OXRL_RL} train.clip_low"),
+    "epsilon_high": (0.2, f"{_OXRL_RL} train.clip_high"),
+    "optimizer_steps_per_generation": (5, f"{_OXRL_RL} train.train_steps_per_epoch (optimizer steps "
+                                          "per rollout buffer)"),
 }
 
 
@@ -219,12 +269,14 @@ def _info(
     name: str, family: Family, data: DataKind, needs_reference: bool, trainer_config: tuple[str, str],
     *, defaults: dict[str, Any] | None = None, fixed: dict[str, Any] | None = None,
     tags: dict[str, Any], paper: str, loss: str, description: str, aliases: tuple[str, ...] = (),
+    oxrl: dict[str, tuple[Any, str]] | None = None, paper_training: dict[str, Any] | None = None,
 ) -> AlgorithmInfo:
     trainer, config = trainer_config
     return AlgorithmInfo(
         name=name, family=family, data=data, needs_reference=needs_reference, trainer=trainer,
         config=config, defaults=dict(defaults or {}), fixed=dict(fixed or {}), tags=tags, paper=paper,
-        loss=loss, description=description, aliases=aliases,
+        loss=loss, description=description, aliases=aliases, oxrl=dict(oxrl or {}),
+        paper_training=dict(paper_training or {}),
     )
 
 
@@ -257,7 +309,8 @@ _ENTRIES: list[AlgorithmInfo] = [
     _info("slic", "offline-preference", "preference-pairs", True, _DPO, defaults={"sft_weight": 1.0},
           fixed={"loss_type": ["hinge", "sft"]}, tags=_pref("hinge"),
           paper="Zhao et al. 2023, SLiC-HF: Sequence Likelihood Calibration with Human Feedback "
-          "(arXiv:2305.10425)", loss="max(0, 1 - beta * h) + sft_weight * NLL(y_w)",
+          "(arXiv:2305.10425)", loss="max(0, 1 - beta * h) + sft_weight * NLL(y_w)  (h reference-normalised, "
+          "unlike SLiC-HF's reference-free margin; NLL is the mean over all chosen tokens of the batch)",
           description="Hinge calibration loss plus a likelihood regulariser on the chosen solution."),
     _info("exo", "offline-preference", "preference-pairs", True, _DPO, defaults={"label_smoothing": 1e-3},
           fixed={"loss_type": ["exo_pair"]}, tags=_pref("reverse-kl"),
@@ -275,11 +328,13 @@ _ENTRIES: list[AlgorithmInfo] = [
           paper="Chowdhury et al. 2024, Provably Robust DPO: Aligning Language Models with Noisy "
           "Feedback (arXiv:2403.00409)",
           loss="[-(1-eps) log sigma(beta h) + eps log sigma(-beta h)] / (1 - 2 eps)",
-          description="Unbiased DPO loss under a known preference-flip rate eps."),
+          description="Unbiased DPO loss under a known preference-flip rate eps.",
+          oxrl={"label_smoothing": (0.1, "oxrl/algs/robust_dpo.py RobustDPO(label_smoothing=0.1)")}),
     _info("bco", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["bco_pair"]},
           tags=_pref("binary-classifier"), paper="Jung et al. 2024, Binary Classifier Optimization for "
           "Large Language Model Alignment (arXiv:2404.04656)",
-          loss="-log sigma(beta h_w) - log sigma(-beta h_l)  (TRL's paired form)",
+          loss="-log sigma(beta h_w) - log sigma(-beta h_l)  (TRL's paired form, without the paper's running "
+          "reward shift delta)",
           description="Binary classifier optimisation: chosen and rejected rewards classified apart."),
     _info("sppo", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["sppo_hard"]},
           tags=_pref("squared"), paper="Wu et al. 2024, Self-Play Preference Optimization for Language "
@@ -321,7 +376,8 @@ _ENTRIES: list[AlgorithmInfo] = [
     _info("rpo", "offline-preference", "preference-pairs", True, _DPO, defaults={"rpo_alpha": 1.0},
           fixed={"loss_type": ["sigmoid", "sft"]}, tags=_pref("logistic+nll"),
           paper="Pang et al. 2024, Iterative Reasoning Preference Optimization (arXiv:2404.19733)",
-          loss="-log sigma(beta h) + rpo_alpha * NLL(y_w)/|y_w|",
+          loss="-log sigma(beta h) + rpo_alpha * NLL(y_w)  (NLL: mean over all chosen tokens of the batch; "
+          "the paper divides each sequence's NLL by its length)",
           description="DPO plus a negative log-likelihood term on the chosen solution."),
     _info("wpo", "offline-preference", "preference-pairs", True, _DPO,
           fixed={"loss_type": ["sigmoid"], "use_weighting": True}, tags=_pref("weighted"),
@@ -346,7 +402,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           fixed={"loss_type": ["sigmoid"], "sync_ref_model": True}, tags=_pref("logistic"),
           paper="Gorbatovski et al. 2024, Learn Your Reference Model for Real Good Alignment "
           "(arXiv:2404.09656)",
-          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps",
+          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps  (equals dpo until "
+          "step tau = ref_model_sync_steps)",
           description="Trust-region DPO: the reference model is softly updated towards the policy."),
     # --- DPO-family losses TRL lacks: small loss overrides on trl.DPOTrainer ---------------------
     _info("rdpo", "offline-preference", "preference-pairs", True, ("oxstudy.RDPOTrainer", "trl.DPOConfig"),
@@ -354,21 +411,24 @@ _ENTRIES: list[AlgorithmInfo] = [
           paper="Park et al. 2024, Disentangling Length from Quality in Direct Preference Optimization "
           "(arXiv:2403.19159)", loss="-log sigma(beta h - alpha (|y_w| - |y_l|))",
           description="Length-regularised DPO: a length-difference penalty inside the logistic loss.",
-          aliases=("r-dpo",)),
+          aliases=("r-dpo",),
+          oxrl={"alpha": (0.01, "oxrl/algs/rdpo.py RDPO(alpha=0.01)")}),
     _info("cdpo", "offline-preference", "preference-pairs", True, ("oxstudy.CDPOTrainer", "trl.DPOConfig"),
           defaults={"label_smoothing": 0.1}, tags=_pref("logistic"),
           paper="Mitchell 2023, A note on DPO with noisy preferences & relationship to IPO (cDPO)",
           loss="-(1 - eps) log sigma(beta h) - eps log sigma(-beta h)",
           description="Conservative DPO: label-smoothed logistic loss (TRL's sigmoid ignores smoothing).",
-          aliases=("c-dpo",)),
+          aliases=("c-dpo",),
+          oxrl={"label_smoothing": (0.1, "oxrl/algs/cdpo.py CDPO(label_smoothing=0.1)")}),
     _info("beta-dpo", "offline-preference", "preference-pairs", True,
           ("oxstudy.BetaDPOTrainer", "trl.DPOConfig"), defaults={"alpha": 0.6, "momentum": 0.9},
           tags=_pref("adaptive-beta"), paper="Wu et al. 2024, beta-DPO: Direct Preference Optimization "
           "with Dynamic beta (arXiv:2407.08639)",
           loss="-log sigma(beta_b h),  beta_b = beta (1 + alpha (mean_batch(beta h) - M0)), "
-          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)",
+          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch, per process)",
           description="DPO with a batch-level beta calibrated on the implicit reward margin.",
-          aliases=("betadpo",)),
+          aliases=("betadpo",),
+          oxrl={"alpha": (0.5, "oxrl/algs/betadpo.py BetaDPO(betadpo_alpha=0.5)"), "momentum": (0.9, "oxrl/algs/betadpo.py BetaDPO(betadpo_ema_gamma=0.9)")}),
     _info("cal-dpo", "offline-preference", "preference-pairs", True,
           ("oxstudy.CalDPOTrainer", "trl.DPOConfig"), tags=_pref("calibrated"),
           paper="Xiao et al. 2024, Cal-DPO: Calibrated Direct Preference Optimization for Language "
@@ -381,25 +441,29 @@ _ENTRIES: list[AlgorithmInfo] = [
           paper="Pal et al. 2024, Smaug: Fixing Failure Modes of Preference Optimisation with "
           "DPO-Positive (arXiv:2402.13228)", loss="-log sigma(beta (h - lambda max(0, -h_w)))",
           description="DPO-Positive: penalise lowering the chosen likelihood below the reference.",
-          aliases=("dpo-positive",)),
+          aliases=("dpo-positive",),
+          oxrl={"dpop_lambda": (5.0, "oxrl/algs/dpop.py DPOP(dpop_lambda=5.0)")}),
     _info("odpo", "offline-preference", "preference-pairs", True, ("oxstudy.ODPOTrainer", "trl.DPOConfig"),
-          defaults={"offset": 1.0}, tags=_pref("logistic"),
+          defaults={"offset": 0.0}, tags=_pref("logistic"),
           paper="Amini et al. 2024, Direct Preference Optimization with an Offset (arXiv:2402.10571)",
-          loss="-log sigma(beta h - offset)  (the paper's Delta = alpha log(s_w - s_l) is one constant for "
-          "verifier rewards)",
-          description="DPO requiring the chosen to beat the rejected by an offset margin."),
+          loss="-log sigma(beta h - offset)  (the paper's offset alpha log(s_w - s_l) is 0 for 0/1 verifier "
+          "scores, so paper ODPO equals DPO on verifier pairs; OXRL's fixed offset is 1.0)",
+          description="DPO requiring the chosen to beat the rejected by an offset margin.",
+          oxrl={"offset": (1.0, "oxrl/algs/odpo.py ODPO(odpo_delta=1.0)")}),
     _info("gpo", "offline-preference", "preference-pairs", True, ("oxstudy.GPOTrainer", "trl.DPOConfig"),
           defaults={"gpo_loss": "exponential"}, tags=_pref("convex"),
           paper="Tang et al. 2024, Generalized Preference Optimization: A Unified Approach to Offline "
           "Alignment (arXiv:2402.05749)",
           loss="f(beta h), f in {exponential: exp(-z), truncated_quadratic: max(0, 1 - z)^2, "
           "savage: 1/(1 + exp(z))^2}",
-          description="Generalised preference optimisation with a chosen convex loss f."),
+          description="Generalised preference optimisation with a chosen convex loss f.",
+          oxrl={"gpo_loss": ("exponential", "oxrl/algs/gpo.py GPO(gpo_loss_type=\"exponential\")")}),
     _info("focalpo", "offline-preference", "preference-pairs", True,
           ("oxstudy.FocalPOTrainer", "trl.DPOConfig"), defaults={"gamma": 0.05}, tags=_pref("focal"),
           paper="Liu et al. 2025, FocalPO: Enhancing Preference Optimizing by Focusing on Correct "
           "Preference Rankings (arXiv:2501.06645)", loss="-sigma(beta h)^gamma log sigma(beta h)",
-          description="DPO with a focal modulating factor that favours correctly ranked pairs."),
+          description="DPO with a focal modulating factor that favours correctly ranked pairs.",
+          oxrl={"gamma": (1.0, "oxrl/algs/focalpo.py FocalPO(focalpo_gamma=1.0); OXRL detaches the factor p^gamma")}),
     # --- reference-free preference (trl.experimental.cpo / orpo) --------------------------------
     _info("cpo", "offline-preference", "preference-pairs", False, _CPO, defaults={"cpo_alpha": 1.0},
           fixed={"loss_type": "sigmoid"}, tags=_pref("reference-free"),
@@ -410,15 +474,17 @@ _ENTRIES: list[AlgorithmInfo] = [
           fixed={"loss_type": "simpo", "cpo_alpha": 0.0}, tags=_pref("reference-free"),
           paper="Meng et al. 2024, SimPO: Simple Preference Optimization with a Reference-Free Reward "
           "(arXiv:2405.14734)",
-          loss="-log sigma(beta (log pi_w/|y_w| - log pi_l/|y_l|) - gamma)  (gamma = simpo_gamma/beta "
-          "in TRL)",
-          description="Reference-free, length-normalised logistic loss with a target margin."),
+          loss="-log sigma(beta (log pi_w/|y_w| - log pi_l/|y_l|) - gamma),  gamma = simpo_gamma  (the paper "
+          "uses beta 2.0-2.5; beta is the shared training.beta)",
+          description="Reference-free, length-normalised logistic loss with a target margin.",
+          paper_training={"beta": 2.0}),
     _info("alphapo", "offline-preference", "preference-pairs", False, _CPO,
           defaults={"alpha": 0.25, "simpo_gamma": 0.5},
           fixed={"loss_type": "alphapo", "cpo_alpha": 0.0}, tags=_pref("reference-free"),
           paper="Gupta et al. 2025, AlphaPO: Reward Shape Matters for LLM Alignment (arXiv:2501.03884)",
           loss="-log sigma(beta/alpha (p_l^-alpha - p_w^-alpha) - gamma),  p = exp(log pi/|y|)",
-          description="SimPO with an alpha-parameterised reward shape."),
+          description="SimPO with an alpha-parameterised reward shape.",
+          oxrl={"alpha": (1.0, "oxrl/algs/alphapo.py AlphaPO(alpha=1.0)"), "simpo_gamma": (0.5, "oxrl/algs/alphapo.py AlphaPO(gamma=0.5)")}),
     _info("orpo", "offline-preference", "preference-pairs", False,
           ("trl.experimental.orpo.ORPOTrainer", "trl.experimental.orpo.ORPOConfig"),
           tags=_pref("odds-ratio"), paper="Hong et al. 2024, ORPO: Monolithic Preference Optimization "
@@ -431,34 +497,53 @@ _ENTRIES: list[AlgorithmInfo] = [
           tags=_pref("prospect"), paper="Ethayarajh et al. 2024, KTO: Model Alignment as Prospect "
           "Theoretic Optimization (arXiv:2402.01306)",
           loss="w_d (1 - sigma(beta (h_w - z0))) | w_u (1 - sigma(beta (z0 - h_l))),  z0 = clamp(KL, 0)",
-          description="Kahneman-Tversky optimisation on unpaired desirable/undesirable labels."),
+          description="Kahneman-Tversky optimisation on unpaired desirable/undesirable labels.",
+          oxrl={"desirable_weight": (1.0, "oxrl/algs/kto.py KTO(lambda_p=1.0)"), "undesirable_weight": (1.0, "oxrl/algs/kto.py KTO(lambda_n=1.0)")}),
     _info("apo-unpaired", "offline-preference", "unpaired-labels", True, ("trl.KTOTrainer", "trl.KTOConfig"),
           fixed={"loss_type": "apo_zero_unpaired"}, tags=_pref("anchored"),
           paper="D'Oosterlinck et al. 2024, Anchored Preference Optimization and Contrastive Revisions "
           "(arXiv:2408.06266)", loss="1 - sigma(beta h_w) | sigma(beta h_l)",
           description="APO-zero on unpaired labels."),
     # --- online RL ---------------------------------------------------------------------------------
-    _info("grpo", "online-rl", "prompts-reward", False, _GRPO, defaults=_GRPO_DEFAULTS,
+    _info("grpo", "online-rl", "prompts-reward", True, _GRPO,
+          defaults={**_GRPO_DEFAULTS, "beta": 0.04, "use_bias_correction_kl": False},
           fixed={"loss_type": "grpo", "importance_sampling_level": "token"}, tags=_online("group-pg"),
           paper="Shao et al. 2024, DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open "
           "Language Models (arXiv:2402.03300)",
-          loss="-mean_i 1/|o_i| sum_t min(r_t A_i, clip(r_t, 1-eps, 1+eps) A_i) (+ beta KL),  "
-          "A_i = (R_i - mean_G R) / std_G R",
-          description="Group relative policy optimisation, token-level importance ratios.",
-          aliases=("sgrpo",)),
+          loss="-mean_i 1/|o_i| sum_t [min(r_t A_i, clip(r_t, 1-eps, 1+eps) A_i) - beta KL_t],  "
+          "A_i = (R_i - mean_G R) / std_G R,  KL_t = pi_ref/pi - log(pi_ref/pi) - 1",
+          description="Group relative policy optimisation: per-sequence token mean, token-level ratios, "
+          "KL penalty to the reference (beta 0.04 as in the paper; DAPO and Dr. GRPO argue for 0).",
+          oxrl={**_OXRL_GRPO, "beta": (0.0, f"{_OXRL_RL} train.kl_coeff (OXRL runs every GRPO variant "
+                                            "without a KL term)")}),
+    _info("sgrpo", "online-rl", "prompts-reward", False, _GRPO,
+          defaults={**_GRPO_DEFAULTS, "epsilon_high": 0.2}, fixed={"loss_type": "bnpo"},
+          tags=_online("group-pg"),
+          paper="OXRL study's default GRPO variant (oxrl/algs/losses/sgrpo.py): the GRPO surrogate "
+          "(Shao et al. 2024, arXiv:2402.03300) averaged over all tokens of the (micro-)batch",
+          loss="-sum_{i,t} min(r_t A_i, clip(r_t, 1-eps, 1+eps_high) A_i) / (tokens in the micro-batch)",
+          description="GRPO with a token-level mean over the micro-batch (TRL's loss_type 'bnpo', which "
+          "is local-batch token normalisation, not the BNPO paper's Beta normalisation).",
+          oxrl=dict(_OXRL_GRPO)),
     _info("gspo", "online-rl", "prompts-reward", False, _GRPO,
           defaults={**_GRPO_DEFAULTS, "epsilon": 3e-4, "epsilon_high": 4e-4},
           fixed={"loss_type": "grpo", "importance_sampling_level": "sequence"}, tags=_online("group-pg"),
           paper="Zheng et al. 2025, Group Sequence Policy Optimization (arXiv:2507.18071)",
           loss="-mean_i min(s_i A_i, clip(s_i, 1-eps, 1+eps_high) A_i),  s_i = (pi(o_i)/pi_old(o_i))^(1/|o_i|)",
-          description="GRPO with sequence-level (length-normalised) importance ratios."),
+          description="GRPO with sequence-level (length-normalised) importance ratios.",
+          oxrl=dict(_OXRL_GRPO)),
     _info("cispo", "online-rl", "prompts-reward", False, _GRPO,
-          defaults={**_GRPO_DEFAULTS, "epsilon_high": 5.0}, fixed={"loss_type": "cispo"},
+          defaults={**_NO_EPSILON, "epsilon_high": 5.0}, fixed={"loss_type": "cispo"},
           tags=_online("clipped-is"), paper="MiniMax 2025, MiniMax-M1: Scaling Test-Time Compute "
           "Efficiently with Lightning Attention (CISPO, arXiv:2506.13585)",
-          loss="-sum_{i,t} sg(min(r_t, 1+eps_high)) A_i log pi(o_t) / sum_i |o_i|",
+          loss="-sum_{i,t} sg(min(r_t, epsilon_high)) A_i log pi(o_t) / (tokens per accumulation window)  "
+          "(TRL caps the weight at epsilon_high itself, not 1 + epsilon_high; no lower bound)",
           description="Clipped importance-sampling policy optimisation: clip the weight, keep every "
-          "token's gradient."),
+          "token's gradient.",
+          oxrl={**{k: v for k, v in _OXRL_GRPO.items() if k != "epsilon"}, "epsilon_high": (1.2, f"{_OXRL_RL} train.clip_high = 0.2: OXRL clamps the "
+                                                     "weight to [1 - clip_low, 1 + clip_high]; TRL's cap is "
+                                                     "absolute, so 1 + 0.2 (OXRL's lower clip 0.8 has no "
+                                                     "TRL equivalent)")}),
     _info("dr-grpo", "online-rl", "prompts-reward", False, _GRPO,
           defaults={**_GRPO_DEFAULTS, "scale_rewards": "none"}, fixed={"loss_type": "dr_grpo"},
           tags=_online("group-pg"), paper="Liu et al. 2025, Understanding R1-Zero-Like Training: A "
@@ -466,23 +551,23 @@ _ENTRIES: list[AlgorithmInfo] = [
           loss="-sum_{i,t} min(r_t A_i, clip(r_t) A_i) / (G * max_completion_length),  A_i = R_i - mean_G R",
           description="GRPO without length and std normalisation biases.",
           aliases=("drgrpo",)),
-    _info("dapo", "online-rl", "prompts-reward", False, _GRPO,
-          defaults={**_GRPO_DEFAULTS, "epsilon_high": 0.28, "mask_truncated_completions": True},
+    _info("dapo", "online-rl", "prompts-reward", False, ("oxstudy.DAPOTrainer", "trl.GRPOConfig"),
+          defaults={**_GRPO_DEFAULTS, "epsilon_high": 0.28, "mask_truncated_completions": True,
+                    "dynamic_sampling": True, "dynamic_sampling_max_rounds": 3,
+                    "overlong_buffer_ratio": 0.2, "overlong_penalty_factor": 1.0},
           fixed={"loss_type": "dapo"}, tags=_online("group-pg"),
           paper="Yu et al. 2025, DAPO: An Open-Source LLM Reinforcement Learning System at Scale "
           "(arXiv:2503.14476)",
-          loss="-sum_{i,t} min(r_t A_i, clip(r_t, 1-eps, 1+eps_high) A_i) / sum_i |o_i|",
-          description="Decoupled clip, token-level normalisation, truncated completions masked."),
-    _info("bnpo", "online-rl", "prompts-reward", False, _GRPO, defaults=_GRPO_DEFAULTS,
-          fixed={"loss_type": "bnpo"}, tags=_online("group-pg"),
-          paper="Xiao et al. 2025, BNPO: Beta Normalization Policy Optimization (arXiv:2506.02864)",
-          loss="-sum_{i,t} min(r_t A_i, clip(r_t) A_i) / (tokens in local batch)",
-          description="GRPO objective normalised by the tokens of the local batch."),
+          loss="-sum_{i,t} min(r_t A_i, clip(r_t, 1-eps, 1+eps_high) A_i) / sum_i |o_i|;  R_i += overlong "
+          "penalty -factor * clamp((|o_i| - (L - L_buf)) / L_buf, 0, 1), L = max_completion_length, "
+          "L_buf = overlong_buffer_ratio * L;  groups with equal rewards dropped and refilled",
+          description="Decoupled clip, token-level normalisation, truncated completions masked, soft "
+          "overlong punishment, dynamic sampling (a TRL GRPOTrainer subclass)."),
     _info("sapo", "online-rl", "prompts-reward", False, _GRPO,
-          defaults={**_GRPO_DEFAULTS, "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05},
+          defaults={**_NO_EPSILON, "sapo_temperature_pos": 1.0, "sapo_temperature_neg": 1.05},
           fixed={"loss_type": "sapo"}, tags=_online("soft-gate"),
           paper="Gao et al. 2025, Soft Adaptive Policy Optimization (arXiv:2511.20347)",
-          loss="-mean sigma(tau (r_t - 1)) * 4/tau * A_i  (smooth temperature-controlled gate)",
+          loss="-mean_i 1/|o_i| sum_t sigma(tau (r_t - 1)) * 4/tau * A_i,  tau = tau_pos if A_i > 0 else tau_neg",
           description="Soft adaptive policy optimisation: a smooth gate replaces the hard clip."),
     _info("rloo", "online-rl", "prompts-reward", True, ("trl.RLOOTrainer", "trl.RLOOConfig"),
           defaults={"num_generations": 4, "temperature": 1.0, "beta": 0.05, "num_iterations": 1},
@@ -500,11 +585,18 @@ _ENTRIES: list[AlgorithmInfo] = [
 ]
 
 _REGISTRY: dict[str, AlgorithmInfo] = {info.name: info for info in _ENTRIES}
+
+#: Names oxstudy no longer accepts, with the reason (a spec using one gets this message).
+RENAMED: dict[str, str] = {
+    "bnpo": "'bnpo' was TRL's loss_type 'bnpo', a token mean over the local batch, not the BNPO paper's "
+            "Beta-distribution reward normalisation (Xiao et al. 2025, arXiv:2506.02864), which oxstudy does "
+            "not implement; that objective is method 'sgrpo'",
+}
 _ALIASES: dict[str, str] = {alias: info.name for info in _ENTRIES for alias in info.aliases}
 
 
 def names() -> list[str]:
-    """Canonical method names, in registry order (aliases such as ``sgrpo`` not repeated)."""
+    """Canonical method names, in registry order (aliases such as ``drgrpo`` not repeated)."""
     return list(_REGISTRY)
 
 
@@ -520,6 +612,8 @@ def canonical(name: str) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
+    if key in RENAMED:
+        raise KeyError(f"unknown algorithm {name!r}: {RENAMED[key]}")
     hint = suggest(name)
     raise KeyError(f"unknown algorithm {name!r}" + (f"; did you mean {hint!r}?" if hint else ""))
 
@@ -544,13 +638,86 @@ def suggest(name: str) -> str | None:
     return _ALIASES.get(matches[0], matches[0])
 
 
+# DPOConfig fields that only some of TRL's loss types read (TRL 1.16 DPOTrainer._compute_loss).
+_DPO_LOSS_SPECIFIC: dict[str, frozenset[str]] = {
+    "label_smoothing": frozenset({"robust", "exo_pair", "aot", "aot_unpaired"}),
+    "discopop_tau": frozenset({"discopop"}),
+    "f_divergence_type": frozenset({"sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust",
+                                    "discopop", "sft"}),
+    "f_alpha_divergence_coef": frozenset({"sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust",
+                                          "discopop", "sft"}),
+}
+# DPOConfig fields an oxstudy loss override never reads: it computes its own loss from summed
+# log-probabilities (ld_alpha would reach only TRL's reference log-probs, not the policy's).
+_OVERRIDE_IGNORES = ("loss_type", "loss_weights", "use_weighting", "f_divergence_type",
+                     "f_alpha_divergence_coef", "discopop_tau", "ld_alpha", "label_smoothing")
+# GRPOConfig fields each loss type reads (TRL 1.16 GRPOTrainer._compute_loss).
+_GRPO_LOSS_READS: dict[str, dict[str, frozenset[str]]] = {
+    "epsilon": {"loss_type": frozenset({"grpo", "bnpo", "dr_grpo", "dapo"})},
+    "epsilon_high": {"loss_type": frozenset({"grpo", "bnpo", "dr_grpo", "dapo", "cispo"})},
+    "delta": {"loss_type": frozenset({"grpo", "bnpo", "dr_grpo", "dapo"})},
+    "sapo_temperature_pos": {"loss_type": frozenset({"sapo"})},
+    "sapo_temperature_neg": {"loss_type": frozenset({"sapo"})},
+    "vespo_k_pos": {"loss_type": frozenset({"vespo"})},
+    "vespo_lambda_pos": {"loss_type": frozenset({"vespo"})},
+    "vespo_k_neg": {"loss_type": frozenset({"vespo"})},
+    "vespo_lambda_neg": {"loss_type": frozenset({"vespo"})},
+}
+# CPOConfig fields read only by some loss types (trl.experimental.cpo.CPOTrainer.cpo_loss).
+_CPO_LOSS_READS: dict[str, frozenset[str]] = {
+    "simpo_gamma": frozenset({"simpo", "alphapo"}),
+    "alpha": frozenset({"alphapo"}),
+    "label_smoothing": frozenset({"sigmoid", "simpo", "alphapo"}),
+}
+
+
+def ignored_settings(name: str) -> dict[str, str]:
+    """Config fields that method ``name`` would accept by type but never reads, with the reason.
+
+    A spec setting one of them is an error (:func:`validate_hyperparameters`): silently running
+    the method without the setting would make an arm differ from what its spec says."""
+    info = get(name)
+    ignored: dict[str, str] = {}
+    if info.config == "trl.DPOConfig":
+        if info.trainer.startswith("oxstudy."):
+            for key in _OVERRIDE_IGNORES:
+                if key not in info.defaults:
+                    ignored[key] = (f"the oxstudy loss override {info.trainer} computes its own loss and "
+                                    "never reads it")
+        else:
+            loss_types = set(info.fixed.get("loss_type", []))
+            for key, readers in _DPO_LOSS_SPECIFIC.items():
+                if key in info.defaults:
+                    continue
+                if key.startswith("f_") and loss_types <= readers:
+                    continue
+                if not key.startswith("f_") and loss_types & readers:
+                    continue
+                ignored[key] = f"TRL reads it only for loss types {sorted(readers)}, and this method runs {sorted(loss_types)}"
+            if info.name in ("rpo", "slic"):
+                ignored["loss_weights"] = (f"set from {'rpo_alpha' if info.name == 'rpo' else 'sft_weight'} "
+                                           "by oxstudy; set that instead")
+    elif info.config == "trl.GRPOConfig":
+        loss_type = info.fixed.get("loss_type")
+        for key, rule in _GRPO_LOSS_READS.items():
+            if loss_type not in rule["loss_type"]:
+                ignored[key] = f"TRL reads it only for loss types {sorted(rule['loss_type'])}, and this method runs {loss_type!r}"
+    elif info.config == "trl.experimental.cpo.CPOConfig":
+        loss_type = info.fixed.get("loss_type")
+        for key, readers in _CPO_LOSS_READS.items():
+            if loss_type not in readers:
+                ignored[key] = f"TRL's CPOTrainer reads it only for loss types {sorted(readers)}, and this method runs {loss_type!r}"
+    return ignored
+
+
 def allowed_hyperparameters(name: str) -> set[str]:
     """Keys a spec may set in ``hyperparameters`` for ``name``: the method's defaults plus the
-    trainer config's own fields, minus those fixed by the method, shared through ``training`` or
-    set by oxstudy itself."""
+    trainer config's own fields, minus those fixed by the method, shared through ``training``,
+    set by oxstudy itself or never read by the method (:func:`ignored_settings`)."""
     info = get(name)
     config_fields = set(TRAINER_CONFIG_FIELDS.get(info.config, ()))
-    allowed = (config_fields - set(info.fixed) - set(SHARED_TRAINING_KEYS) - _INFRASTRUCTURE_KEYS)
+    allowed = (config_fields - set(info.fixed) - set(SHARED_TRAINING_KEYS) - _INFRASTRUCTURE_KEYS
+               - set(ignored_settings(name)))
     return allowed | set(info.defaults)
 
 
@@ -566,10 +733,13 @@ def validate_hyperparameters(name: str, hyperparameters: dict[str, Any]) -> list
         return [str(exc.args[0])]
     allowed = allowed_hyperparameters(info.name)
     errors: list[str] = []
+    ignored = ignored_settings(info.name)
     for key in hyperparameters:
         if key in allowed:
             continue
-        if key in info.fixed:
+        if key in ignored:
+            errors.append(f"method {info.name!r} ignores {key!r}: {ignored[key]}")
+        elif key in info.fixed:
             errors.append(f"{key!r} is fixed to {info.fixed[key]!r} by method {info.name!r}; "
                           "choose another method instead")
         elif key in SHARED_TRAINING_KEYS:

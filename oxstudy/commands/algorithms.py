@@ -15,7 +15,10 @@ def algorithms(
     """List the post-training methods a spec can use, with the TRL trainer each runs through.
 
     Columns: name, family, data it trains on, whether it keeps a reference model, trainer, and
-    the tags the leverage analysis groups by (paradigm, online, loss family).
+    the tags the leverage analysis groups by (paradigm, online, loss family). With --json (or a
+    method name), each method also shows the objective actually run (TRL loss type or oxstudy
+    override), its two default profiles (paper; OXRL, with the source of each value) and the
+    settings it accepts and rejects (docs/algorithms.md).
 
     Example: oxstudy algorithms --family offline-preference; oxstudy algorithms rdpo
     """
