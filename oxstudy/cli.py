@@ -77,8 +77,11 @@ def _usage_error(exc: BaseException) -> int:
     """Print a click/typer usage error as one line; return its exit code (2 for usage)."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        # `oxstudy` or `oxstudy zoo` alone: the help is what was asked for.
-        print(ctx.get_help(), file=sys.stderr)
+        # `oxstudy` or `oxstudy zoo` alone: the help is what was asked for (typer's rich
+        # formatter prints it itself and returns "").
+        text = ctx.get_help()
+        if text:
+            print(text, file=sys.stderr)
         return 2
     formatted = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     command = getattr(ctx, "command_path", None) or "oxstudy"

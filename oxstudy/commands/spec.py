@@ -69,6 +69,8 @@ def plan_command(
 
     spec = load_spec(spec_path)
     cells = plan(spec)
+    if store_dir is not None and store_dir.exists() and not store_dir.is_dir():
+        raise SpecError(f"--store: {store_dir} is a file; a results store is a study directory")
     store = Store(store_dir or spec.store_dir)
     statuses, corrupt = store.statuses()
     rows = [

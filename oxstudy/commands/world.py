@@ -209,10 +209,12 @@ def eval_command(
 
     Example: oxstudy eval --model zoo:tiny --benchmarks oxs_arith,oxs_compare --limit 100
     """
-    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model, resolve_task
     from oxstudy.zoo import resolve_model_source
 
     tasks = [t.strip() for item in benchmarks for t in item.split(",") if t.strip()]
+    for task in tasks:  # a missing or broken task YAML fails now, not after loading the model
+        resolve_task(task)
     requests = [
         BenchmarkRequest(
             id=Path(t).stem if t.endswith((".yaml", ".yml")) else t,
