@@ -15,6 +15,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from oxstudy.errors import OxstudyError
 
@@ -47,13 +48,16 @@ def build_app() -> typer.Typer:
 
 
 def report_error(exc: OxstudyError) -> None:
+    # escape: a message quotes user text (a file named "[/x].yaml" is not markup)
     for message in exc.messages:
-        err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def _error_line(message: str) -> None:
     """One ``error: ...`` line on stderr (newlines folded: a usage error is one line)."""
-    err_console.print(f"[bold red]error:[/] {' '.join(str(message).split())}", markup=True, highlight=False)
+    err_console.print(
+        f"[bold red]error:[/] {escape(' '.join(str(message).split()))}", markup=True, highlight=False
+    )
 
 
 def _exception_classes(name: str) -> tuple[type[BaseException], ...]:

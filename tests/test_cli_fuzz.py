@@ -300,7 +300,7 @@ def test_input_paths_are_found() -> None:
 
 
 def make_bad_file(case: str, directory: Path, suffix: str) -> Path:
-    path = directory / f"bad-{case}{suffix}"
+    path = directory / f"bad-[red]{case}{suffix}"  # markup-like: must be printed verbatim
     if case == "directory":
         path.mkdir()
     elif case == "empty":

@@ -84,5 +84,6 @@ def announce(command: str, study: Path) -> None:
     from rich.console import Console
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"{command}: no study given; using {study}, the most recently run study in ./{study.parent}"
+        f"{command}: no study given; using {study}, the most recently run study in ./{study.parent}",
+        markup=False,
     )

@@ -74,7 +74,7 @@ def report(
     for path in written:
         typer.echo(str(path))
     console.print(f"report of {', '.join(str(p) for p in inputs) or mapping} written to "
-                  f"{', '.join(str(p) for p in written)} in {seconds:.1f} s")
+                  f"{', '.join(str(p) for p in written)} in {seconds:.1f} s", markup=False)
 
 
 def register(app: typer.Typer) -> None:

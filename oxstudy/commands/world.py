@@ -137,7 +137,7 @@ def tasks_export(
     if as_json:
         print(json.dumps({"directory": str(out), "tasks": bundled_tasks(), "files": files}, indent=2))
     else:
-        console.print(f"wrote {len(files)} files for {', '.join(bundled_tasks())} to {out}")
+        console.print(f"wrote {len(files)} files for {', '.join(bundled_tasks())} to {out}", markup=False)
 
 
 @tasks_app.command("list")
@@ -252,7 +252,7 @@ def eval_command(
             str(m["n"]),
             str(m["num_fewshot"]),
         )
-    console.print(f"model {model} ({path})")
+    console.print(f"model {model} ({path})", markup=False)
     console.print(table)
 
 
