@@ -136,6 +136,8 @@ def resolve_task(task: str) -> _ResolvedTask:
             config = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}
         except yaml.YAMLError as exc:
             raise InputError(f"{task}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{task}: not a text file (byte {exc.start} is not UTF-8)") from None
         name = config.get("task") if isinstance(config, dict) else None
         if not isinstance(name, str):
             raise InputError(f"{task}: task YAML has no 'task:' name")

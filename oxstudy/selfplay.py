@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -311,11 +309,11 @@ def _cache_dir(cache_dir: str | Path | None) -> Path:
 
 
 def _write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream)
-    os.replace(temporary, path)
+    """Atomically, with the umask's mode like any file the user writes (not mkstemp's 0600:
+    the cache is shared by every study on the machine)."""
+    from oxstudy.store import atomic_write_text
+
+    atomic_write_text(path, json.dumps(payload))
 
 
 def needs_self_play(method: str) -> bool:

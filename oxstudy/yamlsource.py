@@ -99,6 +99,8 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
         raise SpecError(f"{file}:1: file not found") from None
     except OSError as exc:
         raise SpecError(f"{file}:1: cannot read file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{file}:1: not a text file (byte {exc.start} is not UTF-8)") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -109,8 +111,8 @@ def load_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     except yaml.YAMLError as exc:  # pragma: no cover - non-marked errors are rare
         raise SpecError(f"{file}:1: YAML error: {exc}") from None
     source = SourceMap(default_file=file)
-    if node is None:
-        return {}, source
+    if node is None:  # one problem, not one "required field is missing" per field
+        raise SpecError(f"{file}:1: the file is empty (no YAML document)")
     try:
         data = _construct(node, file, (), source)
     except yaml.constructor.ConstructorError as exc:

@@ -16,7 +16,7 @@ err_console = Console(stderr=True, highlight=False)
 
 ResultsArg = Annotated[list[Path] | None, typer.Argument(
     metavar="RESULTS...", help="Study directory, long or summary table (CSV/JSONL/Parquet), or lm-eval output "
-    "directories.", show_default=False)]
+    "directories (default: the most recently run study in ./studies).", show_default=False)]
 ItemsOpt = Annotated[Path | None, typer.Option("--items", help="Per-item outcomes table for a long table "
                                                "(model, algorithm, seed, benchmark, doc_id, score).")]
 MappingOpt = Annotated[Path | None, typer.Option("--mapping", help="CSV/YAML mapping lm-eval directories to "
@@ -107,6 +107,11 @@ def analyze_command(
     """
     from oxstudy.stats.analyze import analyze
 
+    if not results and mapping is None:  # `oxstudy analyze` right after `oxstudy run`
+        from oxstudy.commands.default_study import announce, default_study
+
+        results = [default_study("analyze")]
+        announce("analyze", results[0])
     loaded = _load(results, items, mapping, model, algorithm, seed, params, metric)
     spec_analysis = ((loaded.spec or {}).get("analysis") or {}) if isinstance(loaded.spec, dict) else {}
     factor_list = ([f.strip() for f in factors.split(",") if f.strip()] if factors is not None

@@ -10,9 +10,10 @@ FORMATS = ("html", "md", "tex", "csv", "json")
 
 
 def report(
-    inputs: list[Path] = typer.Argument(..., metavar="STUDY_OR_RESULTS...", help="A study directory, a long or summary-statistics table, "
-                                        "or lm-eval output directories (anything `oxstudy analyze` accepts).",
-                                        show_default=False),
+    inputs: list[Path] | None = typer.Argument(None, metavar="[STUDY_OR_RESULTS]...", help="A study directory, a long or "
+                                               "summary-statistics table, or lm-eval output directories (anything "
+                                               "`oxstudy analyze` accepts). Default: the most recently run study in "
+                                               "./studies.", show_default=False),
     output: Path | None = typer.Option(None, "--output", "-o", help="Output file; default "
                                        "reports/<study>.html (other formats replace the suffix)."),
     formats: list[str] = typer.Option(["html"], "--format", "-f", help="html, md, tex, csv or json; repeat "
@@ -42,6 +43,7 @@ def report(
     training curves; it opens offline (inline SVG and CSS, no script, no external request).
 
     Example: oxstudy report studies/quickstart -o reports/quickstart.html --format html --format tex
+    (or just `oxstudy report` right after `oxstudy run`)
     """
     import json
     import time
@@ -50,8 +52,14 @@ def report(
 
     from oxstudy.report.pipeline import ReportOptions, write_outputs
 
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     started = time.perf_counter()
+    inputs = list(inputs or [])
+    if not inputs and mapping is None:
+        from oxstudy.commands.default_study import announce, default_study
+
+        inputs = [default_study("report")]
+        announce("report", inputs[0])
     options = ReportOptions(
         inputs=list(inputs), output=output, formats=list(formats), claims=claims, baseline=baseline,
         correction=correction, alpha=alpha, family=family, factors=list(factors), items=items, mapping=mapping,
@@ -65,7 +73,8 @@ def report(
         return
     for path in written:
         typer.echo(str(path))
-    console.print(f"report written in {seconds:.1f} s")
+    console.print(f"report of {', '.join(str(p) for p in inputs) or mapping} written to "
+                  f"{', '.join(str(p) for p in written)} in {seconds:.1f} s", markup=False)
 
 
 def register(app: typer.Typer) -> None:

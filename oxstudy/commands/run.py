@@ -195,7 +195,7 @@ def _run_with_progress(runner: Any, cells: list[Any], store: Any, *, quiet: bool
 
 
 def status(
-    target: Annotated[Path, typer.Argument(metavar="STUDY_OR_SPEC", help="A study directory or its spec.", show_default=False)],
+    target: Annotated[Path | None, typer.Argument(metavar="[STUDY_OR_SPEC]", help="A study directory or its spec (default: the most recently run study in ./studies).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Summarise a running or finished study from its store: done / failed / pending per arm.
@@ -205,6 +205,11 @@ def status(
     from oxstudy.execute import read_progress
     from oxstudy.store import Store, load_study
 
+    if target is None:  # `oxstudy status` while `oxstudy run` works in another terminal
+        from oxstudy.commands.default_study import announce, default_study
+
+        target = default_study("status")
+        announce("status", target)
     if target.suffix in (".yaml", ".yml"):
         from oxstudy.spec import load_spec
 
@@ -214,7 +219,13 @@ def status(
     labels: dict[str, dict[str, Any]] = {}
     plan_file = target / "plan.json"
     if plan_file.exists():
-        labels = {c["run_id"]: c for c in json.loads(plan_file.read_text())["cells"]}
+        try:
+            labels = {c["run_id"]: c for c in json.loads(plan_file.read_text(encoding="utf-8"))["cells"]}
+            if not all({"model", "algorithm"} <= cell.keys() for cell in labels.values()):
+                raise KeyError("a cell without model/algorithm")
+        except (ValueError, KeyError, TypeError) as exc:  # truncated or edited (JSONDecodeError is a ValueError)
+            raise OxstudyError(f"{plan_file}: unreadable plan ({exc.__class__.__name__}: {exc}); `oxstudy run SPEC` "
+                               "rewrites it") from None
     done_ids = set(tables.runs["run_id"])
     failed_ids = set(tables.failed["run_id"])
     running = []

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from oxstudy.errors import SpecError
@@ -44,7 +45,7 @@ def validate(
     else:
         for result in results:
             if result["valid"]:
-                console.print(f"[green]ok[/] {result['spec']}: study '{result['name']}', {result['cells']} cells")
+                console.print(f"[green]ok[/] {escape(result['spec'])}: study '{result['name']}', {result['cells']} cells")
     if errors:
         raise SpecError(*errors)
 
@@ -69,6 +70,8 @@ def plan_command(
 
     spec = load_spec(spec_path)
     cells = plan(spec)
+    if store_dir is not None and store_dir.exists() and not store_dir.is_dir():
+        raise SpecError(f"--store: {store_dir} is a file; a results store is a study directory")
     store = Store(store_dir or spec.store_dir)
     statuses, corrupt = store.statuses()
     rows = [
@@ -116,7 +119,7 @@ def plan_command(
     )
     console.print(f"Estimated compute: ~{estimate.gpu_hours:,.1f} GPU-hours ({estimate.assumptions}).")
     for problem in corrupt:
-        console.print(f"[red]corrupt record (will be re-run):[/] {problem}")
+        console.print(f"[red]corrupt record (will be re-run):[/] {escape(problem)}")
 
 
 def schema(
@@ -131,7 +134,7 @@ def schema(
     text = json.dumps(spec_json_schema(), indent=2)
     if output:
         output.write_text(text + "\n")
-        console.print(f"wrote {output}")
+        console.print(f"wrote {escape(str(output))}")
     else:
         print(text)
 

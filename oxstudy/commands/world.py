@@ -137,7 +137,7 @@ def tasks_export(
     if as_json:
         print(json.dumps({"directory": str(out), "tasks": bundled_tasks(), "files": files}, indent=2))
     else:
-        console.print(f"wrote {len(files)} files for {', '.join(bundled_tasks())} to {out}")
+        console.print(f"wrote {len(files)} files for {', '.join(bundled_tasks())} to {out}", markup=False)
 
 
 @tasks_app.command("list")
@@ -209,10 +209,12 @@ def eval_command(
 
     Example: oxstudy eval --model zoo:tiny --benchmarks oxs_arith,oxs_compare --limit 100
     """
-    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model, resolve_task
     from oxstudy.zoo import resolve_model_source
 
     tasks = [t.strip() for item in benchmarks for t in item.split(",") if t.strip()]
+    for task in tasks:  # a missing or broken task YAML fails now, not after loading the model
+        resolve_task(task)
     requests = [
         BenchmarkRequest(
             id=Path(t).stem if t.endswith((".yaml", ".yml")) else t,
@@ -250,7 +252,7 @@ def eval_command(
             str(m["n"]),
             str(m["num_fewshot"]),
         )
-    console.print(f"model {model} ({path})")
+    console.print(f"model {model} ({path})", markup=False)
     console.print(table)
 
 

@@ -874,18 +874,11 @@ def build_report(
 
 
 def write_report(html: str, path: str | Path) -> Path:
-    """Write the HTML atomically (temp file + rename) and return the path."""
-    import os
-    import tempfile
+    """Write the HTML atomically (temp file + rename) and return the path. The file gets the
+    mode of any file the user writes (the umask decides; mkstemp's 0600 would keep a report
+    meant to be shared from others)."""
+    from oxstudy.store import atomic_write_text
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(target, html)
     return target

@@ -2,7 +2,8 @@
 
 The main tables are the results table (mean ± sd per algorithm x model, one table per
 benchmark, best per column in bold) and the comparisons table. CSV is tidy and numeric
-(one row per cell / comparison) so it reads back with ``pandas.read_csv``; Markdown and
+(one row per cell / comparison) so it reads back with ``pandas.read_csv``; its text cells
+are neutralised against spreadsheet formula injection (``neutralise_formula``); Markdown and
 LaTeX are formatted for reading and pasting. ``json`` is the analysis dict itself.
 """
 
@@ -12,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,13 +110,34 @@ def to_latex(tables: list[Table]) -> str:
 # --------------------------------------------------------------------------- CSV
 
 
+#: A cell starting with one of these is a formula to Excel / LibreOffice / Google Sheets
+#: (OWASP "CSV Injection": =, +, -, @, tab, carriage return).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER_LITERAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def neutralise_formula(text: str) -> str:
+    """A string cell made inert for spreadsheets, as OWASP recommends: one that starts with a
+    formula trigger gets a leading single quote (shown as text, not evaluated). A string
+    that is just a number literal ("-0.5") cannot run anything and is left as it is."""
+    if text.startswith(FORMULA_TRIGGERS) and not _NUMBER_LITERAL.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def _plain(value: Any) -> Any:
+    """A CSV cell: numbers stay numbers (a negative mean is -0.5, not '-0.5); every string
+    (names come from users' specs and tables) is neutralised."""
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     if value is None:
         return ""
     if isinstance(value, (list, dict)):
-        return json.dumps(value)
+        value = json.dumps(value)
+    if isinstance(value, str):
+        return neutralise_formula(value)
+    if hasattr(value, "item"):  # numpy scalars: written as the numbers they are
+        return _plain(value.item())
     return value
 
 
@@ -124,8 +147,10 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
     extra = [k for r in rows for k in r if k not in present]
     header = present + list(dict.fromkeys(extra))
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
+    # Text fields quoted (OWASP's other half): a name holding a carriage return stays one
+    # cell instead of starting a new row in a spreadsheet; numbers stay bare.
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow([neutralise_formula(str(c)) for c in header])
     for row in rows:
         writer.writerow([_plain(row.get(c)) for c in header])
     return buffer.getvalue()
