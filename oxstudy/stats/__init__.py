@@ -16,7 +16,7 @@ Conventions (see ``docs/analysis.md`` for the full list):
 
 from __future__ import annotations
 
-SCHEMA = "oxstudy.analysis/1"
+SCHEMA = "oxstudy.analysis/2"
 
 # ``oxstudy.stats.analyze`` is the submodule holding ``analyze()``; import the function as
 # ``from oxstudy.stats.analyze import analyze``. (A same-named wrapper here would be shadowed

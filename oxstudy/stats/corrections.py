@@ -13,8 +13,11 @@ import numpy as np
 CORRECTIONS = ("bonferroni", "holm", "bh", "none")
 
 
+_METHODS = {"bonferroni": "bonferroni", "holm": "holm", "bh": "fdr_bh"}
+
+
 def adjust(p_values: np.ndarray, method: str) -> np.ndarray:
-    """Adjusted p-values, each clipped to 1.
+    """Adjusted p-values (``multipletests(p, method=...)[1]``), each at most 1.
 
     * ``bonferroni``: ``min(1, m p)``;
     * ``holm``: step-down, ``max_{j<=i} min(1, (m - j + 1) p_(j))`` over sorted p;
@@ -22,24 +25,13 @@ def adjust(p_values: np.ndarray, method: str) -> np.ndarray:
     * ``none``: unchanged.
     """
     p = np.asarray(p_values, dtype=float)
-    m = p.size
-    if m == 0 or method == "none":
-        return p.copy()
-    if method == "bonferroni":
-        return np.minimum(1.0, p * m)
-    order = np.argsort(p, kind="mergesort")
-    sorted_p = p[order]
-    if method == "holm":
-        adj_sorted = np.maximum.accumulate(np.minimum(1.0, sorted_p * (m - np.arange(m))))
-    elif method == "bh":
-        ranks = np.arange(1, m + 1)
-        adj_sorted = np.minimum.accumulate((sorted_p * m / ranks)[::-1])[::-1]
-        adj_sorted = np.minimum(1.0, adj_sorted)
-    else:
+    if method not in _METHODS and method != "none":
         raise ValueError(f"unknown correction {method!r}; expected one of {', '.join(CORRECTIONS)}")
-    out = np.empty(m)
-    out[order] = adj_sorted
-    return out
+    if p.size == 0 or method == "none":
+        return p.copy()
+    from statsmodels.stats.multitest import multipletests
+
+    return np.asarray(multipletests(p, method=_METHODS[method], is_sorted=False)[1], dtype=float)
 
 
 def reject(p_adjusted: np.ndarray, alpha: float) -> np.ndarray:
