@@ -39,9 +39,10 @@ def power_two_sample(effect_size, n_per_arm, alpha: float):
 
     ``P(|T| > t_{1-alpha/2, df})`` with ``T`` noncentral t, ``df = 2n - 2``, noncentrality
     ``d sqrt(n / 2)``: the formula of ``statsmodels TTestIndPower().power(d, n, alpha, ratio=1)``.
-    ``scipy.stats.nct`` gives it, except where it returns NaN (large noncentrality at few df,
-    e.g. d = 10 at 2 seeds; statsmodels then returns NaN, and its solver stops at d = 10): there
-    it is integrated directly, ``P(T > c) = E_V[Phi(nc - c sqrt(V / df))]``, V ~ chi2(df).
+    ``scipy.stats.nct`` gives it; where its lower tail ``P(T < -t)`` is NaN (large noncentrality,
+    e.g. d = 10 at 3 seeds, where statsmodels returns NaN and its solver stops at d = 10) that tail
+    is below ``Phi(-nc)`` and counted as 0; where the upper tail is not finite it is integrated,
+    ``P(T > c) = E_V[Phi(nc - c sqrt(V / df))]``, V ~ chi2(df).
     """
     from scipy import stats
 
@@ -52,14 +53,12 @@ def power_two_sample(effect_size, n_per_arm, alpha: float):
     nc = d * np.sqrt(n / 2.0)
     crit = stats.t.isf(alpha / 2.0, df)
     with np.errstate(all="ignore"):
-        out = np.asarray(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc), dtype=float)
-    bad = ~np.isfinite(out)
-    if bad.any():
-        out = out.copy()
-        flat = out.reshape(-1)
-        for k in np.flatnonzero(bad.reshape(-1)):
-            flat[k] = _power_by_integration(float(nc.reshape(-1)[k]), float(df.reshape(-1)[k]),
-                                            float(crit.reshape(-1)[k]))
+        upper = np.array(stats.nct.sf(crit, df, nc), dtype=float, ndmin=1)
+        lower = np.array(stats.nct.cdf(-crit, df, nc), dtype=float, ndmin=1)
+    lower = np.where(np.isfinite(lower), lower, 0.0)
+    for k in np.flatnonzero(~np.isfinite(upper)):
+        upper[k] = _power_by_integration(float(np.ravel(nc)[k]), float(np.ravel(df)[k]), float(np.ravel(crit)[k]))
+    out = np.minimum(1.0, upper + lower).reshape(d.shape)
     return out if out.ndim else float(out)
 
 
@@ -67,8 +66,7 @@ def _power_by_integration(nc: float, df: float, crit: float) -> float:
     from scipy import integrate, stats
 
     def integrand(v: float) -> float:
-        scale = crit * math.sqrt(v / df)
-        return (stats.norm.cdf(nc - scale) + stats.norm.cdf(-nc - scale)) * stats.chi2.pdf(v, df)
+        return stats.norm.cdf(nc - crit * math.sqrt(v / df)) * stats.chi2.pdf(v, df)
 
     value, _ = integrate.quad(integrand, 0.0, np.inf, limit=200)
     return float(min(1.0, max(0.0, value)))
@@ -96,24 +94,29 @@ def minimum_detectable_effect(n_per_arm: float, alpha: float, power: float = 0.8
     return float(brentq(gap, 0.0, high, xtol=1e-10, rtol=1e-12))
 
 
+@functools.lru_cache(maxsize=4096)
 def seeds_needed(effect_size: float, alpha: float, power: float = 0.8, max_seeds: int = 100_000) -> int | None:
     """Seeds per arm needed to detect Cohen's d = ``effect_size`` with ``power``.
 
-    The smallest integer n >= 2 with :func:`power_two_sample` ``(d, n, alpha) >= power``,
-    found by evaluating the power on a vector of candidate n. ``None`` when the effect is zero or
-    needs more than ``max_seeds``.
+    The smallest integer n >= 2 with :func:`power_two_sample` ``(d, n, alpha) >= power``. Power
+    rises with n; the search starts just below the normal-approximation
+    ``n0 = 2 ((z_{1-alpha/2} + z_power) / d)^2`` (the t-test needs at least that many) and
+    evaluates a vector of candidates above it. ``None`` when the effect is zero or needs more
+    than ``max_seeds``.
     """
     if not effect_size or not math.isfinite(effect_size):
         return None
-    low = 2
+    from scipy import stats
+
+    d = abs(float(effect_size))
+    n0 = 2.0 * ((stats.norm.isf(alpha / 2.0) + stats.norm.ppf(power)) / d) ** 2
+    low = max(2, int(math.floor(n0)) - 1)
     while low <= max_seeds:
-        high = min(max_seeds, low * 8)
-        candidates = np.arange(low, high + 1)
-        powers = power_two_sample(abs(effect_size), candidates, alpha)
-        hit = np.flatnonzero(powers >= power)
+        candidates = np.arange(low, min(max_seeds, low + 15) + 1)
+        hit = np.flatnonzero(np.asarray(power_two_sample(d, candidates, alpha)) >= power)
         if hit.size:
             return int(candidates[hit[0]])
-        low = high + 1
+        low = int(candidates[-1]) + 1
     return None
 
 
