@@ -79,6 +79,7 @@ REGIMES = [
     Regime("item x algorithm, no seed eff.", interaction=0.5, run_sd=0.0),
     Regime("unequal sd (x3)", sd_ratio=3.0),
     Regime("unequal sd, 3 vs 5 seeds", sd_ratio=3.0, seeds=3, seeds_b=5),
+    Regime("unequal sd, 5 vs 3 (large sd, few)", sd_ratio=3.0, seeds=5, seeds_b=3),
     Regime("accuracy 0.05", accuracy=0.05),
     Regime("accuracy 0.95", accuracy=0.95),
     Regime("accuracy 0.05, 2 seeds", accuracy=0.05, seeds=2, items=100),
@@ -110,12 +111,14 @@ def solve_offset(logits: np.ndarray, sd: float, target: np.ndarray) -> np.ndarra
 def base_logit(accuracy: float, difficulty_sd: float = 1.5) -> float:
     from scipy.optimize import brentq
 
-    return brentq(lambda b: float((special.expit(b - difficulty_sd * GH_NODES) * GH_WEIGHTS).sum()) - accuracy,
-                  -20, 20)
+    return brentq(
+        lambda b: float((special.expit(b - difficulty_sd * GH_NODES) * GH_WEIGHTS).sum()) - accuracy, -20, 20
+    )
 
 
-def simulate(reg: Regime, n_sims: int, rng: np.random.Generator, effect: float | None = None,
-             need_items: bool = True) -> dict:
+def simulate(
+    reg: Regime, n_sims: int, rng: np.random.Generator, effect: float | None = None, need_items: bool = True
+) -> dict:
     """Simulate ``n_sims`` studies at once. ``effect``: true difference A - B (None: null)."""
     base = base_logit(reg.accuracy)
     sd_a, sd_b = reg.run_sd, reg.run_sd * reg.sd_ratio
@@ -148,7 +151,9 @@ def simulate(reg: Regime, n_sims: int, rng: np.random.Generator, effect: float |
 # ----------------------------------------------------------------------------------------- tests (vectorised)
 
 
-def welch_p(a: np.ndarray, b: np.ndarray, equal_var: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def welch_p(
+    a: np.ndarray, b: np.ndarray, equal_var: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, t-interval low, high) of the Welch (or Student) test of mean(a) - mean(b), per row."""
     na, nb = a.shape[1], b.shape[1]
     ma, mb = a.mean(1), b.mean(1)
@@ -168,8 +173,9 @@ def welch_p(a: np.ndarray, b: np.ndarray, equal_var: bool = False) -> tuple[np.n
     return p, ma - mb - half, ma - mb + half
 
 
-def permutation_p(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, max_exact: int = 10_000,
-                  n_random: int = 2000) -> np.ndarray:
+def permutation_p(
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, max_exact: int = 10_000, n_random: int = 2000
+) -> np.ndarray:
     """scipy.stats.permutation_test's two-sided p (independent, mean difference), per row.
 
     Every split when there are at most ``max_exact`` (as oxstudy), else ``n_random`` random splits
@@ -190,8 +196,8 @@ def permutation_p(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, max_ex
     order = np.argsort(~masks, axis=1, kind="stable")  # each split: its first na columns go to arm a
     null = np.empty((a.shape[0], masks.shape[0]))
     for start in range(0, masks.shape[0], 512):  # the same arithmetic as scipy: mean(x) - mean(y)
-        split = pooled[:, order[start:start + 512]]  # (S x k x n)
-        null[:, start:start + 512] = split[..., :na].mean(-1) - split[..., na:].mean(-1)
+        split = pooled[:, order[start : start + 512]]  # (S x k x n)
+        null[:, start : start + 512] = split[..., :na].mean(-1) - split[..., na:].mean(-1)
     obs = a.mean(1) - b.mean(1)
     gamma = np.abs(100 * np.finfo(float).eps * obs)[:, None]
     less = (null <= obs[:, None] + gamma).mean(1)
@@ -231,8 +237,9 @@ def discordant(xa: np.ndarray, xb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (oa[:, 0], ob[:, 0]), (oa.sum(1), ob.sum(1))
 
 
-def hierarchical_bootstrap(xa: np.ndarray, xb: np.ndarray, rng: np.random.Generator, n_boot: int
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hierarchical_bootstrap(
+    xa: np.ndarray, xb: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The item bootstrap oxstudy used until this version (seeds within arm, one item draw per replicate
     shared by all runs; percentile CI, sign p-value). Kept here only to show why it was dropped."""
     n_sims, na, n_items = xa.shape
@@ -240,7 +247,9 @@ def hierarchical_bootstrap(xa: np.ndarray, xb: np.ndarray, rng: np.random.Genera
     for s in range(n_sims):
         idx = rng.integers(0, n_items, (n_boot, n_items))
         idx += (np.arange(n_boot) * n_items)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(np.float32)
+        counts = (
+            np.bincount(idx.ravel(), minlength=n_boot * n_items).reshape(n_boot, n_items).astype(np.float32)
+        )
         runs = counts @ np.concatenate([xa[s], xb[s]]).T.astype(np.float32) / n_items  # (B x R)
         pa = rng.integers(0, na, (n_boot, na))
         pb = na + rng.integers(0, xb.shape[1], (n_boot, xb.shape[1]))
@@ -252,7 +261,9 @@ def hierarchical_bootstrap(xa: np.ndarray, xb: np.ndarray, rng: np.random.Genera
     return p_out, lo_out, hi_out
 
 
-def seed_bootstrap_interval(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+def seed_bootstrap_interval(
+    x: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of the seed bootstrap of a cell mean (oxstudy's old cell replicates)."""
     n_sims, n = x.shape
     idx = rng.integers(0, n, (n_sims, n_boot, n))
@@ -261,7 +272,9 @@ def seed_bootstrap_interval(x: np.ndarray, rng: np.random.Generator, n_boot: int
     return lo, hi
 
 
-def t_replicate_interval(x: np.ndarray, rng: np.random.Generator, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+def t_replicate_interval(
+    x: np.ndarray, rng: np.random.Generator, n_boot: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of oxstudy's cell replicates (``bootstrap.t_replicates``)."""
     from oxstudy.stats import bootstrap as bs
 
@@ -288,8 +301,9 @@ def check_against_oxstudy(sim: dict, rng: np.random.Generator, n_check: int = 12
         ref = ht.welch(a[s], b[s])
         if ref["p_value"] is not None:
             assert abs(ref["p_value"] - p_w[s]) < 1e-9, ("welch", ref, p_w[s])
-            ci = ht.diff_interval(a[s].mean(), a[s].std(ddof=1), a.shape[1], b[s].mean(), b[s].std(ddof=1),
-                                  b.shape[1])
+            ci = ht.diff_interval(
+                a[s].mean(), a[s].std(ddof=1), a.shape[1], b[s].mean(), b[s].std(ddof=1), b.shape[1]
+            )
             assert abs(ci[0] - lo[s]) < 1e-9 and abs(ci[1] - hi[s]) < 1e-9
             assert abs(ht.student(a[s], b[s])["p_value"] - p_s[s]) < 1e-9
         assert abs(ht.mann_whitney(a[s], b[s])["p_value"] - p_mw[s]) < 1e-9, ("mannwhitney", s)
@@ -307,8 +321,9 @@ def check_against_oxstudy(sim: dict, rng: np.random.Generator, n_check: int = 12
 # ----------------------------------------------------------------------------------------- one regime
 
 
-def measure(reg: Regime, n_sims: int, n_boot: int, rng: np.random.Generator, hier: bool, hier_sims: int = 300
-            ) -> dict:
+def measure(
+    reg: Regime, n_sims: int, n_boot: int, rng: np.random.Generator, hier: bool, hier_sims: int = 300
+) -> dict:
     chunk = max(1, min(n_sims, int(4e7 // (reg.items * (reg.seeds + reg.n_b)))))
     null_rows: dict[str, list] = {}
     sds = []
@@ -319,9 +334,13 @@ def measure(reg: Regime, n_sims: int, n_boot: int, rng: np.random.Generator, hie
         a, b, ta, tb = sim["mean_a"], sim["mean_b"], sim["true_a"], sim["true_b"]
         sds.append(np.sqrt((a.var(1, ddof=1) + b.var(1, ddof=1)) / 2))
         p_w, lo, hi = welch_p(a, b)
-        rec = {"welch": p_w <= ALPHA, "student": welch_p(a, b, True)[0] <= ALPHA,
-               "mannwhitney": mannwhitney_p(a, b) <= ALPHA, "permutation": permutation_p(a, b, rng) <= ALPHA,
-               "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi)}
+        rec = {
+            "welch": p_w <= ALPHA,
+            "student": welch_p(a, b, True)[0] <= ALPHA,
+            "mannwhitney": mannwhitney_p(a, b) <= ALPHA,
+            "permutation": permutation_p(a, b, rng) <= ALPHA,
+            "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi),
+        }
         half = stats.t.ppf(0.975, a.shape[1] - 1) * a.std(1, ddof=1) / math.sqrt(a.shape[1])
         rec["cell_ci_t"] = np.abs(a.mean(1) - ta) <= half
         lo_b, hi_b = seed_bootstrap_interval(a, rng, n_boot)
@@ -331,7 +350,9 @@ def measure(reg: Regime, n_sims: int, n_boot: int, rng: np.random.Generator, hie
         (oa, ob), (sa, sb) = discordant(sim["items_a"], sim["items_b"])
         rec["mcnemar_checkpoints"] = mcnemar_p(oa, ob) <= ALPHA
         rec["mcnemar_summed_seed_pairs"] = mcnemar_p(sa, sb) <= ALPHA
-        if hier and reg.hierarchical and start == 0:  # the removed method: measured on the first chunk only (slow)
+        if (
+            hier and reg.hierarchical and start == 0
+        ):  # the removed method: measured on the first chunk only (slow)
             n_h = min(hier_sims, len(ta))
             p_h, lo_h, hi_h = hierarchical_bootstrap(sim["items_a"][:n_h], sim["items_b"][:n_h], rng, n_boot)
             ta, tb = ta[:n_h], tb[:n_h]
@@ -347,23 +368,42 @@ def measure(reg: Regime, n_sims: int, n_boot: int, rng: np.random.Generator, hie
     n_alt = max(200, n_sims // 2)
     alt_rows: dict[str, list] = {}
     for start in range(0, n_alt, chunk):
-        sim = simulate(reg, min(chunk, n_alt - start), rng, effect=effect,
-                       need_items=hier and reg.hierarchical and start == 0)
+        sim = simulate(
+            reg,
+            min(chunk, n_alt - start),
+            rng,
+            effect=effect,
+            need_items=hier and reg.hierarchical and start == 0,
+        )
         a, b, ta, tb = sim["mean_a"], sim["mean_b"], sim["true_a"], sim["true_b"]
         p_w, lo, hi = welch_p(a, b)
-        rec = {"welch": p_w <= ALPHA, "student": welch_p(a, b, True)[0] <= ALPHA,
-               "mannwhitney": mannwhitney_p(a, b) <= ALPHA, "permutation": permutation_p(a, b, rng) <= ALPHA,
-               "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi)}
+        rec = {
+            "welch": p_w <= ALPHA,
+            "student": welch_p(a, b, True)[0] <= ALPHA,
+            "mannwhitney": mannwhitney_p(a, b) <= ALPHA,
+            "permutation": permutation_p(a, b, rng) <= ALPHA,
+            "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi),
+        }
         if hier and reg.hierarchical and start == 0:
             n_h = min(hier_sims, len(ta))
-            rec["hierarchical_bootstrap"] = hierarchical_bootstrap(sim["items_a"][:n_h], sim["items_b"][:n_h], rng,
-                                                                   n_boot)[0] <= ALPHA
+            rec["hierarchical_bootstrap"] = (
+                hierarchical_bootstrap(sim["items_a"][:n_h], sim["items_b"][:n_h], rng, n_boot)[0] <= ALPHA
+            )
         for k, v in rec.items():
             alt_rows.setdefault(k, []).append(v)
     alt = {k: float(np.mean(np.concatenate(v))) for k, v in alt_rows.items()}
-    return {"regime": reg.name, "seeds": f"{reg.seeds}" + (f" vs {reg.n_b}" if reg.seeds_b else ""),
-            "items": reg.items, "accuracy": reg.accuracy, "run_sd_points": 100 * run_sd,
-            "effect_points": 100 * effect, "n_null": n_sims, "n_alt": n_alt, "null": null, "power": alt}
+    return {
+        "regime": reg.name,
+        "seeds": f"{reg.seeds}" + (f" vs {reg.n_b}" if reg.seeds_b else ""),
+        "items": reg.items,
+        "accuracy": reg.accuracy,
+        "run_sd_points": 100 * run_sd,
+        "effect_points": 100 * effect,
+        "n_null": n_sims,
+        "n_alt": n_alt,
+        "null": null,
+        "power": alt,
+    }
 
 
 # ----------------------------------------------------------------------------------------- derived intervals
@@ -377,11 +417,15 @@ def derived(n_seeds: int, n_sims: int, n_boot: int, rng: np.random.Generator, sd
     from oxstudy.stats import leverage, ranking
 
     alg0 = np.array([[0.0, 4.0, 8.0, 12.0], [8.0, 12.0, 0.0, 4.0]])  # in-domain: rankings differ by scale
-    mu = np.stack([alg0 + np.array([[40.0], [55.0]]), 0.25 * alg0 + np.array([[40.0], [55.0]])])  # (bench, model, alg)
+    mu = np.stack(
+        [alg0 + np.array([[40.0], [55.0]]), 0.25 * alg0 + np.array([[40.0], [55.0]])]
+    )  # (bench, model, alg)
     levels = np.tile(np.arange(4), 2)
     true_rank = ranking.ranks(mu)
     true_tau = ranking.kendall_tau_b(mu[0, 0], mu[0, 1])
-    true_spread = [leverage.factor_spread(mu[b].ravel(), mu[b].ravel()[None, :], levels)["spread"] for b in (0, 1)]
+    true_spread = [
+        leverage.factor_spread(mu[b].ravel(), mu[b].ravel()[None, :], levels)["spread"] for b in (0, 1)
+    ]
     true_ratio = true_spread[0] / true_spread[1]
     hits = {"rank_interval": [], "kendall_tau": [], "algorithm_spread": [], "compression_ratio": []}
     inv_prob, inv_real = [], []
@@ -407,8 +451,16 @@ def derived(n_seeds: int, n_sims: int, n_boot: int, rng: np.random.Generator, sd
         for i, j in combinations(range(4), 2):
             d0, d1 = mean[0, 0, i] - mean[0, 0, j], mean[0, 1, i] - mean[0, 1, j]
             if np.sign(d0) != np.sign(d1):
-                inv_prob.append(ranking.flip_probability(reps[:, 0, 0, i], reps[:, 0, 0, j], reps[:, 0, 1, i],
-                                                         reps[:, 0, 1, j], np.sign(d0), np.sign(d1)))
+                inv_prob.append(
+                    ranking.flip_probability(
+                        reps[:, 0, 0, i],
+                        reps[:, 0, 0, j],
+                        reps[:, 0, 1, i],
+                        reps[:, 0, 1, j],
+                        np.sign(d0),
+                        np.sign(d1),
+                    )
+                )
                 t0, t1 = mu[0, 0, i] - mu[0, 0, j], mu[0, 1, i] - mu[0, 1, j]
                 inv_real.append(np.sign(t0) == np.sign(d0) and np.sign(t1) == np.sign(d1))
     out = {k: float(np.mean(np.concatenate([np.atleast_1d(v) for v in vals]))) for k, vals in hits.items()}
@@ -423,13 +475,22 @@ def derived(n_seeds: int, n_sims: int, n_boot: int, rng: np.random.Generator, sd
 
 # ----------------------------------------------------------------------------------------- output
 
-TESTS = [("welch", "Welch (sets flag)"), ("student", "Student"), ("mannwhitney", "Mann-Whitney"),
-         ("permutation", "permutation"), ("mcnemar_checkpoints", "McNemar 2 checkpoints (no flag)"),
-         ("mcnemar_summed_seed_pairs", "McNemar summed (removed)"),
-         ("hierarchical_bootstrap", "hier. bootstrap (removed)")]
-INTERVALS = [("cell_ci_t", "cell t-CI"), ("cell_ci_t_replicates", "cell t replicates"),
-             ("cell_ci_seed_bootstrap", "cell seed bootstrap (removed)"), ("diff_ci_welch", "diff Welch CI"),
-             ("hierarchical_bootstrap_ci", "hier. bootstrap CI (removed)")]
+TESTS = [
+    ("welch", "Welch (sets flag)"),
+    ("student", "Student"),
+    ("mannwhitney", "Mann-Whitney"),
+    ("permutation", "permutation"),
+    ("mcnemar_checkpoints", "McNemar 2 checkpoints (no flag)"),
+    ("mcnemar_summed_seed_pairs", "McNemar summed (removed)"),
+    ("hierarchical_bootstrap", "hier. bootstrap (removed)"),
+]
+INTERVALS = [
+    ("cell_ci_t", "cell t-CI"),
+    ("cell_ci_t_replicates", "cell t replicates"),
+    ("cell_ci_seed_bootstrap", "cell seed bootstrap (removed)"),
+    ("diff_ci_welch", "diff Welch CI"),
+    ("hierarchical_bootstrap_ci", "hier. bootstrap CI (removed)"),
+]
 
 
 def verdict_type1(x: float) -> str:
@@ -443,38 +504,66 @@ def print_tables(rows: list[dict], derived_rows: list[dict]) -> None:
     keys = [k for k, _ in TESTS if any(k in r["null"] for r in rows)]
     head = ["regime", "seeds", "items", "acc", "run sd pp"] + [dict(TESTS)[k] for k in keys]
     widths = [30, 6, 5, 4, 9] + [max(10, len(h)) for h in head[5:]]
-    print("\nType-I error at alpha 0.05 (null: equal true means on the benchmark's items; HIGH > 0.065, "
-          "cons. < 0.035)")
+    print(
+        "\nType-I error at alpha 0.05 (null: equal true means on the benchmark's items; HIGH > 0.065, "
+        "cons. < 0.035)"
+    )
     print(line(head, widths))
     for r in rows:
         cells = [r["regime"], r["seeds"], r["items"], r["accuracy"], f"{r['run_sd_points']:.1f}"]
-        cells += [f"{r['null'][k]:.3f} {verdict_type1(r['null'][k])}" if k in r["null"] else "-" for k in keys]
+        cells += [
+            f"{r['null'][k]:.3f} {verdict_type1(r['null'][k])}" if k in r["null"] else "-" for k in keys
+        ]
         print(line(cells, widths))
-    pkeys = [k for k in ("welch", "student", "mannwhitney", "permutation", "hierarchical_bootstrap")
-             if any(k in r["power"] for r in rows)]
+    pkeys = [
+        k
+        for k in ("welch", "student", "mannwhitney", "permutation", "hierarchical_bootstrap")
+        if any(k in r["power"] for r in rows)
+    ]
     head = ["regime", "seeds", "diff pp"] + [dict(TESTS)[k] for k in pkeys]
     widths = [30, 6, 7] + [max(10, len(h)) for h in head[3:]]
     print("\nPower at a true difference of 2 x run-level sd (d ~ 2)")
     print(line(head, widths))
     for r in rows:
-        print(line([r["regime"], r["seeds"], f"{r['effect_points']:.1f}"]
-                   + [f"{r['power'][k]:.3f}" if k in r["power"] else "-" for k in pkeys], widths))
+        print(
+            line(
+                [r["regime"], r["seeds"], f"{r['effect_points']:.1f}"]
+                + [f"{r['power'][k]:.3f}" if k in r["power"] else "-" for k in pkeys],
+                widths,
+            )
+        )
     ikeys = [k for k, _ in INTERVALS if any(k in r["null"] for r in rows)]
     head = ["regime", "seeds"] + [dict(INTERVALS)[k] for k in ikeys]
     widths = [30, 6] + [max(10, len(h)) for h in head[2:]]
     print("\n95% interval coverage (LOW < 0.93)")
     print(line(head, widths))
     for r in rows:
-        print(line([r["regime"], r["seeds"]] + [
-            f"{r['null'][k]:.3f}{' LOW' if r['null'][k] < 0.93 else ''}" if k in r["null"] else "-" for k in ikeys],
-            widths))
+        print(
+            line(
+                [r["regime"], r["seeds"]]
+                + [
+                    f"{r['null'][k]:.3f}{' LOW' if r['null'][k] < 0.93 else ''}" if k in r["null"] else "-"
+                    for k in ikeys
+                ],
+                widths,
+            )
+        )
     if derived_rows:
-        keys = ["rank_interval", "kendall_tau", "algorithm_spread", "compression_ratio",
-                "inversion_mean_probability", "inversion_real_fraction", "inversion_p>=0.9_real_fraction"]
+        keys = [
+            "rank_interval",
+            "kendall_tau",
+            "algorithm_spread",
+            "compression_ratio",
+            "inversion_mean_probability",
+            "inversion_real_fraction",
+            "inversion_p>=0.9_real_fraction",
+        ]
         head = ["seeds"] + keys
         widths = [5] + [max(10, len(k)) for k in keys]
-        print("\nDerived intervals from the t replicates: coverage of the true value (4 algorithms x 2 scales x "
-              "2 benchmarks, seed sd 5 pp); inversion probability vs fraction of observed inversions that are real")
+        print(
+            "\nDerived intervals from the t replicates: coverage of the true value (4 algorithms x 2 scales x "
+            "2 benchmarks, seed sd 5 pp); inversion probability vs fraction of observed inversions that are real"
+        )
         print(line(head, widths))
         for r in derived_rows:
             print(line([r["seeds"]] + ["-" if r[k] is None else f"{r[k]:.3f}" for k in keys], widths))
@@ -484,7 +573,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 null studies per regime, fewer regimes")
     parser.add_argument("--sims", type=int, default=None, help="null studies per regime (default 1000)")
-    parser.add_argument("--boot", type=int, default=None, help="bootstrap replicates per study (default 1000)")
+    parser.add_argument(
+        "--boot", type=int, default=None, help="bootstrap replicates per study (default 1000)"
+    )
     parser.add_argument("--no-hierarchical", action="store_true", help="skip the (removed) item bootstrap")
     parser.add_argument("--only", default=None, help="run only regimes whose name contains this")
     parser.add_argument("--rng-seed", type=int, default=0)
@@ -506,14 +597,20 @@ def main() -> None:
             derived_rows.append(derived(n, max(200, n_sims // 4), n_boot, rng))
     print_tables(rows, derived_rows)
     worst = {k: max(r["null"][k] for r in rows) for k in ("welch", "student", "mannwhitney", "permutation")}
-    worst_cov = {k: min(r["null"][k] for r in rows) for k in ("cell_ci_t", "cell_ci_t_replicates", "diff_ci_welch")}
+    worst_cov = {
+        k: min(r["null"][k] for r in rows) for k in ("cell_ci_t", "cell_ci_t_replicates", "diff_ci_welch")
+    }
     print(f"\nworst type-I error over regimes: {json.dumps({k: round(v, 3) for k, v in worst.items()})}")
     print(f"worst 95% coverage over regimes: {json.dumps({k: round(v, 3) for k, v in worst_cov.items()})}")
-    print(f"{n_sims} null studies per regime ({max(200, n_sims // 2)} under the alternative), {n_boot} replicates; "
-          f"{time.perf_counter() - start:.0f} s")
+    print(
+        f"{n_sims} null studies per regime ({max(200, n_sims // 2)} under the alternative), {n_boot} replicates; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"regimes": rows, "derived": derived_rows, "n_sims": n_sims, "n_boot": n_boot}, fh, indent=2)
+            json.dump(
+                {"regimes": rows, "derived": derived_rows, "n_sims": n_sims, "n_boot": n_boot}, fh, indent=2
+            )
 
 
 if __name__ == "__main__":

@@ -33,9 +33,15 @@ def test_analyze_json_to_stdout_and_tables():
     assert result["schema"] == "oxstudy.analysis/2" and result["conventions"]["correction"] == "holm"
     assert result["conventions"]["replicates"]["n_resamples"] == 500
     assert result["comparisons"][0]["checkpoints"]["scope"] == "checkpoint-vs-checkpoint"
-    proc = oxstudy("analyze", str(DATA / "analysis_runs.csv"), "--baseline", "dpo", "--resamples", "200")
+    proc = oxstudy("analyze", str(DATA / "analysis_runs.csv"), "--items", str(DATA / "analysis_items.parquet"),
+                   "--baseline", "dpo", "--resamples", "200")
     assert proc.returncode == 0, proc.stderr
     assert "Comparisons" in proc.stdout and "Leverage on bench0" in proc.stdout
+    # which test set each flag, and McNemar labelled as a checkpoint comparison without a flag
+    assert "'sig' set by the welch test over seeds" in proc.stdout and "checkpoints differ" in proc.stdout
+    assert "no flag" in proc.stdout and "P(real)" not in proc.stdout
+    if result["inversions"]:
+        assert "P(flip | data)" in proc.stdout
 
 
 def test_bad_input_is_one_located_line_and_exit_2(tmp_path):

@@ -29,10 +29,24 @@ def _items_study(n_seeds: int, n_items: int = 80, rng_seed: int = 0) -> tuple[pd
     runs, items = [], []
     for alg, shift in (("a", 0.3), ("b", 0.0)):
         for seed in range(n_seeds):
-            scores = (rng.random(n_items) < 1 / (1 + np.exp(-(shift + rng.normal(0, 0.3) - difficulty)))).astype(float)
-            runs.append({"model": "m", "algorithm": alg, "seed": seed, "benchmark": "x", "value": scores.mean()})
-            items.append(pd.DataFrame({"model": "m", "algorithm": alg, "seed": seed, "benchmark": "x",
-                                       "doc_id": np.arange(n_items), "score": scores}))
+            scores = (
+                rng.random(n_items) < 1 / (1 + np.exp(-(shift + rng.normal(0, 0.3) - difficulty)))
+            ).astype(float)
+            runs.append(
+                {"model": "m", "algorithm": alg, "seed": seed, "benchmark": "x", "value": scores.mean()}
+            )
+            items.append(
+                pd.DataFrame(
+                    {
+                        "model": "m",
+                        "algorithm": alg,
+                        "seed": seed,
+                        "benchmark": "x",
+                        "doc_id": np.arange(n_items),
+                        "score": scores,
+                    }
+                )
+            )
     return pd.DataFrame(runs), pd.concat(items, ignore_index=True)
 
 
@@ -43,8 +57,10 @@ def test_welch_holds_its_error_rate_in_a_small_simulation_with_seed_effects():
     rejections = mcnemar_summed = 0
     for _ in range(n_sims):
         logits = 0.0 - rng.normal(0, 1.5, n_items)
-        outcomes = [rng.random((n_seeds, n_items)) < 1 / (1 + np.exp(-(logits + rng.normal(0, 0.3, (n_seeds, 1)))))
-                    for _arm in range(2)]
+        outcomes = [
+            rng.random((n_seeds, n_items)) < 1 / (1 + np.exp(-(logits + rng.normal(0, 0.3, (n_seeds, 1)))))
+            for _arm in range(2)
+        ]
         a, b = (o.mean(axis=1) for o in outcomes)
         rejections += ht.welch(a, b)["p_value"] <= 0.05
         only_a = int((outcomes[0] & ~outcomes[1]).sum())
@@ -73,11 +89,20 @@ def test_one_seed_per_arm_computes_no_p_value_flag_or_correction():
 def test_undefined_comparisons_stay_in_the_family():
     """Defect 7: m counts every comparison of the family, defined or not, in tests and in power."""
     rows = []
-    values = {"base": [0.50, 0.52, 0.51], "good": [0.60, 0.62, 0.61], "flat": [0.5, 0.5, 0.5],
-              "flat2": [0.4, 0.4, 0.4]}
+    values = {
+        "base": [0.50, 0.52, 0.51],
+        "good": [0.60, 0.62, 0.61],
+        "flat": [0.5, 0.5, 0.5],
+        "flat2": [0.4, 0.4, 0.4],
+    }
     for alg, vals in values.items():
-        rows += [{"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v} for s, v in enumerate(vals)]
-    res = analyze(pd.DataFrame(rows), baseline="flat", correction="bonferroni", sections=["comparisons", "power"])
+        rows += [
+            {"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
+            for s, v in enumerate(vals)
+        ]
+    res = analyze(
+        pd.DataFrame(rows), baseline="flat", correction="bonferroni", sections=["comparisons", "power"]
+    )
     by_a = {r["a"]: r for r in res["comparisons"]}
     assert by_a["flat2"]["p_value"] is None  # both arms constant: undefined
     assert {r["family_size"] for r in res["comparisons"]} == {3}
@@ -121,7 +146,9 @@ def test_verify_on_single_seed_results_is_inconclusive_not_a_traceback(tmp_path)
     table = tmp_path / "one_seed.csv"
     table.write_text("model,algorithm,seed,benchmark,value\nm,dpo,0,x,0.50\nm,simpo,0,x,0.55\n")
     claims = tmp_path / "c.yaml"
-    claims.write_text("claims:\n  - {kind: difference, a: simpo, b: dpo, model: m, benchmark: x, significant: true}\n")
+    claims.write_text(
+        "claims:\n  - {kind: difference, a: simpo, b: dpo, model: m, benchmark: x, significant: true}\n"
+    )
     report = verify(load_claims(claims), load_results([table]), n_resamples=200)
     claim = report["claims"][0]
     assert claim["verdict"] == "INCONCLUSIVE" and claim["numbers"]["ci_low"] is None
@@ -132,8 +159,10 @@ def test_hierarchical_bootstrap_claims_are_a_located_error(tmp_path):
     from oxstudy.errors import SpecError
 
     claims = tmp_path / "c.yaml"
-    claims.write_text("claims:\n  - kind: difference\n    a: a\n    b: b\n    model: m\n    benchmark: x\n"
-                      "    test: hierarchical-bootstrap\n")
+    claims.write_text(
+        "claims:\n  - kind: difference\n    a: a\n    b: b\n    model: m\n    benchmark: x\n"
+        "    test: hierarchical-bootstrap\n"
+    )
     with pytest.raises(SpecError, match=r"c.yaml:7: claims\[0\].test: .*hierarchical-bootstrap.*use welch"):
         load_claims(claims)
 
@@ -141,13 +170,24 @@ def test_hierarchical_bootstrap_claims_are_a_located_error(tmp_path):
 def test_messages_show_plain_values_columns_and_rows(tmp_path):
     """Defect 8: no np.float64(inf); 'column n' for summary tables; duplicate items name file and row."""
     bad = tmp_path / "inf.jsonl"
-    bad.write_text('{"model": "m", "algorithm": "a", "seed": 0, "benchmark": "x", "value": 0.5}\n'
-                   '{"model": "m", "algorithm": "a", "seed": 1, "benchmark": "x", "value": Infinity}\n')
+    bad.write_text(
+        '{"model": "m", "algorithm": "a", "seed": 0, "benchmark": "x", "value": 0.5}\n'
+        '{"model": "m", "algorithm": "a", "seed": 1, "benchmark": "x", "value": Infinity}\n'
+    )
     with pytest.raises(InputError) as exc:
         load_results([bad])
     assert str(exc.value) == f"{bad}:2: column value: not a finite number: inf"
-    summary = pd.DataFrame({"model": "m", "algorithm": ["a", "b"], "benchmark": "x", "mean": [0.5, 0.6],
-                            "sd": [0.01, 0.0], "n": [3, 1], "_where": ["t.csv:2", "t.csv:3"]})
+    summary = pd.DataFrame(
+        {
+            "model": "m",
+            "algorithm": ["a", "b"],
+            "benchmark": "x",
+            "mean": [0.5, 0.6],
+            "sd": [0.01, 0.0],
+            "n": [3, 1],
+            "_where": ["t.csv:2", "t.csv:3"],
+        }
+    )
     with pytest.raises(InputError, match=r"^t.csv:3: column n: n < 2 for a test"):
         analyze(summary, baseline="a", sections=["comparisons"])
     runs, items = _items_study(n_seeds=2, n_items=10)
@@ -156,7 +196,9 @@ def test_messages_show_plain_values_columns_and_rows(tmp_path):
     dup.to_csv(items_path, index=False)
     from oxstudy.results_io import load_items
 
-    with pytest.raises(InputError, match=rf"^{items_path}:{len(dup) + 1}: column doc_id: item 3 appears twice"):
+    with pytest.raises(
+        InputError, match=rf"^{items_path}:{len(dup) + 1}: column doc_id: item 3 appears twice"
+    ):
         analyze(runs, items=load_items(items_path), baseline="b")
 
 
@@ -176,30 +218,61 @@ def lm_eval_output(root: Path, run: str, rng: np.random.Generator, accuracy: flo
     strict = (rng.random(n_docs) < accuracy).astype(float)
     flexible = np.maximum(strict, (rng.random(n_docs) < 0.3).astype(float))  # flexible-extract finds more
     results = {
-        "results": {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": float(strict.mean()),
-                              "exact_match_stderr,strict-match": float(strict.std(ddof=1) / np.sqrt(n_docs)),
-                              "exact_match,flexible-extract": float(flexible.mean()),
-                              "exact_match_stderr,flexible-extract": float(flexible.std(ddof=1) / np.sqrt(n_docs))}},
+        "results": {
+            "gsm8k": {
+                "alias": "gsm8k",
+                "exact_match,strict-match": float(strict.mean()),
+                "exact_match_stderr,strict-match": float(strict.std(ddof=1) / np.sqrt(n_docs)),
+                "exact_match,flexible-extract": float(flexible.mean()),
+                "exact_match_stderr,flexible-extract": float(flexible.std(ddof=1) / np.sqrt(n_docs)),
+            }
+        },
         "group_subtasks": {"gsm8k": []},
-        "configs": {"gsm8k": {"task": "gsm8k", "dataset_path": "gsm8k", "output_type": "generate_until",
-                              "filter_list": [{"name": "strict-match"}, {"name": "flexible-extract"}]}},
-        "versions": {"gsm8k": 3.0}, "n-shot": {"gsm8k": 5},
+        "configs": {
+            "gsm8k": {
+                "task": "gsm8k",
+                "dataset_path": "gsm8k",
+                "output_type": "generate_until",
+                "filter_list": [{"name": "strict-match"}, {"name": "flexible-extract"}],
+            }
+        },
+        "versions": {"gsm8k": 3.0},
+        "n-shot": {"gsm8k": 5},
         "higher_is_better": {"gsm8k": {"exact_match": True}},
         "n-samples": {"gsm8k": {"original": 1319, "effective": n_docs}},
-        "config": {"model": "hf", "model_args": "pretrained=/work/models/tiny", "batch_size": 1, "limit": n_docs},
-        "git_hash": None, "date": 1795000000.0, "lm_eval_version": "0.4.13",
+        "config": {
+            "model": "hf",
+            "model_args": "pretrained=/work/models/tiny",
+            "batch_size": 1,
+            "limit": n_docs,
+        },
+        "git_hash": None,
+        "date": 1795000000.0,
+        "lm_eval_version": "0.4.13",
     }
     (out / f"results_{date_id}.json").write_text(json.dumps(results, indent=2))
     with open(out / f"samples_gsm8k_{date_id}.jsonl", "w") as fh:
         for filt, scores in (("strict-match", strict), ("flexible-extract", flexible)):
             for doc_id, score in enumerate(scores):
-                fh.write(json.dumps({
-                    "doc_id": doc_id, "doc": {"question": f"q{doc_id}", "answer": f"#### {doc_id}"},
-                    "target": f"#### {doc_id}", "arguments": {"gen_args_0": {"arg_0": f"Q: q{doc_id}", "arg_1": {}}},
-                    "resps": [[f"The answer is {doc_id}"]], "filtered_resps": [str(doc_id) if score else "[invalid]"],
-                    "filter": filt, "metrics": ["exact_match"], "doc_hash": f"{doc_id:064x}",
-                    "prompt_hash": f"{doc_id + 1:064x}", "target_hash": f"{doc_id + 2:064x}",
-                    "exact_match": float(score)}) + "\n")
+                fh.write(
+                    json.dumps(
+                        {
+                            "doc_id": doc_id,
+                            "doc": {"question": f"q{doc_id}", "answer": f"#### {doc_id}"},
+                            "target": f"#### {doc_id}",
+                            "arguments": {"gen_args_0": {"arg_0": f"Q: q{doc_id}", "arg_1": {}}},
+                            "resps": [[f"The answer is {doc_id}"]],
+                            "filtered_resps": [str(doc_id) if score else "[invalid]"],
+                            "filter": filt,
+                            "metrics": ["exact_match"],
+                            "doc_hash": f"{doc_id:064x}",
+                            "prompt_hash": f"{doc_id + 1:064x}",
+                            "target_hash": f"{doc_id + 2:064x}",
+                            "exact_match": float(score),
+                        }
+                    )
+                    + "\n"
+                )
     return root / run
 
 
@@ -223,5 +296,26 @@ def test_lm_eval_output_with_two_filters_analyses_without_metric(tmp_path):
         samples = loaded.items[(loaded.items.metric == metric) & (loaded.items.seed == 0)]
         a = samples[samples.algorithm == "simpo"].sort_values("doc_id")["score"].to_numpy()
         b = samples[samples.algorithm == "dpo"].sort_values("doc_id")["score"].to_numpy()
-        assert (pair["only_a"], pair["only_b"]) == (int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
+        assert (pair["only_a"], pair["only_b"]) == (
+            int(((a == 1) & (b == 0)).sum()),
+            int(((a == 0) & (b == 1)).sum()),
+        )
         assert row["checkpoints"]["n_items"] == 40
+
+
+def test_equal_variance_tests_say_so_when_sample_sds_differ():
+    """Student and permutation measured 0.068 at a 3x sd ratio: such comparisons carry a note."""
+    rows = [
+        {"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
+        for alg, vals in (
+            ("wide", [0.40, 0.60, 0.50, 0.45, 0.58]),
+            ("narrow", [0.50, 0.51, 0.49, 0.50, 0.52]),
+        )
+        for s, v in enumerate(vals)
+    ]
+    for test in ("student", "permutation"):
+        res = analyze(pd.DataFrame(rows), baseline="narrow", test=test, sections=["comparisons"])
+        assert "assumes equal variances" in res["comparisons"][0]["note"]
+        assert any("welch holds its error rate" in w for w in res["warnings"])
+    res = analyze(pd.DataFrame(rows), baseline="narrow", test="welch", sections=["comparisons"])
+    assert res["comparisons"][0]["note"] is None and not res["warnings"]
