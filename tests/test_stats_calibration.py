@@ -319,3 +319,18 @@ def test_equal_variance_tests_say_so_when_sample_sds_differ():
         assert any("welch holds its error rate" in w for w in res["warnings"])
     res = analyze(pd.DataFrame(rows), baseline="narrow", test="welch", sections=["comparisons"])
     assert res["comparisons"][0]["note"] is None and not res["warnings"]
+
+
+def test_rank_and_split_tests_say_when_they_can_never_be_significant():
+    """Mann-Whitney / permutation with 3 vs 3 seeds: smallest p = 2/20 = 0.1 > 0.05, whatever the data."""
+    rows = [
+        {"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
+        for alg, vals in (("hi", [0.90, 0.91, 0.92]), ("lo", [0.10, 0.11, 0.12]))
+        for s, v in enumerate(vals)
+    ]
+    for test in ("mannwhitney", "permutation"):
+        row = analyze(pd.DataFrame(rows), baseline="lo", test=test, sections=["comparisons"])["comparisons"][0]
+        assert row["p_value"] == pytest.approx(0.1) and row["significant"] is False
+        assert "can never be significant" in row["note"]
+    row = analyze(pd.DataFrame(rows), baseline="lo", test="welch", sections=["comparisons"])["comparisons"][0]
+    assert row["significant"] is True and row["note"] is None

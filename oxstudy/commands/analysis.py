@@ -81,7 +81,10 @@ def analyze_command(
                                                 "0.05).")] = None,
     family: Annotated[str | None, typer.Option("--family", help="vs-baseline | pairwise (default: spec, else "
                                                "vs-baseline).")] = None,
-    test: Annotated[str, typer.Option("--test", help="welch | student | mannwhitney | permutation.")] = "welch",
+    test: Annotated[str, typer.Option("--test", help="Seed-level test that sets the significance flags: welch "
+                                      "(calibrated in every simulated regime) | student | permutation (both assume "
+                                      "equal variances) | mannwhitney (mannwhitney and permutation cannot reach "
+                                      "p < 0.05 with 2-3 seeds per arm).")] = "welch",
     factors: Annotated[str | None, typer.Option("--factors", help="Comma-separated factor columns for the "
                                                 "ANOVA, e.g. params,finetune (default: spec).")] = None,
     power_diff: Annotated[list[float] | None, typer.Option("--power-diff", help="Difference in points to plan "

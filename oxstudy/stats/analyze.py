@@ -34,6 +34,8 @@ KEYS = ["model", "algorithm", "benchmark", "metric"]
 #: What every algorithm comparison's test conditions on (the JSON says it per comparison).
 CONDITIONS_ON = ("the benchmark's items (fixed); training seeds are the random replicates: H0 is equal "
                  "expected score of the two algorithms on these items, averaged over seeds")
+#: Tests whose smallest attainable p-value is 2 / C(n_a + n_b, n_a) (exact rank / split distributions).
+RANK_OR_SPLIT_TESTS = ("mannwhitney", "permutation")
 #: Tests whose error rate assumes equal variances in the two arms (measured in bench_calibration.py).
 EQUAL_VARIANCE_TESTS = ("student", "permutation")
 #: What McNemar's test between two checkpoints conditions on.
@@ -440,6 +442,14 @@ class _Analysis:
         low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], equal_var=(test == "student"))
         d = ht.cohens_d(ma, sa, na, mb, sb, nb)
         note = res["note"]
+        if test in RANK_OR_SPLIT_TESTS and res["p_value"] is not None:
+            smallest = min(1.0, 2.0 / math.comb(na + nb, na))  # one extreme split (or ranking) of comb(n, n_a)
+            if smallest > self.opts["alpha"]:
+                caveat = (f"with {na} vs {nb} seeds the {test} test cannot reach p < {smallest:.2g}: it can never be "
+                          f"significant at alpha {self.opts['alpha']:g} (conservative, power 0)")
+                note = f"{note}; {caveat}" if note else caveat
+                self.warnings.append(f"--test {test}: some arms have too few seeds for any p-value below alpha "
+                                     "(see their notes); welch can reach significance there")
         if test in EQUAL_VARIANCE_TESTS and min(sa, sb) > 0 and max(sa, sb) / min(sa, sb) > 2 \
                 and res["p_value"] is not None:
             caveat = (f"sample sds differ {max(sa, sb) / min(sa, sb):.1f}x: the {test} test assumes equal variances "
