@@ -75,6 +75,7 @@ REGIMES = [
     Regime("2 seeds, sd large", seeds=2, run_sd=0.6),
     Regime("100 items", items=100),
     Regime("1500 items", items=1500),
+    Regime("1500 items, no seed effect", items=1500, run_sd=0.0),
     Regime("item x algorithm", interaction=0.5, hierarchical=True),
     Regime("item x algorithm, no seed eff.", interaction=0.5, run_sd=0.0),
     Regime("unequal sd (x3)", sd_ratio=3.0),
@@ -152,9 +153,14 @@ def simulate(
 
 
 def welch_p(
-    a: np.ndarray, b: np.ndarray, equal_var: bool = False
+    a: np.ndarray, b: np.ndarray, equal_var: bool = False, df_rule: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(p, t-interval low, high) of the Welch (or Student) test of mean(a) - mean(b), per row."""
+    """(p, t-interval low, high) of the Welch (or Student) test of mean(a) - mean(b), per row.
+
+    ``df_rule``: None = oxstudy's choice (``tests.welch_df_rule``: Hsu's df for unequal seeds with a
+    small arm), or ``satterthwaite`` / ``hsu`` explicitly."""
+    from oxstudy.stats import tests as ht
+
     na, nb = a.shape[1], b.shape[1]
     ma, mb = a.mean(1), b.mean(1)
     va, vb = a.var(1, ddof=1), b.var(1, ddof=1)
@@ -163,8 +169,11 @@ def welch_p(
         se = np.sqrt(((na - 1) * va + (nb - 1) * vb) / df * (1 / na + 1 / nb))
     else:
         qa, qb = va / na, vb / nb
+        rule = df_rule or ht.welch_df_rule(na, nb)
         with np.errstate(invalid="ignore", divide="ignore"):
             df = (qa + qb) ** 2 / (qa**2 / (na - 1) + qb**2 / (nb - 1))
+        if rule == "hsu":
+            df = np.full(a.shape[0], float(ht.hsu_df(na, nb)))
         se = np.sqrt(qa + qb)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (ma - mb) / se
@@ -297,13 +306,13 @@ def check_against_oxstudy(sim: dict, rng: np.random.Generator, n_check: int = 12
     p_s = welch_p(a, b, equal_var=True)[0]
     p_perm = permutation_p(a, b, rng)
     p_mw = mannwhitney_p(a, b)
+    rule = ht.welch_df_rule(a.shape[1], b.shape[1])
     for s in range(n_check):
-        ref = ht.welch(a[s], b[s])
+        stats_ab = (a[s].mean(), a[s].std(ddof=1), a.shape[1], b[s].mean(), b[s].std(ddof=1), b.shape[1])
+        ref = ht.t_test_from_stats(*stats_ab, df_rule=rule)
         if ref["p_value"] is not None:
             assert abs(ref["p_value"] - p_w[s]) < 1e-9, ("welch", ref, p_w[s])
-            ci = ht.diff_interval(
-                a[s].mean(), a[s].std(ddof=1), a.shape[1], b[s].mean(), b[s].std(ddof=1), b.shape[1]
-            )
+            ci = ht.diff_interval(*stats_ab, df_rule=rule)
             assert abs(ci[0] - lo[s]) < 1e-9 and abs(ci[1] - hi[s]) < 1e-9
             assert abs(ht.student(a[s], b[s])["p_value"] - p_s[s]) < 1e-9
         assert abs(ht.mann_whitney(a[s], b[s])["p_value"] - p_mw[s]) < 1e-9, ("mannwhitney", s)
@@ -341,6 +350,10 @@ def measure(
             "permutation": permutation_p(a, b, rng) <= ALPHA,
             "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi),
         }
+        if reg.seeds_b:  # unequal seeds: also the plain Welch-Satterthwaite df oxstudy does not use there
+            p_ws, lo_ws, hi_ws = welch_p(a, b, df_rule="satterthwaite")
+            rec["welch_satterthwaite"] = p_ws <= ALPHA
+            rec["diff_ci_welch_satterthwaite"] = (lo_ws <= ta - tb) & (ta - tb <= hi_ws)
         half = stats.t.ppf(0.975, a.shape[1] - 1) * a.std(1, ddof=1) / math.sqrt(a.shape[1])
         rec["cell_ci_t"] = np.abs(a.mean(1) - ta) <= half
         lo_b, hi_b = seed_bootstrap_interval(a, rng, n_boot)
@@ -384,6 +397,10 @@ def measure(
             "permutation": permutation_p(a, b, rng) <= ALPHA,
             "diff_ci_welch": (lo <= ta - tb) & (ta - tb <= hi),
         }
+        if reg.seeds_b:  # unequal seeds: also the plain Welch-Satterthwaite df oxstudy does not use there
+            p_ws, lo_ws, hi_ws = welch_p(a, b, df_rule="satterthwaite")
+            rec["welch_satterthwaite"] = p_ws <= ALPHA
+            rec["diff_ci_welch_satterthwaite"] = (lo_ws <= ta - tb) & (ta - tb <= hi_ws)
         if hier and reg.hierarchical and start == 0:
             n_h = min(hier_sims, len(ta))
             rec["hierarchical_bootstrap"] = (
@@ -477,6 +494,7 @@ def derived(n_seeds: int, n_sims: int, n_boot: int, rng: np.random.Generator, sd
 
 TESTS = [
     ("welch", "Welch (sets flag)"),
+    ("welch_satterthwaite", "Welch-Satterthwaite df"),
     ("student", "Student"),
     ("mannwhitney", "Mann-Whitney"),
     ("permutation", "permutation"),
@@ -489,6 +507,7 @@ INTERVALS = [
     ("cell_ci_t_replicates", "cell t replicates"),
     ("cell_ci_seed_bootstrap", "cell seed bootstrap (removed)"),
     ("diff_ci_welch", "diff Welch CI"),
+    ("diff_ci_welch_satterthwaite", "diff Welch-Satt. CI"),
     ("hierarchical_bootstrap_ci", "hier. bootstrap CI (removed)"),
 ]
 
@@ -517,7 +536,7 @@ def print_tables(rows: list[dict], derived_rows: list[dict]) -> None:
         print(line(cells, widths))
     pkeys = [
         k
-        for k in ("welch", "student", "mannwhitney", "permutation", "hierarchical_bootstrap")
+        for k in ("welch", "welch_satterthwaite", "student", "mannwhitney", "permutation", "hierarchical_bootstrap")
         if any(k in r["power"] for r in rows)
     ]
     head = ["regime", "seeds", "diff pp"] + [dict(TESTS)[k] for k in pkeys]

@@ -88,7 +88,12 @@ def test_unequal_seeds_three_vs_five(study):
     row = next(r for r in res["comparisons"] if r["a"] == "ipo" and r["model"] == "m1b" and r["benchmark"] == "bench1")
     keep = runs[~drop]
     ref = stats.ttest_ind(_values(keep, "m1b", "ipo", "bench1"), _values(keep, "m1b", "dpo", "bench1"), equal_var=False)
-    assert (row["n_a"], row["n_b"]) == (3, 5) and row["p_value"] == pytest.approx(ref.pvalue)
+    assert (row["n_a"], row["n_b"]) == (3, 5) and row["p_value_welch_satterthwaite"] == pytest.approx(ref.pvalue)
+    # with 3 seeds in one arm the flag comes from Welch's statistic on Hsu's df = min(n) - 1 = 2
+    assert row["test"] == row["flag_set_by"] == "welch-hsu" and "Hsu" in row["note"]
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 2))
+    low, high = stats.t.interval(0.95, 2, loc=row["diff"], scale=row["diff"] / ref.statistic)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
     assert res["power"][0]["n_per_arm"] == 3
 
 

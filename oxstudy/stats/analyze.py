@@ -293,7 +293,8 @@ class _Analysis:
             "cell_ci": ("t-interval, df = n - 1 (measured coverage 0.94-0.96; approximate, 0.88, for 2 seeds of "
                         "few discrete scores near 0 or 1)"),
             "calibration": "benchmarks/bench_calibration.py; tables in docs/analysis.md (Calibration)",
-            "diff_ci": ("Welch-Satterthwaite t-interval" if o["test"] != "student" else "pooled t-interval"),
+            "diff_ci": ("Welch-Satterthwaite t-interval (Hsu's df = min(n_a, n_b) - 1 when seeds are unequal and the "
+                        "smaller arm has <= 4)" if o["test"] != "student" else "pooled t-interval"),
             "cohens_d": "pooled sd with n-1 weights", "hedges_g": "d * (1 - 3 / (4 (n_a + n_b) - 9))",
             "family_scope": "one family per model x benchmark x metric",
             "significance": {"flag_set_by": o["test"], "conditions_on": CONDITIONS_ON,
@@ -438,10 +439,21 @@ class _Analysis:
             res = ht.run_test(test, self.cell_values[ca], self.cell_values[cb],
                               n_resamples=self.opts["n_resamples"], rng_seed=self.opts["rng_seed"])
         else:
-            res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, equal_var=(test == "student"))
-        low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], equal_var=(test == "student"))
+            rule = ht.welch_df_rule(na, nb) if test == "welch" else "satterthwaite"
+            res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, equal_var=(test == "student"), df_rule=rule)
+        rule = ht.welch_df_rule(na, nb) if test == "welch" else "satterthwaite"
+        low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], equal_var=(test == "student"),
+                                     df_rule=rule)
         d = ht.cohens_d(ma, sa, na, mb, sb, nb)
         note = res["note"]
+        extra: dict = {}
+        if rule == "hsu" and res["p_value"] is not None:
+            plain = ht.t_test_from_stats(ma, sa, na, mb, sb, nb)
+            extra["p_value_welch_satterthwaite"] = plain["p_value"]
+            caveat = (f"unequal seeds ({na} vs {nb}): Welch's statistic on Hsu's conservative df = "
+                      f"{min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is too liberal with so few seeds "
+                      "in one arm; its p-value is p_value_welch_satterthwaite)")
+            note = f"{note}; {caveat}" if note else caveat
         if test in RANK_OR_SPLIT_TESTS and res["p_value"] is not None:
             smallest = min(1.0, 2.0 / math.comb(na + nb, na))  # one extreme split (or ranking) of comb(n, n_a)
             if smallest > self.opts["alpha"]:
@@ -462,7 +474,7 @@ class _Analysis:
         return {"n_a": na, "n_b": nb, "mean_a": ma, "mean_b": mb, "diff": ma - mb, "ci_low": low, "ci_high": high,
                 "test": res["test"], "statistic": res["statistic"], "df": res["df"], "p_value": res["p_value"],
                 "flag_set_by": res["test"] if res["p_value"] is not None else None,
-                "conditions_on": CONDITIONS_ON,
+                "conditions_on": CONDITIONS_ON, **extra,
                 "cohens_d": d, "hedges_g": ht.hedges_g(d, na, nb), "note": note}
 
     def _cell_index(self) -> dict:
