@@ -169,11 +169,18 @@ def welch_p(
         se = np.sqrt(((na - 1) * va + (nb - 1) * vb) / df * (1 / na + 1 / nb))
     else:
         qa, qb = va / na, vb / nb
-        rule = df_rule or ht.welch_df_rule(na, nb)
         with np.errstate(invalid="ignore", divide="ignore"):
             df = (qa + qb) ** 2 / (qa**2 / (na - 1) + qb**2 / (nb - 1))
-        if rule == "hsu":
-            df = np.full(a.shape[0], float(ht.hsu_df(na, nb)))
+        if df_rule is None:  # oxstudy's rule, per study
+            hsu = np.array(
+                [
+                    ht.welch_df_rule(na, nb, x, y) == "hsu"
+                    for x, y in zip(np.sqrt(va), np.sqrt(vb), strict=True)
+                ]
+            )
+        else:
+            hsu = np.full(a.shape[0], df_rule == "hsu")
+        df = np.where(hsu, float(ht.hsu_df(na, nb)), df)
         se = np.sqrt(qa + qb)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (ma - mb) / se
@@ -306,9 +313,9 @@ def check_against_oxstudy(sim: dict, rng: np.random.Generator, n_check: int = 12
     p_s = welch_p(a, b, equal_var=True)[0]
     p_perm = permutation_p(a, b, rng)
     p_mw = mannwhitney_p(a, b)
-    rule = ht.welch_df_rule(a.shape[1], b.shape[1])
     for s in range(n_check):
         stats_ab = (a[s].mean(), a[s].std(ddof=1), a.shape[1], b[s].mean(), b[s].std(ddof=1), b.shape[1])
+        rule = ht.welch_df_rule(a.shape[1], b.shape[1], a[s].std(ddof=1), b[s].std(ddof=1))
         ref = ht.t_test_from_stats(*stats_ab, df_rule=rule)
         if ref["p_value"] is not None:
             assert abs(ref["p_value"] - p_w[s]) < 1e-9, ("welch", ref, p_w[s])
@@ -536,7 +543,14 @@ def print_tables(rows: list[dict], derived_rows: list[dict]) -> None:
         print(line(cells, widths))
     pkeys = [
         k
-        for k in ("welch", "welch_satterthwaite", "student", "mannwhitney", "permutation", "hierarchical_bootstrap")
+        for k in (
+            "welch",
+            "welch_satterthwaite",
+            "student",
+            "mannwhitney",
+            "permutation",
+            "hierarchical_bootstrap",
+        )
         if any(k in r["power"] for r in rows)
     ]
     head = ["regime", "seeds", "diff pp"] + [dict(TESTS)[k] for k in pkeys]

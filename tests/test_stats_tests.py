@@ -131,3 +131,14 @@ def test_permutation_supports_scipy_before_and_after_the_rng_argument(monkeypatc
     monkeypatch.setattr(scipy_stats, "permutation_test", old_scipy)
     old = ht.permutation(A5, B3, n_resamples=20, rng_seed=3)
     assert old["p_value"] == new["p_value"] and old["note"] == "20 random splits"
+
+
+def test_welch_uses_hsu_df_only_for_a_small_arm_with_the_larger_sd():
+    assert ht.welch_df_rule(5, 5, 1.0, 9.0) == "satterthwaite"  # equal seeds: always Welch-Satterthwaite
+    assert ht.welch_df_rule(5, 3, 1.0, 3.0) == "hsu"  # 3 seeds, larger sd
+    assert ht.welch_df_rule(5, 3, 3.0, 1.0) == "satterthwaite"  # 3 seeds, smaller sd
+    assert ht.welch_df_rule(10, 5, 1.0, 3.0) == "satterthwaite"  # 5 seeds: enough
+    res = ht.t_test_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, df_rule="hsu")
+    ref = stats.ttest_ind_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, equal_var=False)
+    assert res["test"] == "welch-hsu" and res["df"] == 2 and res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 2))

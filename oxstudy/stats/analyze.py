@@ -37,7 +37,7 @@ CONDITIONS_ON = ("the benchmark's items (fixed); training seeds are the random r
 #: Tests whose smallest attainable p-value is 2 / C(n_a + n_b, n_a) (exact rank / split distributions).
 RANK_OR_SPLIT_TESTS = ("mannwhitney", "permutation")
 #: Tests whose error rate assumes equal variances in the two arms (measured in bench_calibration.py).
-EQUAL_VARIANCE_TESTS = ("student", "permutation")
+EQUAL_VARIANCE_TESTS = ("student", "permutation", "mannwhitney")
 #: What McNemar's test between two checkpoints conditions on.
 CHECKPOINT_CONDITIONS_ON = ("these two trained runs (checkpoints); the items are the replicates: H0 is that the "
                             "two checkpoints solve these items equally often. Not a test between algorithms.")
@@ -294,7 +294,8 @@ class _Analysis:
                         "few discrete scores near 0 or 1)"),
             "calibration": "benchmarks/bench_calibration.py; tables in docs/analysis.md (Calibration)",
             "diff_ci": ("Welch-Satterthwaite t-interval (Hsu's df = min(n_a, n_b) - 1 when seeds are unequal and the "
-                        "smaller arm has <= 4)" if o["test"] != "student" else "pooled t-interval"),
+                        "smaller arm has <= 4 seeds and the larger sd)" if o["test"] != "student"
+                        else "pooled t-interval"),
             "cohens_d": "pooled sd with n-1 weights", "hedges_g": "d * (1 - 3 / (4 (n_a + n_b) - 9))",
             "family_scope": "one family per model x benchmark x metric",
             "significance": {"flag_set_by": o["test"], "conditions_on": CONDITIONS_ON,
@@ -435,13 +436,12 @@ class _Analysis:
                 raise InputError(f"{cell['where']}: column {column}: n < 2 for a test: model={cell['model']} "
                                  f"algorithm={cell['algorithm']} benchmark={cell['benchmark']} has {n} seed(s)")
         ma, mb, sa, sb = float(a["mean"]), float(b["mean"]), float(a["sd"]), float(b["sd"])
+        rule = ht.welch_df_rule(na, nb, sa, sb) if test == "welch" else "satterthwaite"
         if self.kind == "runs" and test in ("mannwhitney", "permutation"):
             res = ht.run_test(test, self.cell_values[ca], self.cell_values[cb],
                               n_resamples=self.opts["n_resamples"], rng_seed=self.opts["rng_seed"])
         else:
-            rule = ht.welch_df_rule(na, nb) if test == "welch" else "satterthwaite"
             res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, equal_var=(test == "student"), df_rule=rule)
-        rule = ht.welch_df_rule(na, nb) if test == "welch" else "satterthwaite"
         low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], equal_var=(test == "student"),
                                      df_rule=rule)
         d = ht.cohens_d(ma, sa, na, mb, sb, nb)
@@ -450,9 +450,9 @@ class _Analysis:
         if rule == "hsu" and res["p_value"] is not None:
             plain = ht.t_test_from_stats(ma, sa, na, mb, sb, nb)
             extra["p_value_welch_satterthwaite"] = plain["p_value"]
-            caveat = (f"unequal seeds ({na} vs {nb}): Welch's statistic on Hsu's conservative df = "
-                      f"{min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is too liberal with so few seeds "
-                      "in one arm; its p-value is p_value_welch_satterthwaite)")
+            caveat = (f"unequal seeds ({na} vs {nb}), the larger sd in the smaller arm: Welch's statistic on Hsu's "
+                      f"conservative df = {min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is too liberal "
+                      "there; its p-value is p_value_welch_satterthwaite)")
             note = f"{note}; {caveat}" if note else caveat
         if test in RANK_OR_SPLIT_TESTS and res["p_value"] is not None:
             smallest = min(1.0, 2.0 / math.comb(na + nb, na))  # one extreme split (or ranking) of comb(n, n_a)
@@ -465,7 +465,8 @@ class _Analysis:
         if test in EQUAL_VARIANCE_TESTS and min(sa, sb) > 0 and max(sa, sb) / min(sa, sb) > 2 \
                 and res["p_value"] is not None:
             caveat = (f"sample sds differ {max(sa, sb) / min(sa, sb):.1f}x: the {test} test assumes equal variances "
-                      "(type-I error 0.068 at a 3x ratio in benchmarks/bench_calibration.py); welch does not")
+                      "(type-I error up to 0.145 at a 3x ratio with unequal seeds in benchmarks/bench_calibration.py); "
+                      "welch does not")
             note = f"{note}; {caveat}" if note else caveat
             self.warnings.append(f"--test {test} assumes equal variances; some comparisons have sample sds that "
                                  "differ more than 2x (see their notes): welch holds its error rate there")

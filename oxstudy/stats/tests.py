@@ -34,13 +34,23 @@ def hsu_df(n_a: int, n_b: int) -> int:
     return min(n_a, n_b) - 1
 
 
-#: Welch comparisons with unequal seeds whose smaller arm has at most this many seeds use Hsu's df.
+#: Welch comparisons with unequal seeds whose smaller arm has at most this many seeds (and the larger
+#: sample sd) use Hsu's df.
 HSU_MAX_SEEDS = 4
 
 
-def welch_df_rule(n_a: int, n_b: int) -> str:
-    """``hsu`` for unequal seeds with a small arm (<= HSU_MAX_SEEDS), else ``satterthwaite``."""
-    return "hsu" if n_a != n_b and min(n_a, n_b) <= HSU_MAX_SEEDS else "satterthwaite"
+def welch_df_rule(n_a: int, n_b: int, sd_a: float, sd_b: float) -> str:
+    """``hsu`` or ``satterthwaite``: which df Welch's statistic is referred to.
+
+    Hsu's df where Welch-Satterthwaite is too liberal: unequal seeds, the smaller arm has at
+    most :data:`HSU_MAX_SEEDS` seeds and the larger sample sd. When the small arm has the smaller
+    sd, Welch-Satterthwaite holds its level (0.057 at 3 vs 5 seeds, 3x sd in the 5-seed arm)
+    and Hsu's df would only cost power (0.23 instead of 0.62 there).
+    """
+    if n_a == n_b or min(n_a, n_b) > HSU_MAX_SEEDS:
+        return "satterthwaite"
+    small_sd, large_sd = (sd_a, sd_b) if n_a < n_b else (sd_b, sd_a)
+    return "hsu" if small_sd > large_sd else "satterthwaite"
 
 
 def t_test_from_stats(mean_a: float, sd_a: float, n_a: int, mean_b: float, sd_b: float, n_b: int,
