@@ -78,6 +78,7 @@ REGIMES = [
     Regime("1500 items, no seed effect", items=1500, run_sd=0.0),
     Regime("item x algorithm", interaction=0.5, hierarchical=True),
     Regime("item x algorithm, no seed eff.", interaction=0.5, run_sd=0.0),
+    Regime("3 vs 5 seeds, equal sd", seeds=3, seeds_b=5),
     Regime("unequal sd (x3)", sd_ratio=3.0),
     Regime("unequal sd, 3 vs 5 seeds", sd_ratio=3.0, seeds=3, seeds_b=5),
     Regime("unequal sd, 5 vs 3 (large sd, few)", sd_ratio=3.0, seeds=5, seeds_b=3),
