@@ -603,6 +603,105 @@ def print_tables(rows: list[dict], derived_rows: list[dict]) -> None:
             print(line([r["seeds"]] + ["-" if r[k] is None else f"{r[k]:.3f}" for k in keys], widths))
 
 
+def markdown(rows: list[dict], derived_rows: list[dict]) -> str:
+    """The tables of docs/analysis.md (Calibration) from the figures."""
+
+    def rate(r: dict, k: str, kind: str = "type1") -> str:
+        if k not in r:
+            return ""
+        x = r[k]
+        if kind == "type1":
+            return f"{x:.3f}" + (" **HIGH**" if x > 0.065 else (" cons." if x < 0.035 else ""))
+        return f"{x:.3f}" + (" **low**" if x < 0.93 else "")
+
+    tests = [
+        "welch",
+        "welch_satterthwaite",
+        "student",
+        "mannwhitney",
+        "permutation",
+        "mcnemar_checkpoints",
+        "mcnemar_summed_seed_pairs",
+        "hierarchical_bootstrap",
+    ]
+    heads = [
+        "**Welch** (default; sets flags)",
+        "Welch-Satterthwaite df (unequal seeds)",
+        "Student",
+        "Mann-Whitney",
+        "permutation",
+        "McNemar, 2 checkpoints (no flag)",
+        "McNemar summed over seed pairs (removed)",
+        "hierarchical bootstrap (removed)",
+    ]
+    out = [
+        "| regime | seeds | items | accuracy | run sd (pp) | " + " | ".join(heads) + " |",
+        "|" + "---|" * (5 + len(heads)),
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['regime']} | {r['seeds']} | {r['items']} | {r['accuracy']} | {r['run_sd_points']:.1f} | "
+            + " | ".join(rate(r["null"], k) for k in tests)
+            + " |"
+        )
+    out += [
+        "",
+        "| regime | seeds | true diff (pp) | Welch | Welch-Satterthwaite df | Student | Mann-Whitney | "
+        "permutation | hierarchical bootstrap (removed) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['regime']} | {r['seeds']} | {r['effect_points']:.1f} | "
+            + " | ".join(
+                f"{r['power'][k]:.3f}" if k in r["power"] else ""
+                for k in (
+                    "welch",
+                    "welch_satterthwaite",
+                    "student",
+                    "mannwhitney",
+                    "permutation",
+                    "hierarchical_bootstrap",
+                )
+            )
+            + " |"
+        )
+    ints = [
+        "cell_ci_t",
+        "cell_ci_t_replicates",
+        "cell_ci_seed_bootstrap",
+        "diff_ci_welch",
+        "diff_ci_welch_satterthwaite",
+        "hierarchical_bootstrap_ci",
+    ]
+    out += [
+        "",
+        "| regime | seeds | cell t-interval | cell t replicates | cell percentile seed bootstrap (removed) | "
+        "difference, Welch t-interval | difference, Welch-Satterthwaite df | hierarchical bootstrap (removed) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['regime']} | {r['seeds']} | " + " | ".join(rate(r["null"], k, "cov") for k in ints) + " |"
+        )
+    if derived_rows:
+        out += [
+            "",
+            "| seeds | rank interval | Kendall tau | algorithm spread | compression ratio | inversion: mean "
+            "posterior probability / share real | share real when probability >= 0.9 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in derived_rows:
+            hi = r["inversion_p>=0.9_real_fraction"]
+            out.append(
+                f"| {r['seeds']} | {r['rank_interval']:.3f} | {r['kendall_tau']:.3f} | "
+                f"{r['algorithm_spread']:.3f} | {r['compression_ratio']:.3f} | "
+                f"{r['inversion_mean_probability']:.2f} / {r['inversion_real_fraction']:.2f} | "
+                f"{'-' if hi is None else f'{hi:.2f}'} |"
+            )
+    return "\n".join(out) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 null studies per regime, fewer regimes")
@@ -614,7 +713,19 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="run only regimes whose name contains this")
     parser.add_argument("--rng-seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the figures to this path")
+    parser.add_argument("--markdown", default=None, help="write the docs/analysis.md tables to this path")
+    parser.add_argument(
+        "--from-json", default=None, help="only render the tables of a --json file (no simulation)"
+    )
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as fh:
+            saved = json.load(fh)
+        print_tables(saved["regimes"], saved["derived"])
+        if args.markdown:
+            with open(args.markdown, "w") as fh:
+                fh.write(markdown(saved["regimes"], saved["derived"]))
+        return
     n_sims = args.sims or (300 if args.quick else 1000)
     n_boot = args.boot or (400 if args.quick else 1000)
     rng = np.random.default_rng(args.rng_seed)
@@ -640,6 +751,9 @@ def main() -> None:
         f"{n_sims} null studies per regime ({max(200, n_sims // 2)} under the alternative), {n_boot} replicates; "
         f"{time.perf_counter() - start:.0f} s"
     )
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(markdown(rows, derived_rows))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
