@@ -329,7 +329,9 @@ def test_rank_and_split_tests_say_when_they_can_never_be_significant():
         for s, v in enumerate(vals)
     ]
     for test in ("mannwhitney", "permutation"):
-        row = analyze(pd.DataFrame(rows), baseline="lo", test=test, sections=["comparisons"])["comparisons"][0]
+        row = analyze(pd.DataFrame(rows), baseline="lo", test=test, sections=["comparisons"])["comparisons"][
+            0
+        ]
         assert row["p_value"] == pytest.approx(0.1) and row["significant"] is False
         assert "can never be significant" in row["note"]
     row = analyze(pd.DataFrame(rows), baseline="lo", test="welch", sections=["comparisons"])["comparisons"][0]
