@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from oxstudy.errors import InputError, SpecError
 from oxstudy.yamlsource import PathKey, SourceMap, load_yaml, located
@@ -26,7 +26,11 @@ SUPPORTED, REFUTED, INCONCLUSIVE = "SUPPORTED", "REFUTED", "INCONCLUSIVE"
 
 Correction = Literal["bonferroni", "holm", "bh", "none"]
 Family = Literal["vs-baseline", "pairwise"]
-Test = Literal["welch", "student", "mannwhitney", "permutation", "hierarchical-bootstrap"]
+Test = Literal["welch", "student", "mannwhitney", "permutation"]
+#: Tests that earlier versions accepted and that no longer decide a claim, with the reason.
+REMOVED_TESTS = {"hierarchical-bootstrap": "the seeds x items bootstrap was removed: it rejected in up to 12% of "
+                                           "null studies at realistic seed variance (docs/analysis.md, "
+                                           "Calibration); use welch, the seed-level test"}
 FACTOR_ALIASES = {"scale": "scale", "params": "scale", "size": "scale", "paradigm": "paradigm",
                   "online": "online", "online_vs_offline": "online", "loss": "loss_family",
                   "loss_family": "loss_family", "loss_function": "loss_family"}
@@ -45,7 +49,14 @@ class _Claim(_Strict):
 class _Tested(_Claim):
     correction: Correction | None = Field(None, description="Multiple-comparison correction (default: defaults).")
     alpha: float | None = Field(None, gt=0, lt=1)
-    test: Test | None = Field(None, description="Test behind the p-value (default welch).")
+    test: Test | None = Field(None, description="Seed-level test behind the p-value (default welch).")
+
+    @field_validator("test", mode="before")
+    @classmethod
+    def _removed_test(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in REMOVED_TESTS:
+            raise ValueError(f"test {value!r}: {REMOVED_TESTS[value]}")
+        return value
 
 
 class DifferenceClaim(_Tested):
@@ -124,6 +135,13 @@ class Defaults(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     family: Family = "vs-baseline"
     test: Test = "welch"
+
+    @field_validator("test", mode="before")
+    @classmethod
+    def _removed_test(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in REMOVED_TESTS:
+            raise ValueError(f"test {value!r}: {REMOVED_TESTS[value]}")
+        return value
 
 
 class ClaimsFile(_Strict):
@@ -211,15 +229,15 @@ class _Verifier:
         self.defaults = loaded.header.defaults
 
     def analysis(self, sections: tuple[str, ...], *, baseline=None, correction=None, alpha=None, family=None,
-                 test=None, items: bool = False) -> dict:
+                 test=None) -> dict:
         from oxstudy.stats.analyze import analyze
 
         d = self.defaults
         settings = dict(baseline=baseline, correction=correction or d.correction, alpha=alpha or d.alpha,
-                        family=family or d.family, test=test or "welch")
-        key = (sections, items, tuple(sorted(settings.items())))
+                        family=family or d.family, test=test or d.test)
+        key = (sections, tuple(sorted(settings.items())))
         if key not in self.cache:
-            self.cache[key] = analyze(self.results.table, items=self.results.items if items else None,
+            self.cache[key] = analyze(self.results.table, items=None,
                                       kind=self.results.kind, n_resamples=self.n_resamples,
                                       rng_seed=self.rng_seed, sections=sections, source=self.results.source,
                                       **settings)
@@ -241,9 +259,8 @@ class _Verifier:
     def difference(self, i: int, c: DifferenceClaim):
         family = c.family or self.defaults.family
         baseline = (c.baseline or self.defaults.baseline or c.b) if family == "vs-baseline" else None
-        paired = c.test == "hierarchical-bootstrap"
         res = self.analysis(("comparisons",), baseline=baseline, correction=c.correction, alpha=c.alpha,
-                            family=family, test=None if paired or c.test is None else c.test, items=paired)
+                            family=family, test=c.test)
         self.check_names(i, c, res)
         if family == "vs-baseline" and baseline not in (c.a, c.b):
             raise InputError(f"{self.loaded.where(i, 'family')}: claims[{i}]: {c.a} vs {c.b} is not in the "
@@ -251,18 +268,18 @@ class _Verifier:
         row, sign = _find_comparison(res, c.model, c.benchmark, c.metric, c.a, c.b)
         if row is None:
             return INCONCLUSIVE, f"no comparison of {c.a} and {c.b} at {c.model}/{c.benchmark}", {}
-        stat = row.get("paired") if paired else row
-        if paired and not stat:
-            return INCONCLUSIVE, "no per-item outcomes for both arms: the paired test is unavailable", {}
+        stat = row
         diff = sign * stat["diff"]
-        lo, hi = (stat["ci_low"], stat["ci_high"]) if sign > 0 else (_neg(stat["ci_high"]), _neg(stat["ci_low"]))
-        numbers = {"diff": diff, "ci_low": lo, "ci_high": hi, "test": stat["test"], "p_value": stat["p_value"],
+        lo, hi = (stat.get("ci_low"), stat.get("ci_high")) if sign > 0 else (_neg(stat.get("ci_high")),
+                                                                             _neg(stat.get("ci_low")))
+        numbers = {"diff": diff, "ci_low": lo, "ci_high": hi, "test": stat.get("test"),
+                   "flag_set_by": stat.get("flag_set_by"), "p_value": stat.get("p_value"),
                    "p_adjusted": stat.get("p_adjusted"), "correction": row.get("correction"),
                    "family": family, "family_size": row.get("family_size"),
                    "mean_a": row.get("mean_a") if sign > 0 else row.get("mean_b"),
                    "mean_b": row.get("mean_b") if sign > 0 else row.get("mean_a")}
         sig = stat.get("significant")
-        desc = f"{c.a} - {c.b} = {diff:+.4g} (p_adj={_fmt(stat.get('p_adjusted'))}, {stat['test']})"
+        desc = f"{c.a} - {c.b} = {diff:+.4g} (p_adj={_fmt(stat.get('p_adjusted'))}, {stat.get('test') or 'no test'})"
         if sig is None:
             return INCONCLUSIVE, f"{desc}: {stat.get('note') or 'the test is undefined'}", numbers
         if c.direction == "none":
@@ -287,7 +304,7 @@ class _Verifier:
             raise InputError(f"{self.loaded.where(i)}: claims[{i}].baseline: no baseline (set it here or in "
                              "defaults.baseline)")
         res = self.analysis(("comparisons",), baseline=baseline, correction=c.correction, alpha=c.alpha,
-                            family="vs-baseline", test=c.test if c.test != "hierarchical-bootstrap" else None)
+                            family="vs-baseline", test=c.test)
         self.check_names(i, c, res)
         if baseline not in res["input"]["algorithms"]:
             raise InputError(f"{self.loaded.where(i, 'baseline')}: claims[{i}].baseline: unknown algorithm "
@@ -313,7 +330,7 @@ class _Verifier:
 
     def best(self, i: int, c: BestClaim):
         res = self.analysis(("cells", "comparisons") if c.significant else ("cells",), correction=c.correction,
-                            alpha=c.alpha, family="pairwise", test=c.test if c.test != "hierarchical-bootstrap" else None)
+                            alpha=c.alpha, family="pairwise", test=c.test)
         self.check_names(i, c, res)
         cells = [r for r in res["cells"] if r["model"] == c.model and r["benchmark"] == c.benchmark
                  and (c.metric is None or r["metric"] == c.metric)]
@@ -343,7 +360,7 @@ class _Verifier:
 
     def inversion(self, i: int, c: InversionClaim):
         res = self.analysis(("cells", "inversions"), correction=c.correction, alpha=c.alpha, family="pairwise",
-                            test=c.test if c.test != "hierarchical-bootstrap" else None)
+                            test=c.test)
         self.check_names(i, c, res)
         match = None
         for r in res["inversions"]:
@@ -362,10 +379,11 @@ class _Verifier:
         if match is None:
             return REFUTED, (f"no inversion: {c.a} - {c.b} = {d_from:+.4g} at {c.from_model}, {d_to:+.4g} at "
                              f"{c.to_model}"), numbers
-        numbers.update({"kind": match["kind"], "probability": match["probability"],
+        numbers.update({"kind": match["kind"], "posterior_probability": match["posterior_probability"],
                         "p_adjusted_from": match["p_adjusted_from"], "p_adjusted_to": match["p_adjusted_to"]})
         msg = (f"{c.a} - {c.b}: {d_from:+.4g} at {c.from_model} -> {d_to:+.4g} at {c.to_model} "
-               f"({match['kind']}, bootstrap probability {match['probability']:.2f})")
+               f"({match['kind']}, posterior probability of the flip "
+               f"{_fmt(match['posterior_probability'])})")
         if c.significant and match["kind"] != "significant":
             return INCONCLUSIVE, msg + ": not significant at both scales", numbers
         return SUPPORTED, msg, numbers

@@ -122,6 +122,13 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], file: str, what: str) 
         raise InputError(f"{file}: missing column(s) {', '.join(missing)} for a {what} (columns: {have})")
 
 
+def shown(value: Any) -> str:
+    """A value as a user reads it: ``inf``, ``3``, ``'abc'`` (never ``np.float64(inf)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
 def _numeric(frame: pd.DataFrame, column: str, *, required: bool = True, integer: bool = False,
              minimum: float | None = None) -> pd.Series:
     """The column as float64; the first bad cell raises a located error (vectorised check)."""
@@ -130,14 +137,14 @@ def _numeric(frame: pd.DataFrame, column: str, *, required: bool = True, integer
     arr = values.to_numpy()
     checks = [
         (raw.isna().to_numpy() if required else None, lambda i: "missing value"),
-        (np.isnan(arr) & raw.notna().to_numpy(), lambda i: f"not a number: {raw.iloc[i]!r}"),
-        (np.isinf(arr), lambda i: f"not a finite number: {raw.iloc[i]!r}"),
+        (np.isnan(arr) & raw.notna().to_numpy(), lambda i: f"not a number: {shown(raw.iloc[i])}"),
+        (np.isinf(arr), lambda i: f"not a finite number: {shown(raw.iloc[i])}"),
     ]
     finite = np.isfinite(arr)
     if integer:
-        checks.append((finite & (arr != np.round(arr)), lambda i: f"not an integer: {raw.iloc[i]!r}"))
+        checks.append((finite & (arr != np.round(arr)), lambda i: f"not an integer: {shown(raw.iloc[i])}"))
     if minimum is not None:
-        checks.append((finite & (arr < minimum), lambda i: f"must be >= {minimum:g}, got {raw.iloc[i]!r}"))
+        checks.append((finite & (arr < minimum), lambda i: f"must be >= {minimum:g}, got {shown(raw.iloc[i])}"))
     for mask, message in checks:
         if mask is not None and mask.any():
             i = int(mask.nonzero()[0][0])
@@ -312,7 +319,7 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
             records = list(jsonl_rows(samples))  # parsed once, then read for each metric
             for name in metrics:
                 metric_name, _, filt = name.partition(",")
-                doc_ids, hashes, scores = [], [], []
+                doc_ids, hashes, scores, where = [], [], [], []
                 for lineno, rec in records:
                     if filt and rec.get("filter", filt) != filt:
                         continue
@@ -324,10 +331,11 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
                     doc_ids.append(rec.get("doc_id"))
                     hashes.append(rec.get("doc_hash"))
                     scores.append(float(score))
+                    where.append(f"{samples}:{lineno}")
                 if scores:
                     item_frames.append(pd.DataFrame({"model": model, "algorithm": algorithm, "seed": seed,
                                                      "benchmark": task, "metric": name, "doc_id": doc_ids,
-                                                     "doc_hash": hashes, "score": scores}))
+                                                     "doc_hash": hashes, "score": scores, "_where": where}))
             break  # newest samples file per task is enough (sorted: first match)
     if not rows:
         raise InputError(f"{directory}: no numeric metric{f' {metric!r}' if metric else ''} in the results files")
@@ -384,7 +392,12 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
             runs["_where"] = [f"{path}/runs/{rid}.json" for rid in runs["run_id"]]
             frames.append(runs)
             if study.items is not None and not study.items.empty:
-                item_frames.append(study.items)
+                study_items = study.items
+                if "run_id" in study_items.columns:
+                    study_items = study_items.assign(
+                        _where=f"{path}/runs/" + study_items["run_id"].astype(str) + ".json: items."
+                        + study_items["benchmark"].astype(str))
+                item_frames.append(study_items)
             if len(study.failed):
                 warnings.append(f"{path}: {len(study.failed)} failed run(s) left out")
             if study.corrupt:

@@ -30,11 +30,18 @@ def test_analyze_json_to_stdout_and_tables():
                    "--baseline", "dpo", "--correction", "holm", "--resamples", "500", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["schema"] == "oxstudy.analysis/1" and result["conventions"]["correction"] == "holm"
-    assert result["comparisons"][0]["paired"]["n_resamples"] == 500
-    proc = oxstudy("analyze", str(DATA / "analysis_runs.csv"), "--baseline", "dpo", "--resamples", "200")
+    assert result["schema"] == "oxstudy.analysis/2" and result["conventions"]["correction"] == "holm"
+    assert result["conventions"]["replicates"]["n_resamples"] == 500
+    assert result["comparisons"][0]["checkpoints"]["scope"] == "checkpoint-vs-checkpoint"
+    proc = oxstudy("analyze", str(DATA / "analysis_runs.csv"), "--items", str(DATA / "analysis_items.parquet"),
+                   "--baseline", "dpo", "--resamples", "200")
     assert proc.returncode == 0, proc.stderr
     assert "Comparisons" in proc.stdout and "Leverage on bench0" in proc.stdout
+    # which test set each flag, and McNemar labelled as a checkpoint comparison without a flag
+    assert "'sig' set by the welch test over seeds" in proc.stdout and "checkpoints differ" in proc.stdout
+    assert "no flag" in proc.stdout and "P(real)" not in proc.stdout
+    if result["inversions"]:
+        assert "P(flip | data)" in proc.stdout
 
 
 def test_bad_input_is_one_located_line_and_exit_2(tmp_path):
@@ -117,7 +124,7 @@ def test_lm_eval_directories_with_a_mapping_file(tmp_path):
     proc = oxstudy("analyze", "--mapping", str(mapping), "--baseline", "dpo", "--resamples", "300", "--json", "-")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)["comparisons"][0]
-    assert row["a"] == "simpo" and row["paired"]["n_items"] == 60
+    assert row["a"] == "simpo" and row["checkpoints"]["n_items"] == 60
     single = load_results([tmp_path / "dpo_0"], model="tiny", algorithm="dpo", seed=0)
     assert single.table["seed"].tolist() == [0]
     with pytest.raises(InputError, match="needs --model"):
@@ -147,9 +154,34 @@ def test_study_directory_with_spec_defaults(tmp_path):
     result = json.loads(proc.stdout)
     assert result["conventions"]["baseline"] == "sft" and result["conventions"]["correction"] == "holm"
     assert {r["b"] for r in result["comparisons"]} == {"sft"}
-    assert result["comparisons"][0]["paired"]["n_items"] == 40
+    assert result["comparisons"][0]["checkpoints"]["n_items"] == 40
     # registry tags (dpo/ipo preference, sft sft-like) reach the leverage analysis
     assert result["leverage"]["tags"]["dpo"]["paradigm"] == "preference"
+
+
+def test_analyze_partial_study_falls_back_when_the_spec_baseline_has_no_runs(tmp_path):
+    """Issue 16 item 5: no --baseline given, the spec's baseline has no finished runs yet."""
+    from oxstudy.store import Store
+
+    store = Store(tmp_path / "study")
+    rng = np.random.default_rng(1)
+    for alg in ("ipo", "sft"):
+        for seed in range(2):
+            store.write_record({
+                "run_id": f"{alg}{seed}", "study": "s", "status": "done",
+                "cell": {"model": {"id": "tiny", "params": 1000}, "algorithm": {"id": alg, "method": alg},
+                         "seed": seed},
+                "metrics": {"gsm": {"task": "gsm", "metric": "exact_match", "value": float(rng.random()), "n": 40}},
+            })
+    (tmp_path / "study" / "spec.yaml").write_text("name: s\nanalysis:\n  baseline: DPO\n")
+    proc = oxstudy("analyze", str(tmp_path / "study"), "--resamples", "200", "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["conventions"]["family"] == "pairwise" and result["conventions"]["baseline"] is None
+    assert result["warnings"][0] == ("the spec's baseline DPO has no finished runs yet: no comparisons against it; "
+                                     "comparing every pair instead")
+    proc = oxstudy("analyze", str(tmp_path / "study"), "--baseline", "DPO")
+    assert proc.returncode == 2 and "unknown baseline 'DPO'" in proc.stderr
 
 
 def test_stats_claims_and_loaders_never_import_torch():

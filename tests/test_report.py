@@ -399,12 +399,12 @@ def test_curves_with_only_null_rewards_draw_no_empty_panel() -> None:
     assert "m-70M · loss" in body and "reward" not in body.split("<figure>")[1]
 
 
-def test_item_level_paired_results_are_shown_with_their_test() -> None:
+def test_item_level_checkpoint_results_are_shown_with_their_test() -> None:
     from oxstudy.stats.synthetic import synthetic_study
 
     runs, items = synthetic_study(n_algorithms=3, n_models=2, n_seeds=3, n_benchmarks=1, n_items=60)
     analysis = analyze(runs, items=items, baseline="dpo", n_resamples=200)
-    assert any(isinstance(c.get("paired"), dict) for c in analysis["comparisons"])
+    assert any(isinstance(c.get("checkpoints"), dict) for c in analysis["comparisons"])
     body = sections_of(build_report(analysis, meta_from_table(runs, study="s")))["comparisons"]
-    assert "<th scope=\"col\">paired_test</th>" in body and "hierarchical-bootstrap" in body
-    assert "<th scope=\"col\">mcnemar_p</th>" in body
+    assert "<th scope=\"col\">flag_set_by</th>" in body and ">welch<" in body
+    assert "<th scope=\"col\">checkpoint_mcnemar</th>" in body and "not a test between algorithms" in body

@@ -36,7 +36,7 @@ def _values(runs, model, alg, bench):
 
 def test_schema_and_json_without_nan(result):
     assert set(result) >= TOP_KEYS
-    assert result["schema"] == "oxstudy.analysis/1"
+    assert result["schema"] == "oxstudy.analysis/2"
     json.dumps(result, allow_nan=False)  # raises on any NaN/inf left in
 
 
@@ -57,12 +57,16 @@ def test_cells_and_comparisons_equal_scipy_and_statsmodels(study, result):
         ref = stats.ttest_ind(_values(runs, "m0.5b", r["a"], "bench0"), _values(runs, "m0.5b", "dpo", "bench0"),
                               equal_var=False)
         assert r["p_value"] == pytest.approx(ref.pvalue) and r["test"] == "welch"
+        assert r["flag_set_by"] == "welch" and "seeds" in r["conditions_on"]
         p.append(ref.pvalue)
     adjusted = multipletests(p, method="holm")[1]
     np.testing.assert_allclose([r["p_adjusted"] for r in rows], adjusted)
-    paired = rows[0]["paired"]
-    assert paired["test"] == "hierarchical-bootstrap" and paired["ci_low"] < paired["diff"] < paired["ci_high"]
-    assert paired["mcnemar"]["combined"]["p_value"] is not None
+    # item outcomes give McNemar between checkpoints only: labelled, no flag, no correction
+    block = rows[0]["checkpoints"]
+    assert block["scope"] == "checkpoint-vs-checkpoint" and block["sets_significant"] is False
+    assert len(block["pairs"]) == 5 and all(p["p_value"] is not None for p in block["pairs"])
+    assert not any(k in block for k in ("significant", "p_adjusted", "combined"))
+    assert "paired" not in rows[0]
 
 
 def test_summary_table_gives_the_same_tests_as_long_table(study):
@@ -84,7 +88,12 @@ def test_unequal_seeds_three_vs_five(study):
     row = next(r for r in res["comparisons"] if r["a"] == "ipo" and r["model"] == "m1b" and r["benchmark"] == "bench1")
     keep = runs[~drop]
     ref = stats.ttest_ind(_values(keep, "m1b", "ipo", "bench1"), _values(keep, "m1b", "dpo", "bench1"), equal_var=False)
-    assert (row["n_a"], row["n_b"]) == (3, 5) and row["p_value"] == pytest.approx(ref.pvalue)
+    assert (row["n_a"], row["n_b"]) == (3, 5) and row["p_value_welch_satterthwaite"] == pytest.approx(ref.pvalue)
+    # with 3 seeds in one arm the flag comes from Welch's statistic on Hsu's df = min(n) - 1 = 2
+    assert row["test"] == row["flag_set_by"] == "welch-hsu" and "Hsu" in row["note"]
+    assert row["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 2))
+    low, high = stats.t.interval(0.95, 2, loc=row["diff"], scale=row["diff"] / ref.statistic)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
     assert res["power"][0]["n_per_arm"] == 3
 
 
@@ -96,7 +105,7 @@ def test_rankings_inversions_leverage(study, result):
     assert all(-1 <= t["tau"] <= 1 for t in ranks["kendall_tau"])
     for inv in result["inversions"]:
         assert np.sign(inv["diff_from"]) != np.sign(inv["diff_to"])
-        assert inv["kind"] in ("significant", "point-estimate") and 0 <= inv["probability"] <= 1
+        assert inv["kind"] in ("significant", "point-estimate") and 0 <= inv["posterior_probability"] <= 1
     lev = result["leverage"]["benchmarks"][0]
     runs, _ = study
     cell_means = runs[runs.benchmark == "bench0"].groupby(["model", "algorithm"])["value"].mean()

@@ -11,38 +11,23 @@ from oxstudy.stats import bootstrap as bs
 from oxstudy.stats import factorial, leverage, ranking
 
 
-def test_item_weights_are_multinomial_resamples():
-    w = bs.item_weights(bs.generator(0, 1), 50, 300, chunk=64)
-    assert w.shape == (300, 50)
-    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-6)
-    counts = w * 50
-    np.testing.assert_allclose(counts, np.round(counts), atol=1e-4)
-    # each item is drawn 1 time per resample on average
-    assert counts.mean() == pytest.approx(1.0)
-    np.testing.assert_array_equal(w, bs.item_weights(bs.generator(0, 1), 50, 300, chunk=64))
+def test_t_replicates_give_the_t_interval_and_points_for_single_seeds():
+    rng = bs.generator(0, 1)
+    reps = bs.t_replicates(np.array([0.5, 0.7, 0.3]), np.array([0.02, 0.05, np.nan]), np.array([5, 3, 1]),
+                           200_000, rng)
+    assert reps.shape == (200_000, 3)
+    for c, (mean, sd, n) in enumerate([(0.5, 0.02, 5), (0.7, 0.05, 3)]):
+        low, high = bs.percentile_interval(reps[:, c])
+        ref = stats.t.interval(0.95, n - 1, loc=mean, scale=sd / np.sqrt(n))
+        assert (low, high) == pytest.approx(ref, rel=0.01)
+    assert np.all(reps[:, 2] == 0.3)  # one seed: no spread to draw from
+    np.testing.assert_array_equal(bs.t_replicates(0.5, 0.02, 5, 10, bs.generator(0, 1)),
+                                  bs.t_replicates(0.5, 0.02, 5, 10, bs.generator(0, 1)))
 
 
-def test_vectorised_hierarchical_bootstrap_matches_the_loop_in_distribution():
-    rng = np.random.default_rng(1)
-    a = (rng.random((5, 300)) < 0.55).astype(float)
-    b = (rng.random((3, 300)) < 0.50).astype(float)
-    fast = bs.hierarchical_diff(a, b, n_resamples=4000, rng_seed=0)
-    slow = bs.hierarchical_diff_loop(a, b, n_resamples=4000, rng_seed=0)
-    observed = a.mean() - b.mean()
-    assert fast.mean() == pytest.approx(observed, abs=0.004)
-    assert slow.mean() == pytest.approx(observed, abs=0.004)
-    assert fast.std() == pytest.approx(slow.std(), rel=0.1)
-    # reproducible with the documented seed
-    np.testing.assert_array_equal(fast, bs.hierarchical_diff(a, b, n_resamples=4000, rng_seed=0))
-
-
-def test_bootstrap_p_value_and_interval():
-    diffs = np.concatenate([np.full(990, 1.0), np.full(10, -1.0)])
-    assert bs.bootstrap_p_value(diffs) == pytest.approx(2 * 11 / 1001)
-    assert bs.bootstrap_p_value(np.zeros(100)) == 1.0
+def test_percentile_interval():
     low, high = bs.percentile_interval(np.arange(101.0))
     assert (low, high) == pytest.approx((2.5, 97.5))
-    assert np.all(bs.seed_bootstrap_means(np.array([3.0]), 10, bs.generator(0)) == 3.0)
 
 
 def test_kendall_tau_b_equals_scipy_with_ties():

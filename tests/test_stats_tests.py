@@ -104,13 +104,41 @@ def test_mcnemar_matches_statsmodels():
     assert ht.mcnemar(0, 0)["p_value"] == 1.0
 
 
-def test_mcnemar_seed_pairs_pairs_by_seed_and_pools_discordant_counts():
+def test_mcnemar_checkpoints_pairs_by_seed_and_never_combines():
     rng = np.random.default_rng(0)
     a = (rng.random((3, 200)) < 0.6).astype(float)
     b = (rng.random((5, 200)) < 0.5).astype(float)
-    res = ht.mcnemar_seed_pairs(a, b, [0, 1, 2], [2, 1, 0, 3, 4])
-    assert [(p["seed_a"], p["seed_b"]) for p in res["per_pair"]] == [(0, 0), (1, 1), (2, 2)]
-    only_a = sum(int(((a[i] == 1) & (b[j] == 0)).sum()) for i, j in [(0, 2), (1, 1), (2, 0)])
-    assert res["combined"]["only_a"] == only_a
-    assert "unpaired" in res["note"]
-    assert ht.mcnemar_seed_pairs(a * 0.5, b, [0, 1, 2], [0, 1, 2, 3, 4])["combined"] is None
+    res = ht.mcnemar_checkpoints(a, b, [0, 1, 2], [2, 1, 0, 3, 4])
+    assert [(p["seed_a"], p["seed_b"]) for p in res["pairs"]] == [(0, 0), (1, 1), (2, 2)]
+    only_a = int(((a[0] == 1) & (b[2] == 0)).sum())
+    assert res["pairs"][0]["only_a"] == only_a
+    assert "unpaired" in res["note"] and "combined" not in res
+    assert ht.mcnemar_checkpoints(a * 0.5, b, [0, 1, 2], [0, 1, 2, 3, 4])["pairs"] == []
+
+
+def test_permutation_supports_scipy_before_and_after_the_rng_argument(monkeypatch):
+    """Defect 6: scipy < 1.15 names the generator ``random_state``; pyproject allows scipy >= 1.11."""
+    from scipy import stats as scipy_stats
+
+    real = scipy_stats.permutation_test
+    new = ht.permutation(A5, B3, n_resamples=20, rng_seed=3)  # 56 splits > 20: random splits
+
+    def old_scipy(data, statistic, *, permutation_type="independent", vectorized=None, n_resamples=9999,
+                  batch=None, alternative="two-sided", axis=0, random_state=None):
+        return real(data, statistic, permutation_type=permutation_type, vectorized=vectorized,
+                    n_resamples=n_resamples, batch=batch, alternative=alternative, axis=axis, rng=random_state)
+
+    monkeypatch.setattr(scipy_stats, "permutation_test", old_scipy)
+    old = ht.permutation(A5, B3, n_resamples=20, rng_seed=3)
+    assert old["p_value"] == new["p_value"] and old["note"] == "20 random splits"
+
+
+def test_welch_uses_hsu_df_only_for_a_small_arm_with_the_larger_sd():
+    assert ht.welch_df_rule(5, 5, 1.0, 9.0) == "satterthwaite"  # equal seeds: always Welch-Satterthwaite
+    assert ht.welch_df_rule(5, 3, 1.0, 3.0) == "hsu"  # 3 seeds, larger sd
+    assert ht.welch_df_rule(5, 3, 3.0, 1.0) == "satterthwaite"  # 3 seeds, smaller sd
+    assert ht.welch_df_rule(10, 5, 1.0, 3.0) == "satterthwaite"  # 5 seeds: enough
+    res = ht.t_test_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, df_rule="hsu")
+    ref = stats.ttest_ind_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, equal_var=False)
+    assert res["test"] == "welch-hsu" and res["df"] == 2 and res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 2))

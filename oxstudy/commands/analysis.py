@@ -29,8 +29,9 @@ ParamsOpt = Annotated[float | None, typer.Option("--params", help="Parameter cou
                                                  "directory's model.")]
 MetricOpt = Annotated[str | None, typer.Option("--metric", help="Keep only this metric (e.g. "
                                                "'exact_match,strict-match').")]
-ResamplesOpt = Annotated[int, typer.Option("--resamples", min=100, help="Bootstrap resamples.")]
-RngOpt = Annotated[int, typer.Option("--rng-seed", help="Seed of every bootstrap's random numbers.")]
+ResamplesOpt = Annotated[int, typer.Option("--resamples", min=100, help="Replicates of the cell means (rank, tau, "
+                                          "spread, ratio intervals; inversion probabilities).")]
+RngOpt = Annotated[int, typer.Option("--rng-seed", help="Seed of the replicates' random numbers.")]
 JsonOpt = Annotated[str | None, typer.Option("--json", metavar="PATH", help="Write the result as JSON to PATH "
                                              "('-' for stdout) instead of tables.")]
 
@@ -80,7 +81,10 @@ def analyze_command(
                                                 "0.05).")] = None,
     family: Annotated[str | None, typer.Option("--family", help="vs-baseline | pairwise (default: spec, else "
                                                "vs-baseline).")] = None,
-    test: Annotated[str, typer.Option("--test", help="welch | student | mannwhitney | permutation.")] = "welch",
+    test: Annotated[str, typer.Option("--test", help="Seed-level test that sets the significance flags: welch "
+                                      "(calibrated in every simulated regime) | student | permutation (both assume "
+                                      "equal variances) | mannwhitney (mannwhitney and permutation cannot reach "
+                                      "p < 0.05 with 2-3 seeds per arm).")] = "welch",
     factors: Annotated[str | None, typer.Option("--factors", help="Comma-separated factor columns for the "
                                                 "ANOVA, e.g. params,finetune (default: spec).")] = None,
     power_diff: Annotated[list[float] | None, typer.Option("--power-diff", help="Difference in points to plan "
@@ -100,8 +104,10 @@ def analyze_command(
 ) -> None:
     """Statistics on results: cells, tests with correction, power, rankings, inversions, ANOVA, leverage.
 
-    Welch's t-test over seeds by default; with per-item outcomes also a hierarchical seeds x items
-    bootstrap and McNemar's test. Output schema: docs/analysis.md (oxstudy.analysis/1).
+    Algorithms are compared by Welch's t-test over seeds (the test that sets every significance
+    flag; calibrated in benchmarks/bench_calibration.py). With per-item outcomes, McNemar's test
+    compares each pair of checkpoints (two trained runs) on the items: a test of those runs, not of
+    the algorithms, so it sets no flag. Output schema: docs/analysis.md (oxstudy.analysis/2).
 
     Example: oxstudy analyze studies/dpo_taxonomy --baseline dpo --correction holm --json -
     """
@@ -116,22 +122,43 @@ def analyze_command(
     spec_analysis = ((loaded.spec or {}).get("analysis") or {}) if isinstance(loaded.spec, dict) else {}
     factor_list = ([f.strip() for f in factors.split(",") if f.strip()] if factors is not None
                    else list(spec_analysis.get("factors") or []))
+    chosen_baseline = baseline if baseline is not None else spec_analysis.get("baseline")
+    chosen_family = family or spec_analysis.get("family") or "vs-baseline"
+    notes: list[str] = []
+    algorithms = set(loaded.table["algorithm"].astype(str)) if "algorithm" in loaded.table.columns else set()
+    if baseline is None and chosen_baseline is not None and str(chosen_baseline) not in algorithms:
+        # A running or partial study: the spec's baseline has no finished run yet. Analyse what
+        # exists (as `oxstudy report` does); an explicit --baseline still fails loudly.
+        notes.append(f"the spec's baseline {chosen_baseline} has no finished runs yet: no comparisons against it"
+                     + ("; comparing every pair instead" if family is None and chosen_family == "vs-baseline" else ""))
+        chosen_baseline = None
+        if family is None and chosen_family == "vs-baseline":
+            chosen_family = "pairwise"
     with err_console.status("analysing", spinner="dots") as status:
         result = analyze(
             loaded.table, items=loaded.items, kind=loaded.kind, source=loaded.source,
-            baseline=baseline if baseline is not None else spec_analysis.get("baseline"),
+            baseline=chosen_baseline,
             correction=correction or spec_analysis.get("correction") or "bonferroni",
             alpha=alpha if alpha is not None else spec_analysis.get("alpha", 0.05),
-            family=family or spec_analysis.get("family") or "vs-baseline",
+            family=chosen_family,
             test=test, factors=factor_list, n_resamples=resamples, rng_seed=rng_seed,
             power_diffs=power_diff or (1.0, 2.0, 5.0), deployment_scales=deployment_scales,
             progress=lambda step: status.update(f"analysing: {step}"),
         )
-    result["warnings"] = loaded.warnings + result["warnings"]
+    result["warnings"] = list(dict.fromkeys(notes + loaded.warnings + result["warnings"]))
     if json_path is not None:
         _write_json(result, json_path)
         return
     print_analysis(result)
+
+
+def _checkpoints_cell(block: dict | None, alpha: float) -> str:
+    """'k of n pairs (p < alpha)': how many checkpoint pairs McNemar finds different (uncorrected)."""
+    if not block or not block.get("pairs"):
+        return "-"
+    pairs = block["pairs"]
+    hits = sum(1 for p in pairs if p.get("p_value") is not None and p["p_value"] < alpha)
+    return f"{hits} of {len(pairs)} pairs"
 
 
 def print_analysis(result: dict) -> None:
@@ -151,20 +178,21 @@ def print_analysis(result: dict) -> None:
                       _fmt(c.get("item_se")))
     console.print(table)
     if result["comparisons"]:
-        paired_any = any(r.get("paired") for r in result["comparisons"])
-        table = Table(title=f"Comparisons ({conv['family']}, {conv['test']} test, {conv['correction']}; "
-                            f"diff = a - b{'; paired = hierarchical bootstrap' if paired_any else ''})")
-        for col in ("model", "benchmark", "a", "b", "diff", "95% CI", "p", "p adj", "sig", "d",
-                    *(["paired p adj"] if paired_any else [])):
+        checkpoints_any = any(r.get("checkpoints") for r in result["comparisons"])
+        table = Table(title=f"Comparisons ({conv['family']}, diff = a - b; 'sig' set by the {conv['test']} test over "
+                            f"seeds, {conv['correction']} correction over a family of m"
+                            + ("; 'checkpoints differ' = McNemar per seed pair, two runs at a time, no flag"
+                               if checkpoints_any else "") + ")")
+        for col in ("model", "benchmark", "a", "b", "diff", "95% CI", "test", "p", "p adj", "m", "sig", "d",
+                    *(["checkpoints differ"] if checkpoints_any else [])):
             table.add_column(col)
         for r in result["comparisons"]:
             ci = f"[{_fmt(r.get('ci_low'))}, {_fmt(r.get('ci_high'))}]"
-            paired = r.get("paired") or {}
             sig = r.get("significant")
-            table.add_row(r["model"], r["benchmark"], r["a"], r["b"], _fmt(r["diff"]), ci,
-                          _p(r.get("p_value")), _p(r.get("p_adjusted")),
+            table.add_row(r["model"], r["benchmark"], r["a"], r["b"], _fmt(r["diff"]), ci, r.get("flag_set_by") or "-",
+                          _p(r.get("p_value")), _p(r.get("p_adjusted")), str(r.get("family_size", "-")),
                           "-" if sig is None else ("[green]yes[/]" if sig else "no"), _fmt(r.get("cohens_d"), 3),
-                          *([_p(paired.get("p_adjusted")) if paired else "-"] if paired_any else []))
+                          *([_checkpoints_cell(r.get("checkpoints"), conv["alpha"])] if checkpoints_any else []))
         console.print(table)
     if result["power"]:
         table = Table(title=f"Power ({conv['power']['power']:.0%}, two-sided t-test, alpha / m)")
@@ -185,7 +213,7 @@ def print_analysis(result: dict) -> None:
             table.add_row(r["benchmark"], r["algorithm"], *[_fmt(r["ranks"].get(m), 3) for m in models],
                           _fmt(r["worst_rank"], 3), _fmt(r["deployment_rank"], 3))
         console.print(table)
-        table = Table(title="Kendall tau between scales (bootstrap 95% CI)")
+        table = Table(title="Kendall tau between scales (approximate 95% CI from t replicates)")
         for col in ("benchmark", "model a", "model b", "tau", "95% CI"):
             table.add_column(col)
         for r in rankings["kendall_tau"]:
@@ -197,13 +225,16 @@ def print_analysis(result: dict) -> None:
     if inversions:
         sig = [r for r in inversions if r["kind"] == "significant"]
         console.print(f"[bold]Inversions[/]: {len(inversions)} ({len(sig)} significant at both scales)")
-        shown = sorted(inversions, key=lambda r: (r["kind"] != "significant", -r["probability"]))[:15]
-        table = Table()
-        for col in ("benchmark", "a", "b", "from", "to", "diff from", "diff to", "kind", "P(real)"):
+        shown = sorted(inversions, key=lambda r: (r["kind"] != "significant",
+                                                  -(r.get("posterior_probability") or 0.0)))[:15]
+        table = Table(caption="P(flip | data): posterior probability that both true differences have the observed "
+                              "signs (normal seed scores, reference prior, cells independent)")
+        for col in ("benchmark", "a", "b", "from", "to", "diff from", "diff to", "kind", "P(flip | data)"):
             table.add_column(col)
         for r in shown:
+            prob = r.get("posterior_probability")
             table.add_row(r["benchmark"], r["a"], r["b"], r["from_model"], r["to_model"], _fmt(r["diff_from"]),
-                          _fmt(r["diff_to"]), r["kind"], f"{r['probability']:.2f}")
+                          _fmt(r["diff_to"]), r["kind"], "-" if prob is None else f"{prob:.2f}")
         console.print(table)
     for f in result.get("factorial") or []:
         label = " / ".join(str(f.get(k)) for k in ("benchmark", "algorithm") if f.get(k) is not None)

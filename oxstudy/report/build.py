@@ -362,44 +362,43 @@ def _strip_section(view: AnalysisView, meta: ReportMeta, styles: dict[str, plots
     return section
 
 
-_COMPARISON_COLUMNS = ["model", "benchmark", "a", "b", "diff", "ci", "test", "p_value", "p_adjusted",
-                       "significant", "cohens_d", "hedges_g"]
+_COMPARISON_COLUMNS = ["model", "benchmark", "a", "b", "diff", "ci", "flag_set_by", "p_value", "p_adjusted",
+                       "family_size", "significant", "cohens_d", "hedges_g"]
 
 
-def _flatten_paired(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Lift the item-level paired analysis (hierarchical bootstrap; McNemar) into columns,
-    so the table says which test produced each p-value."""
+def _flatten_checkpoints(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lift McNemar between checkpoints into one column, 'k of n pairs differ (p < alpha, uncorrected)':
+    a comparison of trained runs, not of algorithms, so it never sets the significance column."""
     out = []
     for row in rows:
-        paired = row.get("paired")
-        if isinstance(paired, dict):
-            mcnemar = (paired.get("mcnemar") or {}).get("combined") or {}
-            row = {**row, "paired_test": paired.get("test"), "paired_ci": fmt_ci(paired.get("ci_low"),
-                                                                                  paired.get("ci_high")),
-                   "paired_p_adjusted": paired.get("p_adjusted"), "paired_significant": paired.get("significant"),
-                   "mcnemar_p": mcnemar.get("p_value") if isinstance(mcnemar, dict) else None}
+        block = row.get("checkpoints")
+        if isinstance(block, dict) and block.get("pairs"):
+            pairs = block["pairs"]
+            alpha = row.get("alpha", 0.05)
+            hits = sum(1 for p in pairs if is_number(p.get("p_value")) and float(p["p_value"]) < alpha)
+            row = {**row, "checkpoint_mcnemar": f"{hits} of {len(pairs)} pairs differ"}
         out.append(row)
     return out
 
 
-_PAIRED_COLUMNS = ["paired_test", "paired_ci", "paired_p_adjusted", "paired_significant", "mcnemar_p"]
+_CHECKPOINT_COLUMNS = ["checkpoint_mcnemar"]
 
 
 def comparison_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Table:
     """Comparison records as a table with the CI in one column and p-values formatted."""
-    rows = _flatten_paired(rows)
+    rows = _flatten_checkpoints(rows)
     table = Table(name=name, caption=caption, columns=list(_COMPARISON_COLUMNS))
     present = {k for r in rows for k in r}
     table.columns = [c for c in _COMPARISON_COLUMNS if c in present or c == "ci"]
-    table.columns += [c for c in _PAIRED_COLUMNS if any(r.get(c) is not None for r in rows)]
+    table.columns += [c for c in _CHECKPOINT_COLUMNS if any(r.get(c) is not None for r in rows)]
     for row in rows:
         cells = []
         for column in table.columns:
             if column == "ci":
                 cells.append(TableCell(fmt_ci(row.get("ci_low"), row.get("ci_high")), ("num",)))
-            elif column in ("p_value", "p_adjusted", "paired_p_adjusted", "mcnemar_p"):
+            elif column in ("p_value", "p_adjusted"):
                 cells.append(TableCell(fmt_p(row.get(column)), ("num",)))
-            elif column in ("significant", "paired_significant"):
+            elif column == "significant":
                 sig = bool(row.get(column))
                 cells.append(TableCell("yes" if sig else "no", ("sig",) if sig else ()))
             elif column in ("diff", "cohens_d", "hedges_g"):
@@ -407,8 +406,8 @@ def comparison_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Tab
             else:
                 cells.append(TableCell(fmt(row.get(column)) if row.get(column) is not None else MISSING))
         table.rows.append(cells)
-        table.numeric.append({k: row.get(k) for k in (*_COMPARISON_COLUMNS, "ci_low", "ci_high", *_PAIRED_COLUMNS)
-                              if k != "ci"})
+        table.numeric.append({k: row.get(k) for k in (*_COMPARISON_COLUMNS, "ci_low", "ci_high",
+                                                      *_CHECKPOINT_COLUMNS) if k != "ci"})
     return table
 
 
@@ -421,9 +420,14 @@ def _comparisons_section(view: AnalysisView, styles: dict[str, plots.Style]) -> 
         return section
     baseline = view.baseline or rows[0].get("b")
     correction = _pretty_correction(view.correction) if view.correction else "the chosen"
-    section.intro = (f"Difference in means against {baseline} with its 95% CI. Filled markers and * are "
-                     f"significant after {correction} correction at family alpha {view.alpha:g}; "
-                     "hollow markers are not.")
+    test = view.conventions.get("test") or "welch"
+    section.intro = (f"Difference in means against {baseline} with its 95% CI (Welch-Satterthwaite t). Filled "
+                     f"markers and * are significant by the {test} test over seeds (column flag_set_by) after "
+                     f"{correction} correction at family alpha {view.alpha:g} over a family of m comparisons "
+                     "(family_size); hollow markers are not."
+                     + (" checkpoint_mcnemar compares single trained runs (McNemar per seed pair at p < 0.05, uncorrected): "
+                        "it is not a test between algorithms and sets no marker." if any(r.get("checkpoints")
+                                                                                      for r in rows) else ""))
     compared = [a for a in view.algorithms if any(r.get("a") == a for r in rows)]
     compared += [a for a in _order([r.get("a") for r in rows]) if a not in compared]
     for benchmark in view.benchmarks:
@@ -445,7 +449,9 @@ def _pairwise_section(view: AnalysisView) -> Section:
     if not rows:
         section.note = "No pairwise comparisons in the analysis (analyze with --family pairwise)."
         return section
-    section.intro = "Difference row minus column; * marks pairs significant after correction."
+    test = view.conventions.get("test") or "welch"
+    section.intro = (f"Difference row minus column; * marks pairs significant by the {test} test over seeds "
+                     "after correction.")
     for benchmark in view.benchmarks:
         panels = []
         for model in view.models:
@@ -501,7 +507,7 @@ def _scaling_section(view: AnalysisView, meta: ReportMeta, styles: dict[str, plo
     return section
 
 
-#: Bootstrap probability above which a point-estimate flip is drawn highlighted.
+#: Posterior flip probability above which a point-estimate flip is drawn highlighted.
 LIKELY_FLIP = 0.9
 MAX_INVERSION_ROWS = 60
 
@@ -516,16 +522,16 @@ def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Sec
     if not ranks and not view.inversions:
         section.note = "No rankings in the analysis."
         return section
-    # Highlight the inversions that matter: significant ones, else those the bootstrap finds
+    # Highlight the inversions that matter: significant ones, else those the posterior finds
     # likely real; highlighting every point-estimate flip would make every line thick.
     significant = [r for r in view.inversions if r.get("kind") == "significant"]
-    likely = [r for r in view.inversions if is_number(r.get("probability"))
-              and float(r["probability"]) >= LIKELY_FLIP]
+    likely = [r for r in view.inversions if is_number(r.get("posterior_probability"))
+              and float(r["posterior_probability"]) >= LIKELY_FLIP]
     highlighted = significant or likely
     if significant:
         which = "a significant ranking inversion (each order significant at its own scale)"
     else:
-        which = f"a ranking inversion with bootstrap flip probability >= {LIKELY_FLIP:g}"
+        which = f"a ranking inversion with posterior flip probability >= {LIKELY_FLIP:g}"
     section.intro = (f"Rank 1 is the best mean at a scale. Thick lines: algorithms involved in {which}"
                      + ("" if highlighted else " (none)") + ".")
     if ranks and len(view.models) >= 2:
@@ -544,9 +550,11 @@ def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Sec
                                            plots.bump_chart(panels, view.algorithms, styles)))
     if view.inversions:
         ordered = sorted(view.inversions, key=lambda r: (r.get("kind") != "significant",
-                                                         -float(r["probability"]) if is_number(r.get("probability"))
-                                                         else 0.0))
-        caption = f"Ranking inversions ({len(view.inversions)}, {len(significant)} significant at both scales)"
+                                                         -float(r["posterior_probability"])
+                                                         if is_number(r.get("posterior_probability")) else 0.0))
+        caption = (f"Ranking inversions ({len(view.inversions)}, {len(significant)} significant at both scales; "
+                   "posterior_probability = P(both true differences have the observed signs | data), normal seed "
+                   "scores, reference prior, cells independent)")
         if len(ordered) > MAX_INVERSION_ROWS:
             caption += (f"; the {MAX_INVERSION_ROWS} most probable shown (significant first), all of them in "
                         "the JSON export")
@@ -554,12 +562,13 @@ def _rankings_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Sec
         section.tables.append(records_table(
             "inversions", caption, ordered,
             columns=["benchmark", "a", "b", "from_model", "to_model", "diff_from", "diff_to", "p_adjusted_from",
-                     "p_adjusted_to", "kind", "probability"], skip=["metric"]))
+                     "p_adjusted_to", "kind", "posterior_probability"], skip=["metric"]))
     elif ranks:
         section.paragraphs.append("No ranking inversions between scales.")
     if taus:
         section.tables.append(records_table(
-            "kendall", "Kendall tau between the rankings of two scales (bootstrap 95% CI)", taus,
+            "kendall", "Kendall tau between the rankings of two scales (approximate 95% CI from t replicates; "
+                       "measured coverage in docs/analysis.md)", taus,
             columns=["benchmark", "model_a", "model_b", "n_algorithms", "tau", "ci_low", "ci_high", "note"],
             skip=["metric"]))
     if summary:
@@ -678,7 +687,8 @@ def _leverage_section(view: AnalysisView) -> Section:
         return section
     unit = "points" if view.points_per_unit == 100 else "metric units"
     section.intro = (f"Spread = range of marginal means per factor, in {unit}, most leverage first; whiskers "
-                     "are bootstrap 95% CIs; share = eta-squared. 'algorithm' is the spread across algorithms.")
+                     "are approximate 95% CIs from t replicates; share = eta-squared. 'algorithm' is the spread "
+                     "across algorithms.")
     panels, factor_rows, task_rows = [], [], []
     for bench in per_bench:
         bars = []

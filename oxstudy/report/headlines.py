@@ -51,6 +51,10 @@ def points(value: float, per_unit: float) -> str:
     return f"{value:+.3g}"
 
 
+_TEST_NAMES = {"welch": "Welch's t-test", "student": "Student's t-test", "mannwhitney": "Mann-Whitney U",
+               "permutation": "permutation test"}
+
+
 def comparison_headlines(analysis: dict[str, Any]) -> list[str]:
     """One sentence per model x benchmark family against the baseline."""
     conventions = analysis.get("conventions") or {}
@@ -68,6 +72,9 @@ def comparison_headlines(analysis: dict[str, Any]) -> list[str]:
         base = baseline or family[0].get("b")
         m = family[0].get("family_size") if is_number(family[0].get("family_size")) else len(family)
         phrase = _correction_phrase(correction, alpha, int(m))
+        test = next((r.get("flag_set_by") for r in family if r.get("flag_set_by")), None)
+        if test:
+            phrase = f"({_TEST_NAMES.get(str(test), str(test))} over seeds) {phrase}"
         better = [r for r in family if r.get("significant") and is_number(r.get("diff")) and float(r["diff"]) > 0]
         worse = [r for r in family if r.get("significant") and is_number(r.get("diff")) and float(r["diff"]) < 0]
         several = sum(1 for g in groups if g[:2] == (model, benchmark)) > 1
