@@ -191,3 +191,16 @@ def test_stats_claims_and_loaders_never_import_torch():
             "print(heavy); sys.exit(1 if heavy else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_names_that_look_like_markup_print_as_themselves(tmp_path):
+    """Algorithm / benchmark names come from user files; rich must not parse them as markup."""
+    runs = pd.read_csv(DATA / "analysis_runs.csv")
+    names = {name: f"[/{name}]" for name in runs["algorithm"].unique()}
+    runs["algorithm"] = runs["algorithm"].map(names)
+    table = tmp_path / "runs.csv"
+    runs.to_csv(table, index=False)
+    proc = oxstudy("analyze", str(table), "--resamples", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
+    assert all(name in proc.stdout for name in names.values())

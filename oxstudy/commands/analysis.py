@@ -9,7 +9,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Table as RichTable
+from rich.text import Text
+
+
+class Table(RichTable):
+    """A rich table whose string cells are plain text: algorithm, model and benchmark names come
+    from user files, and a name such as ``[/x]`` must print as itself, not as (broken) markup."""
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        super().add_row(*[Text(c) if isinstance(c, str) else c for c in cells], **kwargs)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -165,7 +175,7 @@ def print_analysis(result: dict) -> None:
     """Readable tables of an ``oxstudy.analysis/1`` result."""
     conv = result["conventions"]
     ppu = conv["points_per_unit"]
-    console.print(f"[bold]{result['input']['kind']} input[/]: {result['input']['source']} "
+    console.print(f"[bold]{result['input']['kind']} input[/]: {escape(str(result['input']['source']))} "
                   f"({result['input']['rows']} rows); family {conv['family']}"
                   f"{' vs ' + conv['baseline'] if conv['baseline'] else ''}, {conv['correction']} correction, "
                   f"alpha {conv['alpha']}, {conv['test']} test")
@@ -260,13 +270,13 @@ def print_analysis(result: dict) -> None:
         console.print(table)
     pooled = [r for r in lev.get("compression", []) if r["model"] is None]
     for r in pooled:
-        console.print(f"compression {r['in_domain']} vs {r['other']}: {_fmt(r['spread_in_domain_points'], 3)} / "
+        console.print(f"compression {escape(str(r['in_domain']))} vs {escape(str(r['other']))}: {_fmt(r['spread_in_domain_points'], 3)} / "
                       f"{_fmt(r['spread_other_points'], 3)} pts = {_fmt(r['ratio'], 3)}x "
                       f"[{_fmt(r['ci_low'], 3)}, {_fmt(r['ci_high'], 3)}]")
     if ppu != 1:
         console.print("[dim]values in [0, 1] are proportions: 1 point = 0.01[/]")
     for w in result.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {w}")
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}")
 
 
 def verify_command(
@@ -306,12 +316,12 @@ def verify_command(
     else:
         colours = {"SUPPORTED": "green", "REFUTED": "red", "INCONCLUSIVE": "yellow"}
         if report.get("description"):
-            console.print(f"[bold]{report['description']}[/]")
-        table = Table(title=f"Claims: {claims}")
+            console.print(f"[bold]{escape(str(report['description']))}[/]")
+        table = Table(title=f"Claims: {escape(str(claims))}")
         for col in ("claim", "kind", "verdict", "evidence"):
             table.add_column(col)
         for r in report["claims"]:
-            table.add_row(r["id"], r["kind"], f"[{colours[r['verdict']]}]{r['verdict']}[/]", r["message"])
+            table.add_row(r["id"], r["kind"], Text(r["verdict"], style=colours[r["verdict"]]), r["message"])
         console.print(table)
         s = report["summary"]
         console.print(f"{s['SUPPORTED']} supported, {s['REFUTED']} refuted, {s['INCONCLUSIVE']} inconclusive")
