@@ -1,14 +1,26 @@
 """Bundled synthetic tasks: seeded generators, the shared answer verifier, disjoint
 splits, JSONL export and lm-eval task YAMLs.
 
-``oxs_arith`` is the training domain (GSM8K-style, ``#### N`` answers); ``oxs_sequence``
-is an out-of-domain generative family; ``oxs_compare`` is an out-of-domain multiple-choice
-family scored by log-likelihood.
+``oxs_arith`` is the training domain (GSM8K-style, ``#### N`` answers); ``oxs_math`` a
+second, harder math dataset in the MATH style with a numeric-answer subset
+(``oxs_math_numeric``); ``oxs_sequence`` an out-of-domain generative family;
+``oxs_compare`` an out-of-domain multiple-choice family scored by log-likelihood;
+``oxs_facts`` knowledge stated only in the zoo's pretraining corpus, asked MMLU-style.
+Every item carries its difficulty ``level`` and the generator's ``difficulty`` parameters.
 """
 
 from __future__ import annotations
 
-from oxstudy.tasks.generators import Difficulty, generate, seeded_rng
+from oxstudy.tasks.generators import (
+    COMPARE_LEVELS,
+    FACT_ATTRIBUTES,
+    MATH_KINDS,
+    SEQUENCE_LEVELS,
+    Difficulty,
+    fact_entities,
+    generate,
+    seeded_rng,
+)
 from oxstudy.tasks.suite import (
     ARITH_LEVELS,
     TASKS,
@@ -16,6 +28,7 @@ from oxstudy.tasks.suite import (
     bundled_tasks,
     cache_root,
     content_hash,
+    doc_level,
     export_tasks,
     materialize_tasks,
     read_jsonl,
@@ -27,6 +40,12 @@ from oxstudy.tasks.verifier import extract_answer, is_correct, normalize_number
 
 __all__ = [
     "ARITH_LEVELS",
+    "COMPARE_LEVELS",
+    "FACT_ATTRIBUTES",
+    "MATH_KINDS",
+    "SEQUENCE_LEVELS",
+    "doc_level",
+    "fact_entities",
     "TASKS",
     "Difficulty",
     "TaskDef",

@@ -19,27 +19,48 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from oxstudy.tasks.generators import Difficulty, arith_problem, compare_problem, seeded_rng, sequence_problem
+from oxstudy.tasks.generators import (
+    COMPARE_LEVELS,
+    FACT_ATTRIBUTES,
+    FACT_REPEATS,
+    MATH_KINDS,
+    SEQUENCE_LEVELS,
+    Difficulty,
+    arith_problem,
+    compare_problem,
+    fact_entities,
+    fact_level,
+    fact_question,
+    fact_statement,
+    math_problem,
+    seeded_rng,
+    sequence_problem,
+)
 
 #: Bump when generated content changes on purpose (it is also hashed from the sources).
-SUITE_VERSION = 1
+SUITE_VERSION = 2
 SPLITS = ("train", "test", "pretrain")
 
-#: The in-domain difficulty ladder: 1-3 steps, numbers up to 10-50. Sets cycle through it,
-#: so every split holds each level in equal parts and accuracy is graded by level.
+#: The in-domain difficulty ladder (level = position + 1): operations x number size.
+#: Sets cycle through it, so every split holds each level in equal parts.
 ARITH_LEVELS: tuple[Difficulty, ...] = (
-    Difficulty(steps=1, max_number=10),
-    Difficulty(steps=1, max_number=20),
-    Difficulty(steps=2, max_number=10),
+    Difficulty(steps=1, max_number=9),
+    Difficulty(steps=1, max_number=99),
     Difficulty(steps=2, max_number=20),
-    Difficulty(steps=3, max_number=20),
+    Difficulty(steps=2, max_number=99),
     Difficulty(steps=3, max_number=50),
+    Difficulty(steps=3, max_number=99, allow_mul=True),
 )
 
 
 @dataclass(frozen=True)
 class TaskDef:
-    """One bundled task: a generator family, its lm-eval output type and split sizes."""
+    """One bundled task: a generator family, its lm-eval output type and split sizes.
+
+    ``subset`` names a boolean item field: the task is the items of ``parent`` where it
+    is true (same ids, same order), e.g. the numeric-answer subset of ``oxs_math``.
+    ``chance`` is the score of guessing (multiple choice: 1 / number of choices).
+    """
 
     name: str
     family: str
@@ -48,6 +69,15 @@ class TaskDef:
     in_domain: bool
     description: str
     sizes: dict[str, int] = field(default_factory=dict)
+    levels: int = 1
+    chance: float = 0.0
+    parent: str | None = None
+    subset: str | None = None
+
+    @property
+    def template(self) -> str:
+        """The lm-eval YAML template this task is written from."""
+        return "generative" if self.output_type == "generate_until" else "multiple_choice"
 
 
 TASKS: dict[str, TaskDef] = {
@@ -59,8 +89,31 @@ TASKS: dict[str, TaskDef] = {
             "generate_until",
             "exact_match,strict-match",
             True,
-            "GSM8K-style arithmetic word problems, 1-3 steps (the training domain)",
-            {"test": 500, "train": 4000, "pretrain": 20000},
+            "GSM8K-style word problems, 1-3 operations, numbers up to 99 (the training domain)",
+            {"test": 500, "train": 4000, "pretrain": 30000},
+            levels=len(ARITH_LEVELS),
+        ),
+        TaskDef(
+            "oxs_math",
+            "math",
+            "generate_until",
+            "exact_match,strict-match",
+            False,
+            "MATH-style: precedence, parentheses, equations, fractions, like terms (second math dataset)",
+            {"test": 300, "train": 1200, "pretrain": 4800},
+            levels=max(k["level"] for k in MATH_KINDS.values()),
+        ),
+        TaskDef(
+            "oxs_math_numeric",
+            "math",
+            "generate_until",
+            "exact_match,strict-match",
+            False,
+            "the numeric-answer subset of oxs_math (same items; checkable by the number verifier)",
+            {"test": 200, "train": 800},
+            levels=max(k["level"] for k in MATH_KINDS.values()),
+            parent="oxs_math",
+            subset="numeric",
         ),
         TaskDef(
             "oxs_sequence",
@@ -69,7 +122,8 @@ TASKS: dict[str, TaskDef] = {
             "exact_match,strict-match",
             False,
             "next term of an arithmetic progression (out of domain, generative)",
-            {"test": 300, "train": 500, "pretrain": 1500},
+            {"test": 300, "train": 600, "pretrain": 2400},
+            levels=len(SEQUENCE_LEVELS),
         ),
         TaskDef(
             "oxs_compare",
@@ -79,6 +133,19 @@ TASKS: dict[str, TaskDef] = {
             False,
             "largest/smallest of four numbers (out of domain, multiple choice by log-likelihood)",
             {"test": 300, "train": 1000, "pretrain": 4000},
+            levels=len(COMPARE_LEVELS),
+            chance=0.25,
+        ),
+        TaskDef(
+            "oxs_facts",
+            "facts",
+            "multiple_choice",
+            "acc,none",
+            False,
+            "knowledge: attributes of invented creatures stated only in pretraining (MMLU-style, 4 choices)",
+            {"test": 243, "train": 243, "pretrain": 810},
+            levels=len(FACT_REPEATS),
+            chance=0.25,
         ),
     )
 }
@@ -96,11 +163,17 @@ def content_hash(example: dict[str, Any]) -> str:
 
 
 def _draw(task: TaskDef, rng: random.Random, index: int) -> dict[str, Any]:
-    if task.family == "arith":  # the level follows the accepted count: exact equal parts
-        return arith_problem(rng, ARITH_LEVELS[index % len(ARITH_LEVELS)])
+    # The level follows the accepted count, so every split holds the levels in equal parts.
+    if task.family == "arith":
+        return arith_problem(
+            rng, ARITH_LEVELS[index % len(ARITH_LEVELS)], level=index % len(ARITH_LEVELS) + 1
+        )
+    if task.family == "math":
+        kinds = list(MATH_KINDS)
+        return math_problem(rng, kinds[index % len(kinds)])
     if task.family == "sequence":
-        return sequence_problem(rng)
-    return compare_problem(rng)
+        return sequence_problem(rng, index % len(SEQUENCE_LEVELS) + 1)
+    return compare_problem(rng, index % len(COMPARE_LEVELS) + 1)
 
 
 def _unique(task: TaskDef, split: str, n: int, exclude: set[str]) -> list[dict[str, Any]]:
@@ -117,10 +190,48 @@ def _unique(task: TaskDef, split: str, n: int, exclude: set[str]) -> list[dict[s
         if key in seen:
             continue
         seen.add(key)
-        out.append(
-            {"id": f"{task.name}-{split}-{len(out)}", "task": task.name, **example, "content_hash": key}
-        )
+        out.append(_stamp(task.name, split, len(out), example, key))
     return out
+
+
+def _stamp(task: str, split: str, index: int, example: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"id": f"{task}-{split}-{index}", "task": task, **example, "content_hash": key}
+
+
+def _facts(task: TaskDef, split: str, n: int) -> list[dict[str, Any]]:
+    """Knowledge items. ``test``: one MMLU-style question per (creature, attribute), in a
+    fixed order. ``train``: the facts stated in the corpus wording (a few-shot pool that
+    gives nothing away the pretraining corpus did not). ``pretrain``: every fact stated
+    ``FACT_REPEATS[level - 1]`` times, cycling wordings, shuffled; a larger ``n`` repeats it."""
+    entities = fact_entities()
+    rng = seeded_rng("oxstudy-task", task.name, split, SUITE_VERSION)
+    if split == "test":
+        items = [
+            fact_question(rng, entity, attribute, fact_level(i))
+            for attribute in FACT_ATTRIBUTES
+            for i, entity in enumerate(entities)
+        ]
+        return [_stamp(task.name, split, i, e, content_hash(e)) for i, e in enumerate(items[:n])]
+    if split == "train":
+        items = [fact_statement(rng, e, a) for a in FACT_ATTRIBUTES for e in entities]
+        return [_stamp(task.name, split, i, e, content_hash(e)) for i, e in enumerate(items[:n])]
+    statements = [
+        fact_statement(rng, entity, attribute)
+        for i, entity in enumerate(entities)
+        for attribute in FACT_ATTRIBUTES
+        for _ in range(FACT_REPEATS[fact_level(i) - 1])
+    ]
+    rng.shuffle(statements)
+    return [
+        _stamp(
+            task.name,
+            split,
+            i,
+            statements[i % len(statements)],
+            content_hash(statements[i % len(statements)]),
+        )
+        for i in range(n)
+    ]
 
 
 _CACHE: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -128,7 +239,8 @@ _CACHE: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
 
 def task_split(name: str, split: str = "test", n: int | None = None) -> list[dict[str, Any]]:
     """The examples of one split of a bundled task (canonical columns ``prompt``,
-    ``solution``, ``answer``; multiple choice adds ``choices`` and ``label``).
+    ``solution``, ``answer``, ``level``, ``difficulty``; multiple choice adds ``choices``
+    and ``label``).
 
     ``n`` defaults to the task's configured size; the first ``n`` of a larger request are
     the same examples, so a limit is a prefix. ``train``/``pretrain`` never share a
@@ -141,12 +253,32 @@ def task_split(name: str, split: str = "test", n: int | None = None) -> list[dic
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
     task = TASKS[name]
+    if task.parent is not None:
+        if split not in task.sizes:
+            raise ValueError(f"{name}: no {split!r} split (it is a subset of {task.parent}'s test and train)")
+        subset = [e for e in task_split(task.parent, split) if e[task.subset]]
+        return subset[: task.sizes[split] if n is None else n]
     size = task.sizes[split] if n is None else n
     key = (name, split, size)
     if key not in _CACHE:
-        exclude = set() if split == "test" else {e["content_hash"] for e in task_split(name, "test")}
-        _CACHE[key] = _unique(task, split, size, exclude)
+        if task.family == "facts":
+            _CACHE[key] = _facts(task, split, size)
+        else:
+            exclude = set() if split == "test" else {e["content_hash"] for e in task_split(name, "test")}
+            _CACHE[key] = _unique(task, split, size, exclude)
     return [dict(e) for e in _CACHE[key]]
+
+
+def doc_level(doc: dict[str, Any]) -> int | None:
+    """An item's difficulty level from its lm-eval document: an int ``level`` (bundled
+    tasks), or a ``"Level N"`` string (the MATH dataset); None when it has none."""
+    value = doc.get("level")
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    digits = "".join(ch for ch in str(value) if ch.isdigit())
+    return int(digits) if digits else None
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
@@ -174,7 +306,14 @@ def cache_root() -> Path:
 
 
 def _template(name: str) -> str:
-    return resources.files("oxstudy.tasks").joinpath("templates", f"{name}.yaml").read_text(encoding="utf-8")
+    """The task's lm-eval YAML: its output type's template with the task name filled in."""
+    task = TASKS[name]
+    text = (
+        resources.files("oxstudy.tasks")
+        .joinpath("templates", f"{task.template}.yaml")
+        .read_text(encoding="utf-8")
+    )
+    return text.replace("@TASK@", name)
 
 
 def suite_fingerprint() -> str:
@@ -185,6 +324,7 @@ def suite_fingerprint() -> str:
         h.update(pkg.joinpath(source).read_bytes())
     for name in TASKS:
         h.update(_template(name).encode())
+        h.update(repr(TASKS[name]).encode())
     return h.hexdigest()[:16]
 
 

@@ -64,9 +64,31 @@ def extract_answer(text: str | None, strict: bool = False) -> str | None:
     return None if last is None else _canonical(last)
 
 
+#: A final answer that is a short expression (``3/4``, ``-12x``): the same pattern the
+#: bundled lm-eval tasks' strict-match filter reads.
+_EXPRESSION = re.compile(r"####\s*(?P<expr>-?[0-9.,/]+x?)")
+_PLAIN_NUMBER = re.compile(r"-?\$?\s?[0-9][0-9,]*(\.[0-9]+)?")
+
+
+def _expression(text: str) -> str | None:
+    match = _EXPRESSION.search(text.translate(_MINUS_SIGNS))
+    return None if match is None else match.group("expr").rstrip(".,").replace(",", "")
+
+
 def is_correct(completion: str | None, answer: str | int | float, strict: bool = False) -> bool:
     """True when the completion's final answer equals ``answer`` (a number, or a text such
-    as a reference solution ending ``#### N``)."""
+    as a reference solution ending ``#### N``).
+
+    Numbers compare as decimals. A reference whose final answer is an expression rather
+    than a number (``#### 3/4``, ``#### 6x``: oxs_math's non-numeric items) must be
+    matched exactly after ``#### `` (MATH's convention: ``6/8`` is not the simplified
+    ``3/4``)."""
+    reference_text = str(answer).translate(_MINUS_SIGNS)
+    if "####" in reference_text:
+        reference_text = reference_text.split("####", 1)[1]
+    reference_text = reference_text.strip().rstrip(".")
+    if reference_text and not _PLAIN_NUMBER.fullmatch(reference_text):
+        return completion is not None and _expression(completion) == reference_text.replace(",", "")
     predicted = extract_answer(completion, strict=strict)
     if predicted is None:
         return False
