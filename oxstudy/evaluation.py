@@ -8,7 +8,11 @@ requested few-shot count that lm-eval did not apply is an error, not a silent de
 The result has exactly the store record's shape::
 
     {"metrics": {BENCH_ID: {"task", "metric", "value", "stderr", "n", "num_fewshot", ...}},
-     "items":   {BENCH_ID: {"doc_id": [...], "doc_hash": [...], "prompt_hash": [...], "score": [...]}}}
+     "items":   {BENCH_ID: {"doc_id": [...], "doc_hash": [...], "prompt_hash": [...], "score": [...],
+                            "level": [...], "difficulty": [...]}}}
+
+``level`` and ``difficulty`` are present when the task's documents carry them (every
+bundled task does), so accuracy can be broken down by difficulty level.
 
 Models are evaluated in memory when one is given (e.g. right after training); a path is
 loaded once, and a LoRA adapter directory is loaded onto its base model and merged.
@@ -342,4 +346,12 @@ def _collect(request: BenchmarkRequest, resolved: _ResolvedTask, results: dict[s
         "prompt_hash": [str(s.get("prompt_hash")) for s in samples],
         "score": item_scores,
     }
+    from oxstudy.tasks import doc_level
+
+    docs = [s.get("doc") or {} for s in samples]
+    if any("level" in d for d in docs):  # bundled tasks; MATH-style datasets ("Level 3") too
+        item_record["level"] = [doc_level(d) for d in docs]
+    if any("difficulty" in d for d in docs):
+        item_record["difficulty"] = [json.loads(json.dumps(d.get("difficulty"), default=str)) for d in docs]
     return record, item_record
+

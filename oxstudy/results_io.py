@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from oxstudy.errors import InputError
+from oxstudy.tasks import doc_level
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".pq")
 LONG_REQUIRED = ("model", "algorithm", "seed", "benchmark", "value")
@@ -312,7 +313,7 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
             records = list(jsonl_rows(samples))  # parsed once, then read for each metric
             for name in metrics:
                 metric_name, _, filt = name.partition(",")
-                doc_ids, hashes, scores = [], [], []
+                doc_ids, hashes, scores, levels = [], [], [], []
                 for lineno, rec in records:
                     if filt and rec.get("filter", filt) != filt:
                         continue
@@ -324,10 +325,11 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
                     doc_ids.append(rec.get("doc_id"))
                     hashes.append(rec.get("doc_hash"))
                     scores.append(float(score))
+                    levels.append(doc_level(rec.get("doc") or {}))
                 if scores:
                     item_frames.append(pd.DataFrame({"model": model, "algorithm": algorithm, "seed": seed,
                                                      "benchmark": task, "metric": name, "doc_id": doc_ids,
-                                                     "doc_hash": hashes, "score": scores}))
+                                                     "doc_hash": hashes, "score": scores, "level": levels}))
             break  # newest samples file per task is enough (sorted: first match)
     if not rows:
         raise InputError(f"{directory}: no numeric metric{f' {metric!r}' if metric else ''} in the results files")

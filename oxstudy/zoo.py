@@ -13,6 +13,7 @@ with a chat template, eos and pad tokens.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -20,16 +21,19 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from oxstudy.errors import ResourceError
 from oxstudy.tasks import cache_root, suite_fingerprint, task_split
 
-ZOO_VERSION = 1
+ZOO_VERSION = 2
 META_FILE = "oxstudy_zoo.json"
+#: Environment override of every zoo model's pretraining seed (a new seed is a new model,
+#: under a new cache entry); unset, users get each config's own ``seed``.
+SEED_ENV = "OXSTUDY_ZOO_SEED"
 
 #: Chat format shared by the zoo models, the bundled tasks and the trainers. The
 #: ``{% generation %}`` markers let TRL compute assistant-only losses.
@@ -44,12 +48,27 @@ CHAT_TEMPLATE = (
 SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
+def _default_corpus() -> dict[str, int]:
+    # How many pretrain-split examples of each task the corpus holds (the facts split is
+    # cycled: 2430 lines = every fact stated 3 x FACT_REPEATS[level - 1] times). Arithmetic
+    # dominates: it is the skill the ladder is graded on.
+    return {
+        "oxs_arith": 12000,
+        "oxs_math": 2400,
+        "oxs_sequence": 1200,
+        "oxs_compare": 1200,
+        "oxs_facts": 2430,
+    }
+
+
 @dataclass(frozen=True)
 class ZooConfig:
     """Architecture and pretraining recipe of one zoo model (its hash names the cache entry).
 
     ``corpus`` maps bundled task names to how many ``pretrain``-split examples the corpus
     takes from each (the pretrain split never shares a prompt with the test split).
+    Training samples batches uniformly from the corpus; the learning rate warms up for
+    ``warmup_steps`` and decays along a cosine to ``min_lr_ratio`` of its peak.
     """
 
     name: str
@@ -61,12 +80,13 @@ class ZooConfig:
     batch_size: int = 32
     learning_rate: float = 3e-3
     warmup_steps: int = 30
+    min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
-    corpus: dict[str, int] = field(
-        default_factory=lambda: {"oxs_arith": 20000, "oxs_sequence": 1500, "oxs_compare": 4000}
-    )
-    vocab_size: int = 512
-    max_positions: int = 256
+    corpus: dict[str, int] = field(default_factory=_default_corpus)
+    #: Byte-level BPE with digits always split: a small vocabulary keeps the embedding
+    #: tiny and merges only frequent words, so sequences stay short (~45 tokens).
+    vocab_size: int = 128
+    max_positions: int = 192
     seed: int = 0
 
     def config_hash(self) -> str:
@@ -78,19 +98,63 @@ class ZooConfig:
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-#: The ladder. Sizes and steps were chosen for the CPU budget (the whole ladder in under
-#: 10 minutes on 2 cores, models built in parallel, one thread each; the smallest in under
-#: a minute) with base accuracy on oxs_arith rising with size (see benchmarks/bench_zoo.py).
-ZOO: dict[str, ZooConfig] = {
+#: The ladder. Sizes and steps were chosen for the CPU budget (the whole ladder in about
+#: 4 minutes on 2 cores, models built in parallel, one thread each; the smallest in under
+#: 40 s) with base accuracy on oxs_arith rising with size by a margin that holds for every
+#: pretraining seed (see benchmarks/bench_zoo.py --seeds 3 and RECORDED below).
+_LADDER: dict[str, ZooConfig] = {
     c.name: c
     for c in (
-        ZooConfig("tiny", hidden_size=64, intermediate_size=192, num_layers=4, num_heads=4, steps=300),
-        ZooConfig("small", hidden_size=128, intermediate_size=384, num_layers=6, num_heads=4, steps=600),
-        # 3.0M params x 600 steps at lr 2e-3 ended below "small" (18.8% vs 21.8%): the
-        # largest model also gets the most steps (compute grows with size, as in scaling).
-        ZooConfig("medium", hidden_size=160, intermediate_size=480, num_layers=6, num_heads=5, steps=850),
+        ZooConfig(
+            "tiny",
+            hidden_size=48,
+            intermediate_size=144,
+            num_layers=2,
+            num_heads=4,
+            steps=250,
+            warmup_steps=25,
+        ),
+        ZooConfig("small", hidden_size=96, intermediate_size=288, num_layers=3, num_heads=4, steps=400),
+        ZooConfig(
+            "medium",
+            hidden_size=144,
+            intermediate_size=432,
+            num_layers=4,
+            num_heads=4,
+            steps=550,
+            learning_rate=2e-3,
+        ),
     )
 }
+
+
+def zoo_seed() -> int | None:
+    """The pretraining-seed override from ``$OXSTUDY_ZOO_SEED`` (None when unset)."""
+    value = os.environ.get(SEED_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ResourceError(f"{SEED_ENV}={value!r}: not an integer pretraining seed") from None
+
+
+class _Ladder(dict):
+    """``ZOO[name]``: the ladder's config, with the ``$OXSTUDY_ZOO_SEED`` override applied."""
+
+    def __getitem__(self, name: str) -> ZooConfig:
+        config = super().__getitem__(name)
+        seed = zoo_seed()
+        return config if seed is None else replace(config, seed=seed)
+
+    def values(self):  # type: ignore[override]
+        return [self[name] for name in self]
+
+    def items(self):  # type: ignore[override]
+        return [(name, self[name]) for name in self]
+
+
+ZOO: dict[str, ZooConfig] = _Ladder(_LADDER)
 
 
 def zoo_names() -> list[str]:
@@ -175,6 +239,35 @@ def train_tokenizer(pairs: Iterable[tuple[str, str]], vocab_size: int):
     return wrapped
 
 
+def chat_text(user: str, assistant: str) -> str:
+    """One exchange rendered exactly as ``CHAT_TEMPLATE`` renders it (a plain format
+    string: rendering the Jinja template 40,000 times took longer than training tiny)."""
+    return f"<|user|>{user}<|end|><|assistant|>{assistant}<|end|>"
+
+
+def machine_description() -> dict[str, Any]:
+    """The machine a build ran on (float kernels differ between CPUs: results are
+    bit-identical per machine only)."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
 def count_parameters(model) -> int:
     """Distinct parameters (tied embeddings counted once)."""
     seen: set[int] = set()
@@ -206,12 +299,7 @@ def _train(config: ZooConfig, tokenizer, pairs, on_step: Callable[[int, int, flo
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(model_config)
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": u}, {"role": "assistant", "content": a}], tokenize=False
-        )
-        for u, a in pairs
-    ]
+    texts = [chat_text(u, a) for u, a in pairs]
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     assistant_id = tokenizer.convert_tokens_to_ids("<|assistant|>")
     answer_starts = torch.tensor([seq.index(assistant_id) for seq in encoded])
@@ -224,7 +312,7 @@ def _train(config: ZooConfig, tokenizer, pairs, on_step: Callable[[int, int, flo
         if step < config.warmup_steps:
             return (step + 1) / config.warmup_steps
         progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+        return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     pad = tokenizer.pad_token_id
@@ -254,6 +342,42 @@ def _train(config: ZooConfig, tokenizer, pairs, on_step: Callable[[int, int, flo
     return model, losses
 
 
+@contextlib.contextmanager
+def quiet_third_party(log_path: str | Path) -> Iterator[Path]:
+    """Send third-party chatter to ``log_path`` for the duration: Python-level stderr
+    (tqdm bars such as datasets' "Generating train split", ``warnings``), and lm-eval's
+    logger (its "pretrained model kwarg is not of type str" warning). oxstudy's own
+    progress is unaffected when its console holds the real stderr (see commands/world.py)."""
+    import logging
+    import sys
+
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    real_stderr = sys.stderr
+    lm_eval_logger = logging.getLogger("lm_eval")
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log:
+        swapped = []
+        for handler in lm_eval_logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (real_stderr, sys.__stderr__):
+                swapped.append((handler, handler.setStream(log)))
+        sys.stderr = log
+        try:
+            yield log_path
+        finally:
+            sys.stderr = real_stderr
+            for handler, stream in swapped:
+                handler.setStream(stream)
+            # lm-eval adds its stream handler on first use: one added inside points at the log
+            for handler in lm_eval_logger.handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is log:
+                    handler.setStream(real_stderr)
+
+
+def build_log(name: str) -> Path:
+    """Where a build's third-party output goes (lm-eval and datasets warnings, bars)."""
+    return cache_root() / "zoo" / "logs" / f"{model_dir(name).name}.log"
+
+
 def build(
     name: str,
     force: bool = False,
@@ -279,7 +403,8 @@ def build(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _build(name, config, target, pairs, tokenizer, threads, started, evaluate, on_step)
+        with quiet_third_party(build_log(name)):
+            return _build(name, config, target, pairs, tokenizer, threads, started, evaluate, on_step)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -308,27 +433,11 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
         "base_accuracy": None,
         # The bundled tasks' content hash: a base accuracy is only comparable on the same test set.
         "suite_fingerprint": suite_fingerprint(),
+        "machine": machine_description(),
     }
     if evaluate:
-        from oxstudy.evaluation import BenchmarkRequest, evaluate_model
-
         eval_started = time.perf_counter()
-        result = evaluate_model(
-            model,
-            [
-                BenchmarkRequest(
-                    id="oxs_arith", task="oxs_arith", metric="exact_match,strict-match", batch_size=64
-                )
-            ],
-            tokenizer=tokenizer,
-        )["metrics"]["oxs_arith"]
-        meta["base_accuracy"] = {
-            "task": "oxs_arith",
-            "metric": result["metric"],
-            "value": result["value"],
-            "stderr": result["stderr"],
-            "n": result["n"],
-        }
+        meta["base_accuracy"] = measure_base_accuracy(model, tokenizer, [IN_DOMAIN_TASK])[IN_DOMAIN_TASK]
         meta["eval_s"] = round(time.perf_counter() - eval_started, 2)
     meta["build_s"] = round(time.perf_counter() - started, 2)
     (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -339,6 +448,50 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
     except OSError:  # a concurrent build finished first; its result is equivalent
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+#: The task a zoo build measures (the ladder is graded on it).
+IN_DOMAIN_TASK = "oxs_arith"
+
+
+def measure_base_accuracy(model: Any, tokenizer: Any, tasks: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Base accuracy of a model on bundled tasks through lm-eval (0-shot, chat template,
+    the tasks' default metric), with the accuracy per difficulty level.
+
+    ``model`` is a loaded model (with its ``tokenizer``) or a model directory."""
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
+
+    requests = [BenchmarkRequest(id=t, task=t, metric=default_metric(t), batch_size=64) for t in tasks]
+    result = evaluate_model(model, requests, tokenizer=tokenizer)
+    out: dict[str, dict[str, Any]] = {}
+    for request in requests:
+        metric = result["metrics"][request.id]
+        items = result["items"][request.id]
+        by_level: dict[int, list[float]] = {}
+        for level, score in zip(items.get("level") or [], items["score"], strict=False):
+            if level is not None and score is not None:
+                by_level.setdefault(int(level), []).append(score)
+        out[request.id] = {
+            "task": request.task,
+            "metric": metric["metric"],
+            "value": metric["value"],
+            "stderr": metric["stderr"],
+            "n": metric["n"],
+            "by_level": {str(k): round(sum(v) / len(v), 4) for k, v in sorted(by_level.items())},
+        }
+    return out
+
+
+def recorded_accuracy(name: str, task: str = IN_DOMAIN_TASK) -> float | None:
+    """The base accuracy recorded for zoo model ``name`` on ``task`` where the ladder was
+    tuned (``RECORDED``), or None when the recorded config hash is not this config's (a
+    changed recipe or seed override: nothing to compare against)."""
+    from oxstudy.zoo_recorded import RECORDED
+
+    entry = RECORDED["models"].get(name)
+    if not entry or entry.get("config_hash") != _config(name).config_hash():
+        return None
+    return entry.get("accuracy", {}).get(task)
 
 
 def resolve_model_source(source: str, spec_dir: str | Path | None = None) -> str:
@@ -422,7 +575,9 @@ def build_many(
             build(
                 name,
                 force=force,
-                on_step=None if on_step is None else (lambda step, total, loss, n=name: on_step(n, step, total, loss)),
+                on_step=None
+                if on_step is None
+                else (lambda step, total, loss, n=name: on_step(n, step, total, loss)),
             )
         return {n: model_dir(n) for n in names}
     import multiprocessing as mp

@@ -16,17 +16,92 @@ from oxstudy.errors import ResourceError
 def test_tiny_builds_with_metadata_and_base_accuracy(zoo_tiny):
     path = Path(zoo_tiny)
     assert path == zoo.model_dir("tiny") and zoo.is_built("tiny")
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", zoo.META_FILE):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        zoo.META_FILE,
+    ):
         assert (path / name).exists(), name
     meta = json.loads((path / zoo.META_FILE).read_text())
     assert meta["name"] == "tiny" and meta["config_hash"] == zoo.ZOO["tiny"].config_hash()
     assert meta["params"] == zoo.model_param_count(path)
-    assert 100_000 < meta["params"] < 1_000_000
+    assert 20_000 < meta["params"] < 1_000_000
     base = meta["base_accuracy"]
     assert base["task"] == "oxs_arith" and base["n"] == 500
     # A meaningful base for post-training: above zero, far from saturated.
-    assert 0.02 <= base["value"] <= 0.35, base
+    assert 0.05 <= base["value"] <= 0.20, base
     assert base["stderr"] is not None and base["stderr"] > 0
+    # accuracy per difficulty level: a competence gradient, easiest level best
+    levels = base["by_level"]
+    assert sorted(levels) == [str(i) for i in range(1, 7)]
+    assert levels["1"] == max(levels.values()) and levels["1"] > levels["6"]
+    assert meta["machine"]["cpu_count"] and meta["machine"]["torch"]
+
+
+def test_fresh_tiny_matches_its_recorded_accuracy(zoo_tiny):
+    """A build of zoo:tiny on this machine (the shared cache entry when its config hash
+    matches, otherwise built fresh by the fixture) lands within TOLERANCE of the accuracy
+    recorded where the ladder was tuned."""
+    from oxstudy.zoo_recorded import RECORDED, TOLERANCE
+
+    recorded = zoo.recorded_accuracy("tiny")
+    assert recorded is not None, "RECORDED is stale: its tiny config hash is not the current one"
+    assert RECORDED["models"]["tiny"]["config_hash"] == zoo.ZOO["tiny"].config_hash()
+    measured = zoo.zoo_metadata("tiny")["base_accuracy"]["value"]
+    assert abs(measured - recorded) <= TOLERANCE, (measured, recorded)
+
+
+def test_seed_override_is_another_model(monkeypatch):
+    default = zoo.ZOO["tiny"]
+    monkeypatch.setenv(zoo.SEED_ENV, "7")
+    other = zoo.ZOO["tiny"]
+    assert other.seed == 7 and other.config_hash() != default.config_hash()
+    assert zoo.model_dir("tiny").name == f"tiny-{other.config_hash()}"
+    assert zoo.recorded_accuracy("tiny") is None, "nothing recorded for another seed"
+    monkeypatch.setenv(zoo.SEED_ENV, str(default.seed))
+    assert zoo.ZOO["tiny"].config_hash() == default.config_hash(), "the default seed is the users' model"
+    monkeypatch.setenv(zoo.SEED_ENV, "seven")
+    with pytest.raises(ResourceError, match="OXSTUDY_ZOO_SEED='seven'"):
+        zoo.model_dir("tiny")
+
+
+def test_corpus_renders_like_the_chat_template(zoo_tiny):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(zoo_tiny)
+    for user, assistant in zoo.corpus_texts(zoo.ZOO["tiny"])[:50]:
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        assert zoo.chat_text(user, assistant) == tokenizer.apply_chat_template(messages, tokenize=False)
+    # the corpus mixes every bundled family it names, facts included
+    prompts = [u for u, _ in zoo.corpus_texts(zoo.ZOO["tiny"])]
+    assert (
+        sum(p.startswith(("Compute", "Solve", "Simplify")) for p in prompts)
+        == zoo.ZOO["tiny"].corpus["oxs_math"]
+    )
+
+
+def test_third_party_chatter_goes_to_the_log(tmp_path, capfd, zoo_tiny):
+    import logging
+    import warnings
+
+    from lm_eval.models.huggingface import HFLM
+
+    from oxstudy.evaluation import load_model
+
+    model, tokenizer = load_model(zoo_tiny, device="cpu")
+    log = tmp_path / "build.log"
+    with zoo.quiet_third_party(log):
+        HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4)  # lm-eval's "not of type str" warning
+        logging.getLogger("lm_eval.evaluator").warning("lm-eval says hi")
+        warnings.warn("a library warning", UserWarning, stacklevel=1)
+    logging.getLogger("lm_eval").warning("after the context")
+    out, err = capfd.readouterr()
+    text = log.read_text()
+    assert "not of type `str`" in text and "lm-eval says hi" in text and "a library warning" in text
+    assert "not of type" not in err + out and "says hi" not in err and "library warning" not in err
+    assert "after the context" not in text, "handlers are restored afterwards"
 
 
 def test_second_build_is_a_noop(zoo_tiny):
@@ -48,11 +123,11 @@ def test_reload_through_auto_classes_offline(zoo_tiny):
     assert tokenizer.eos_token == "<|end|>" and tokenizer.pad_token == "<|pad|>"
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
     chat = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Mia has 3 pens. Mia buys 4 more pens. How many pens does Mia have now?"}],
+        [{"role": "user", "content": "Mia has 3 pens, buys 4 more. How many now?"}],
         tokenize=False,
         add_generation_prompt=True,
     )
-    assert chat.startswith("<|user|>Mia has 3 pens.") and chat.endswith("<|end|><|assistant|>")
+    assert chat.startswith("<|user|>Mia has 3 pens,") and chat.endswith("<|end|><|assistant|>")
     # Digits are single tokens: the models learn digit-wise arithmetic.
     assert [t for t in tokenizer.tokenize("123") if t.strip("Ġ")] == ["1", "2", "3"]
     # The assistant turn is marked for assistant-only losses (TRL).
@@ -103,5 +178,6 @@ def test_built_ladder_accuracy_rises_with_size():
     params = [m["params"] for m in metas]
     accuracy = [m["base_accuracy"]["value"] for m in metas]
     assert params == sorted(params)
-    assert accuracy == sorted(accuracy), dict(zip(names, accuracy, strict=True))
-    assert accuracy[0] > 0 and accuracy[-1] < 0.9
+    gaps = [b - a for a, b in zip(accuracy, accuracy[1:], strict=False)]
+    assert min(gaps) >= 0.05, dict(zip(names, accuracy, strict=True))
+    assert 0.05 <= accuracy[0] <= 0.20 and 0.40 <= accuracy[-1] <= 0.70

@@ -18,14 +18,26 @@ tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", 
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    import sys
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console,
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        # bound to the real stderr now: third-party output is redirected to logs meanwhile
+        console=Console(file=sys.stderr, highlight=False),
         transient=False,
     )
 
@@ -51,12 +63,17 @@ def zoo_build(
     todo = [n for n in names if force or not zoo.is_built(n)]
     if todo:
         with _progress() as progress:
-            bars = {n: progress.add_task(f"zoo:{n}", total=zoo.ZOO[n].steps) for n in todo}
+            bars = {n: progress.add_task(f"zoo:{n} waiting", total=zoo.ZOO[n].steps) for n in todo}
 
             def on_step(name: str, step: int, total: int, loss: float) -> None:
-                progress.update(bars[name], completed=step, description=f"zoo:{name} loss {loss:.3f}")
+                stage = "evaluating" if step >= total else f"step {step}/{total} loss {loss:.3f}"
+                progress.update(bars[name], completed=step, description=f"zoo:{name} {stage}")
 
+            # Third-party chatter (lm-eval's model-kwarg warning, datasets' split bars)
+            # goes to each build's log (zoo.build_log); the bars are oxstudy's own progress.
             zoo.build_many(todo, force=force, jobs=jobs, on_step=on_step)
+            for name in todo:
+                progress.update(bars[name], description=f"zoo:{name} built")
     _print_zoo(names, as_json)
 
 
@@ -80,43 +97,65 @@ def _zoo_rows(names: list[str]) -> list[dict[str, Any]]:
     for name in names:
         meta = zoo.zoo_metadata(name) or {}
         base = meta.get("base_accuracy") or {}
+        recorded = zoo.recorded_accuracy(name)
+        measured = base.get("value")
         rows.append(
             {
                 "name": name,
                 "source": f"zoo:{name}",
+                "seed": zoo.ZOO[name].seed,
+                "config_hash": zoo.ZOO[name].config_hash(),
                 "cached": zoo.is_built(name),
                 "path": str(zoo.model_dir(name)),
                 "params": meta.get("params", zoo.estimate_params(name)),
                 "build_s": meta.get("build_s"),
-                "base_accuracy": base.get("value"),
+                "base_task": base.get("task", zoo.IN_DOMAIN_TASK),
+                "base_accuracy": measured,
                 "base_stderr": base.get("stderr"),
-                "base_task": base.get("task"),
+                "recorded_accuracy": recorded,
+                "drift": None if measured is None or recorded is None else round(measured - recorded, 4),
             }
         )
     return rows
 
 
 def _print_zoo(names: list[str], as_json: bool) -> None:
+    from oxstudy.zoo_recorded import RECORDED, TOLERANCE
+
     rows = _zoo_rows(names)
     if as_json:
-        print(json.dumps({"models": rows}, indent=2))
+        print(
+            json.dumps({"models": rows, "tolerance": TOLERANCE, "recorded_on": RECORDED["machine"]}, indent=2)
+        )
         return
-    table = Table("model", "params", "cached", "build s", "base acc (oxs_arith)", "path")
+    table = Table("model", "seed", "params", "cached", "build s", "measured (oxs_arith)", "recorded", "drift")
     for row in rows:
         acc = (
             "-"
             if row["base_accuracy"] is None
             else f"{row['base_accuracy']:.3f} ± {row['base_stderr'] or 0:.3f}"
         )
+        drift = row["drift"]
+        drift_text = "-" if drift is None else f"{drift:+.3f}" + (" [red]!" if abs(drift) > TOLERANCE else "")
         table.add_row(
             row["source"],
+            str(row["seed"]),
             f"{row['params']:,}",
             "yes" if row["cached"] else "no",
             "-" if row["build_s"] is None else f"{row['build_s']:.0f}",
             acc,
-            row["path"],
+            "-" if row["recorded_accuracy"] is None else f"{row['recorded_accuracy']:.3f}",
+            drift_text,
         )
     console.print(table)
+    machine = RECORDED.get("machine") or {}
+    console.print(
+        f"recorded on {machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores, torch "
+        f"{machine.get('torch', '?')}); drift beyond ±{TOLERANCE:.2f} is marked !. "
+        "Another CPU trains slightly different weights; the ladder's order holds by margin, "
+        "not by bit-identical numbers. Models live under "
+        f"{Path(rows[0]['path']).parent if rows else '-'}"
+    )
 
 
 @tasks_app.command("export")

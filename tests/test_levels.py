@@ -1,0 +1,68 @@
+"""Difficulty levels as data: every bundled test item's level and generator parameters
+flow from lm-eval's per-sample documents into evaluation results, the run record and the
+study's item table, so accuracy can be broken down by level."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from oxstudy.evaluation import BenchmarkRequest, evaluate_model
+from oxstudy.store import Store, load_study
+from oxstudy.tasks import doc_level, task_split
+
+
+@pytest.fixture(scope="module")
+def tiny_model(zoo_tiny):
+    from oxstudy.evaluation import load_model
+
+    return load_model(zoo_tiny, device="cpu")
+
+
+@pytest.mark.parametrize(("task", "limit"), [("oxs_arith", 12), ("oxs_facts", 20), ("oxs_math_numeric", 8)])
+def test_levels_and_difficulty_reach_the_items(tiny_model, task, limit):
+    model, tokenizer = tiny_model
+    result = evaluate_model(model, [BenchmarkRequest(id="b", task=task, limit=limit)], tokenizer=tokenizer)
+    items = result["items"]["b"]
+    truth = task_split(task, "test")[:limit]
+    # lm-eval's doc_id is the row in the test JSONL: the level must be that row's level
+    assert items["level"] == [truth[i]["level"] for i in items["doc_id"]]
+    assert items["difficulty"] == [truth[i]["difficulty"] for i in items["doc_id"]]
+    assert len(set(items["level"])) > 1, "the prefix spans several levels"
+
+
+def test_store_item_table_carries_levels(tmp_path):
+    store = Store(tmp_path / "study")
+    base = {
+        "study": "s",
+        "status": "done",
+        "attempts": 1,
+        "metrics": {"arith": {"task": "oxs_arith", "metric": "m", "value": 0.5, "n": 3, "in_domain": True}},
+        "cell": {"model": {"id": "tiny"}, "algorithm": {"id": "DPO", "method": "dpo"}, "seed": 1},
+    }
+    items = {"doc_id": [0, 1, 2], "doc_hash": ["a", "b", "c"], "score": [1.0, 0.0, 1.0], "level": [1, 2, 3]}
+    store.write_record({"run_id": "a" * 16, **base, "items": {"arith": items}})
+    # an older record without levels still loads (level is missing, not invented)
+    legacy = {k: v for k, v in items.items() if k != "level"}
+    store.write_record({"run_id": "b" * 16, **base, "items": {"arith": legacy}})
+    table = load_study(tmp_path / "study").items.sort_values(["run_id", "doc_id"])
+    assert table["level"].iloc[:3].tolist() == [1, 2, 3]
+    assert table["level"].iloc[3:].isna().all()
+    by_level = table.iloc[:3].groupby("level")["score"].mean()
+    pd.testing.assert_series_equal(
+        by_level, pd.Series([1.0, 0.0, 1.0], index=pd.Index([1, 2, 3], name="level")), check_names=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("doc", "level"),
+    [
+        ({"level": 3}, 3),
+        ({"level": "Level 5"}, 5),
+        ({"level": "Level ?"}, None),
+        ({}, None),
+        ({"level": True}, None),
+    ],
+)
+def test_doc_level_reads_bundled_and_math_style_levels(doc, level):
+    assert doc_level(doc) == level
