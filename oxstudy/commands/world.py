@@ -197,6 +197,9 @@ def tasks_list(
             "in_domain": t.in_domain,
             "test": t.sizes["test"],
             "train": t.sizes["train"],
+            "levels": t.levels,
+            "chance": t.chance,
+            "subset_of": t.parent,
             "description": t.description,
         }
         for t in TASKS.values()
@@ -204,7 +207,7 @@ def tasks_list(
     if as_json:
         print(json.dumps({"tasks": rows}, indent=2))
         return
-    table = Table("task", "type", "metric", "in domain", "test", "train", "description")
+    table = Table("task", "type", "metric", "in domain", "test", "train", "levels", "description")
     for r in rows:
         table.add_row(
             r["task"],
@@ -213,6 +216,7 @@ def tasks_list(
             str(r["in_domain"]),
             str(r["test"]),
             str(r["train"]),
+            str(r["levels"]),
             r["description"],
         )
     console.print(table)
