@@ -181,3 +181,28 @@ def test_built_ladder_accuracy_rises_with_size():
     gaps = [b - a for a, b in zip(accuracy, accuracy[1:], strict=False)]
     assert min(gaps) >= 0.05, dict(zip(names, accuracy, strict=True))
     assert 0.05 <= accuracy[0] <= 0.20 and 0.40 <= accuracy[-1] <= 0.70
+
+
+def _bench_zoo():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_zoo.py"
+    spec = importlib.util.spec_from_file_location("bench_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ladder_check_needs_every_seed_pair_ordered_by_the_margin():
+    check = _bench_zoo().ladder_check
+    good = {"tiny": {0: 0.10, 1: 0.14}, "small": {0: 0.25, 1: 0.20}, "medium": {0: 0.45, 1: 0.50}}
+    assert check(good, 0.05) == []
+    # means are ordered with a 6-point gap, but seed 1 of tiny (0.17) vs seed 1 of small (0.20) is 3 points
+    close = {"tiny": {0: 0.10, 1: 0.17}, "small": {0: 0.25, 1: 0.20}, "medium": {0: 0.45, 1: 0.50}}
+    (problem,) = check(close, 0.05)
+    assert problem.startswith("tiny -> small") and "3.0 points" in problem
+    inverted = {"tiny": {0: 0.10}, "small": {0: 0.50}, "medium": {0: 0.45}}
+    assert any(p.startswith("small -> medium") for p in check(inverted, 0.05))
+    out_of_range = {"tiny": {0: 0.02}, "small": {0: 0.30}, "medium": {0: 0.80}}
+    problems = check(out_of_range, 0.05)
+    assert any(p.startswith("tiny:") for p in problems) and any(p.startswith("medium:") for p in problems)
