@@ -66,3 +66,27 @@ def test_store_item_table_carries_levels(tmp_path):
 )
 def test_doc_level_reads_bundled_and_math_style_levels(doc, level):
     assert doc_level(doc) == level
+
+
+def test_lm_eval_output_dirs_carry_levels_from_the_sample_docs(tmp_path):
+    """lm-eval's own output (e.g. minerva_math, whose docs say "Level 3") is read the same way."""
+    import json
+
+    from oxstudy.results_io import load_lm_eval_dir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    results = {
+        "results": {"math": {"exact_match,none": 0.5, "exact_match_stderr,none": 0.1}},
+        "n-shot": {"math": 0},
+    }
+    (run / "results_2026-01-01T00-00-00.json").write_text(json.dumps(results))
+    docs = [{"problem": "p0", "level": "Level 1"}, {"problem": "p1", "level": "Level 3"}, {"problem": "p2"}]
+    lines = [
+        {"doc_id": i, "doc_hash": f"h{i}", "filter": "none", "exact_match": float(i % 2), "doc": doc}
+        for i, doc in enumerate(docs)
+    ]
+    (run / "samples_math_2026-01-01T00-00-00.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    _, frames, _ = load_lm_eval_dir(run, model="m", algorithm="a", seed=0)
+    (frame,) = frames
+    assert frame["level"].tolist()[:2] == [1, 3] and pd.isna(frame["level"].iloc[2])
