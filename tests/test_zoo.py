@@ -46,6 +46,8 @@ def test_fresh_tiny_matches_its_recorded_accuracy(zoo_tiny):
     recorded where the ladder was tuned."""
     from oxstudy.zoo_recorded import RECORDED, TOLERANCE
 
+    if not RECORDED["models"]:
+        pytest.skip("no ladder recorded yet: run benchmarks/bench_zoo.py --seeds 3 --record on an idle machine")
     recorded = zoo.recorded_accuracy("tiny")
     assert recorded is not None, "RECORDED is stale: its tiny config hash is not the current one"
     assert RECORDED["models"]["tiny"]["config_hash"] == zoo.ZOO["tiny"].config_hash()
