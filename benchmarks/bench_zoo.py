@@ -9,7 +9,9 @@ the one users get; others via ``OXSTUDY_ZOO_SEED``) and the check is:
   (default 5 points): min over seeds of the larger model minus max over seeds of the
   smaller one >= margin;
 * the smallest model's accuracy lies in [5%, 20%] and the largest's in [40%, 70%] for
-  every seed.
+  every seed;
+* every model beats always giving the test set's most common answer by the margin (a
+  model that learned only the answer format scores exactly that).
 
 The exit status is 1 when the check fails. ``--all-tasks`` also measures every bundled
 task on the default-seed models (the table in docs/world.md); ``--record`` prints the
@@ -52,14 +54,39 @@ def _measure_all(name: str) -> dict:
         return zoo.measure_base_accuracy(path, None, bundled_tasks())
 
 
-def ladder_check(accuracy: dict[str, dict[int, float]], margin: float) -> list[str]:
-    """Problems with the ladder (empty when it passes): see the module docstring."""
+def constant_answer_accuracy(task: str = "oxs_arith") -> tuple[str, float]:
+    """The best accuracy a model gets by always giving one answer (the test set's most
+    common one): a model at or below it has learned the format, not the task."""
+    from collections import Counter
+
+    from oxstudy.tasks import task_split
+
+    answers = Counter(e["answer"] for e in task_split(task, "test"))
+    answer, count = answers.most_common(1)[0]
+    return answer, count / sum(answers.values())
+
+
+def ladder_check(
+    accuracy: dict[str, dict[int, float]], margin: float, floor: tuple[str, float] | None = None
+) -> list[str]:
+    """Problems with the ladder (empty when it passes): see the module docstring. With
+    ``floor`` = (answer, accuracy) every model must beat always answering that by ``margin``."""
     problems = []
+    if floor is not None:
+        answer, floor_accuracy = floor
+        for name, by_seed in accuracy.items():
+            if min(by_seed.values()) < floor_accuracy + margin:
+                problems.append(
+                    f"{name}: {min(by_seed.values()) * 100:.1f}% is within {margin * 100:.0f} points of always "
+                    f"answering {answer} ({floor_accuracy * 100:.1f}%)"
+                )
     names = list(accuracy)
     for small, large in itertools.pairwise(names):
         gap = min(accuracy[large].values()) - max(accuracy[small].values())
         if gap < margin:
-            problems.append(f"{small} -> {large}: worst seed-pair gap {gap * 100:.1f} points < {margin * 100:.0f}")
+            problems.append(
+                f"{small} -> {large}: worst seed-pair gap {gap * 100:.1f} points < {margin * 100:.0f}"
+            )
     lo, hi = SMALLEST_RANGE
     if not all(lo <= v <= hi for v in accuracy[names[0]].values()):
         problems.append(f"{names[0]}: {sorted(accuracy[names[0]].values())} not all within [{lo}, {hi}]")
@@ -77,7 +104,9 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=0.05, help="least gap between adjacent sizes")
     parser.add_argument("--cached", action="store_true", help="use the normal cache (no rebuild if present)")
     parser.add_argument("--all-tasks", action="store_true", help="measure every bundled task (seed 0)")
-    parser.add_argument("--record", action="store_true", help="print the RECORDED table (implies --all-tasks)")
+    parser.add_argument(
+        "--record", action="store_true", help="print the RECORDED table (implies --all-tasks)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -103,7 +132,7 @@ def main() -> None:
             all_tasks = dict(zip(names, pool.map(_measure_all, names), strict=True))
 
     accuracy = {n: {s: metas[(n, s)]["base_accuracy"]["value"] for s in seeds} for n in names}
-    problems = ladder_check(accuracy, args.margin) if len(names) > 1 else []
+    problems = ladder_check(accuracy, args.margin, floor=constant_answer_accuracy()) if len(names) > 1 else []
     first = metas[(names[0], seeds[0])]
     report = {
         "benchmark": "zoo_ladder",
@@ -131,7 +160,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        header = f"{'model':<8} {'params':>9} {'steps':>5} " + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+        header = f"{'model':<8} {'params':>9} {'steps':>5} " + " ".join(
+            f"{'seed ' + str(s):>8}" for s in seeds
+        )
         print(header + f" {'build s (each seed)':>22}")
         for row in report["models"]:
             accs = " ".join(f"{row['accuracy'][s] * 100:>7.1f}%" for s in seeds)

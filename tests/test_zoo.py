@@ -47,7 +47,9 @@ def test_fresh_tiny_matches_its_recorded_accuracy(zoo_tiny):
     from oxstudy.zoo_recorded import RECORDED, TOLERANCE
 
     if not RECORDED["models"]:
-        pytest.skip("no ladder recorded yet: run benchmarks/bench_zoo.py --seeds 3 --record on an idle machine")
+        pytest.skip(
+            "no ladder recorded yet: run benchmarks/bench_zoo.py --seeds 3 --record on an idle machine"
+        )
     recorded = zoo.recorded_accuracy("tiny")
     assert recorded is not None, "RECORDED is stale: its tiny config hash is not the current one"
     assert RECORDED["models"]["tiny"]["config_hash"] == zoo.ZOO["tiny"].config_hash()
@@ -197,7 +199,7 @@ def _bench_zoo():
 
 def test_ladder_check_needs_every_seed_pair_ordered_by_the_margin():
     check = _bench_zoo().ladder_check
-    good = {"tiny": {0: 0.10, 1: 0.14}, "small": {0: 0.25, 1: 0.20}, "medium": {0: 0.45, 1: 0.50}}
+    good = {"tiny": {0: 0.12, 1: 0.14}, "small": {0: 0.25, 1: 0.20}, "medium": {0: 0.45, 1: 0.50}}
     assert check(good, 0.05) == []
     # means are ordered with a 6-point gap, but seed 1 of tiny (0.17) vs seed 1 of small (0.20) is 3 points
     close = {"tiny": {0: 0.10, 1: 0.17}, "small": {0: 0.25, 1: 0.20}, "medium": {0: 0.45, 1: 0.50}}
@@ -205,6 +207,14 @@ def test_ladder_check_needs_every_seed_pair_ordered_by_the_margin():
     assert problem.startswith("tiny -> small") and "3.0 points" in problem
     inverted = {"tiny": {0: 0.10}, "small": {0: 0.50}, "medium": {0: 0.45}}
     assert any(p.startswith("small -> medium") for p in check(inverted, 0.05))
+    # a model that always answers "1" scores the share of items whose answer is 1
+    answer, floor = _bench_zoo().constant_answer_accuracy()
+    from oxstudy.tasks import task_split
+
+    assert floor == sum(e["answer"] == answer for e in task_split("oxs_arith", "test")) / 500 > 0
+    degenerate = {"tiny": {0: floor}, "small": {0: 0.25}, "medium": {0: 0.45}}
+    assert check(degenerate, 0.05) == [] and check(good, 0.05, floor=(answer, floor)) == []
+    assert check(degenerate, 0.05, floor=(answer, floor))[0].startswith(f"tiny: {floor * 100:.1f}% is within")
     out_of_range = {"tiny": {0: 0.02}, "small": {0: 0.30}, "medium": {0: 0.80}}
     problems = check(out_of_range, 0.05)
     assert any(p.startswith("tiny:") for p in problems) and any(p.startswith("medium:") for p in problems)
