@@ -354,21 +354,34 @@ def quiet_third_party(log_path: str | Path) -> Iterator[Path]:
     progress is unaffected when its console holds the real stderr (see commands/world.py)."""
     import logging
     import sys
+    import warnings
 
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     real_stderr = sys.stderr
     lm_eval_logger = logging.getLogger("lm_eval")
-    with open(log_path, "a", encoding="utf-8", buffering=1) as log:
+    with open(log_path, "a", encoding="utf-8", buffering=1) as log, warnings.catch_warnings():
         swapped = []
         for handler in lm_eval_logger.handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream in (real_stderr, sys.__stderr__):
                 swapped.append((handler, handler.setStream(log)))
+        # records that would propagate to the root logger's handlers go to the log instead
+        file_handler = logging.StreamHandler(log)
+        file_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        lm_eval_logger.addHandler(file_handler)
+        propagate, lm_eval_logger.propagate = lm_eval_logger.propagate, False
+
+        def to_log(message, category, filename, lineno, file=None, line=None):
+            log.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+        warnings.showwarning = to_log
         sys.stderr = log
         try:
             yield log_path
         finally:
             sys.stderr = real_stderr
+            lm_eval_logger.removeHandler(file_handler)
+            lm_eval_logger.propagate = propagate
             for handler, stream in swapped:
                 handler.setStream(stream)
             # lm-eval adds its stream handler on first use: one added inside points at the log

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from oxstudy.evaluation import BenchmarkRequest, evaluate_model
+from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
 from oxstudy.store import Store, load_study
 from oxstudy.tasks import doc_level, task_split
 
@@ -19,10 +19,11 @@ def tiny_model(zoo_tiny):
     return load_model(zoo_tiny, device="cpu")
 
 
-@pytest.mark.parametrize(("task", "limit"), [("oxs_arith", 12), ("oxs_facts", 20), ("oxs_math_numeric", 8)])
+@pytest.mark.parametrize(("task", "limit"), [("oxs_arith", 12), ("oxs_facts", 40), ("oxs_math_numeric", 8)])
 def test_levels_and_difficulty_reach_the_items(tiny_model, task, limit):
     model, tokenizer = tiny_model
-    result = evaluate_model(model, [BenchmarkRequest(id="b", task=task, limit=limit)], tokenizer=tokenizer)
+    request = BenchmarkRequest(id="b", task=task, metric=default_metric(task), limit=limit)
+    result = evaluate_model(model, [request], tokenizer=tokenizer)
     items = result["items"]["b"]
     truth = task_split(task, "test")[:limit]
     # lm-eval's doc_id is the row in the test JSONL: the level must be that row's level

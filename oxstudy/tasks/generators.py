@@ -288,15 +288,13 @@ def fact_question(rng: random.Random, entity: dict[str, str], attribute: str, le
     }
 
 
-def fact_statement(rng: random.Random, entity: dict[str, str], attribute: str) -> dict[str, Any]:
-    """One corpus line stating a fact, in a wording the test never uses."""
-    return {
-        "prompt": rng.choice(FACT_STATEMENTS[attribute]).format(e=entity["name"]),
-        "solution": f"#### {entity[attribute]}",
-        "answer": entity[attribute],
-        "level": 1,
-        "difficulty": {"attribute": attribute, "entity": entity["name"]},
-    }
+def fact_statement(
+    rng: random.Random, entity: dict[str, str], attribute: str, level: int = 1
+) -> dict[str, Any]:
+    """One corpus line stating a fact, in a wording the test never uses (with choices and
+    label too, so a train split has the test split's columns, as lm-eval's loader needs)."""
+    item = fact_question(rng, entity, attribute, level)
+    return {**item, "prompt": rng.choice(FACT_STATEMENTS[attribute]).format(e=entity["name"])}
 
 
 # --------------------------------------------------------------------------- public entry

@@ -213,10 +213,12 @@ def _facts(task: TaskDef, split: str, n: int) -> list[dict[str, Any]]:
         ]
         return [_stamp(task.name, split, i, e, content_hash(e)) for i, e in enumerate(items[:n])]
     if split == "train":
-        items = [fact_statement(rng, e, a) for a in FACT_ATTRIBUTES for e in entities]
+        items = [
+            fact_statement(rng, e, a, fact_level(i)) for a in FACT_ATTRIBUTES for i, e in enumerate(entities)
+        ]
         return [_stamp(task.name, split, i, e, content_hash(e)) for i, e in enumerate(items[:n])]
     statements = [
-        fact_statement(rng, entity, attribute)
+        fact_statement(rng, entity, attribute, fact_level(i))
         for i, entity in enumerate(entities)
         for attribute in FACT_ATTRIBUTES
         for _ in range(FACT_REPEATS[fact_level(i) - 1])
