@@ -147,12 +147,17 @@ def load_records(source: str, *, config: str | None = None, split: str = "train"
     return _read_local(path, f"{where} ({path})")
 
 
-def load_examples(data: Any, *, base_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def load_examples(data: Any, *, base_dir: str | Path | None = None, prompts_per_step: int = 1,
+                  selection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Canonical training examples of a :class:`~oxstudy.spec.DataSpec` (``train_size`` applied:
-    the first N examples, so a smaller size is a prefix of a larger one)."""
+    the first N examples, so a smaller size is a prefix of a larger one; then ``select`` and
+    ``curriculum``, see :mod:`oxstudy.dataselect`, whose summary is put into ``selection``)."""
+    from oxstudy.dataselect import apply_selection
+
     records = load_records(data.source, config=data.config, split=data.split, base_dir=base_dir)
     if data.train_size is not None:
         records = records[: data.train_size]
+    records = apply_selection(records, data, prompts_per_step=prompts_per_step, summary_out=selection)
     return _canonicalise(records, dict(data.fields or {}), f"data.source ({data.source})")
 
 
@@ -298,6 +303,7 @@ def selfplay_cache_key(model_path: str | Path, data: Any, seed: int) -> str:
         "model": model_fingerprint(model_path),
         "source": data.source, "config": data.config, "split": data.split,
         "fields": dict(data.fields or {}), "train_size": data.train_size,
+        **({"selection": data.identity().get("select")} if getattr(data, "select", None) is not None else {}),
         "samples_per_prompt": preference.samples_per_prompt, "temperature": preference.temperature,
         "max_new_tokens": preference.max_new_tokens, "seed": seed,
     }
@@ -334,14 +340,18 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
     """The training data of ``cell``: canonical examples, plus self-play sets when its method
     needs them (read from the cache when another algorithm on the same base model, data
     settings and seed already sampled them)."""
+    from oxstudy.dataselect import cell_prompts_per_step
+
     data_spec = cell.data
-    examples = load_examples(data_spec, base_dir=base_dir)
+    selection: dict[str, Any] = {}
+    examples = load_examples(data_spec, base_dir=base_dir, prompts_per_step=cell_prompts_per_step(cell),
+                             selection=selection)
     if not examples:
         raise InputError(f"data.source ({data_spec.source}): no training examples")
     if not needs_self_play(cell.algorithm.method):
         return TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples],
-                            stats={"prompts": len(examples), "self_play": False})
+                            stats={"prompts": len(examples), "self_play": False, "selection": selection})
     if data_spec.preference.mode == "dataset":
         data = TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples])
@@ -377,6 +387,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
                              "correct": correct})
         cache_hit = False
     data = derive_training_data(examples, completions, correct)
+    data.stats["selection"] = selection
     data.cache_key = key
     data.stats["cache_hit"] = cache_hit
     return data
