@@ -49,8 +49,8 @@ def test_random_reward_is_bernoulli_p_reproducible_and_blind_to_correctness():
     ones = int(sum(values))
     assert stats.binomtest(ones, len(values), 0.3).pvalue > 1e-3
     correct = [c.endswith("#### 0") for c in completions]
-    rate_correct = sum(v for v, c in zip(values, correct) if c) / sum(correct)
-    rate_wrong = sum(v for v, c in zip(values, correct) if not c) / (len(values) - sum(correct))
+    rate_correct = sum(v for v, c in zip(values, correct, strict=True) if c) / sum(correct)
+    rate_wrong = sum(v for v, c in zip(values, correct, strict=True) if not c) / (len(values) - sum(correct))
     assert abs(rate_correct - rate_wrong) < 0.06
 
 
@@ -63,7 +63,7 @@ def test_noisy_reward_flips_ground_truth_with_probability_q():
         assert noisy == (truth if q == 0.0 else [1.0 - t for t in truth])
     noisy = reward_functions(RewardSpec(kind="noisy", q=0.2, seed=3))[0](prompts=prompts, completions=completions,
                                                                          answer=answers)
-    flips = sum(a != b for a, b in zip(noisy, truth))
+    flips = sum(a != b for a, b in zip(noisy, truth, strict=True))
     assert stats.binomtest(flips, len(truth), 0.2).pvalue > 1e-3
 
 
