@@ -462,7 +462,8 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
     verifier = _Verifier(loaded, results, n_resamples, rng_seed)
     out = []
     for i, claim in enumerate(loaded.claims):
-        verdict, message, numbers = getattr(verifier, claim.kind)(i, claim)
+        handler = getattr(verifier, claim.kind, None)  # data-regime kinds live in oxstudy/claims_regime.py
+        verdict, message, numbers = handler(i, claim) if handler else regime_check(verifier, i, claim)
         out.append({"id": claim.id or f"claim {i + 1}", "kind": claim.kind, "text": claim.text,
                     "verdict": verdict, "message": message, "numbers": numbers,
                     "claim": claim.model_dump(exclude_none=True)})
@@ -471,3 +472,9 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
 
     return _clean({"schema": SCHEMA, "description": loaded.header.description, "claims": out, "summary": summary,
                    "all_supported": summary[SUPPORTED] == len(out)})
+
+
+# Data-regime / alignment claim kinds (issue 13), registered here so load_claims accepts them.
+from oxstudy.claims_regime import REGIME_CLAIM_KINDS, check as regime_check  # noqa: E402, I001
+
+CLAIM_KINDS.update(REGIME_CLAIM_KINDS)

@@ -305,17 +305,12 @@ def regime_problems(spec: Any) -> list[tuple[tuple, str]]:
         if section == "alignment":
             names.append((("analysis", "alignment", "standard"), block.standard))
             names += [(("analysis", "alignment", "shortcuts", i), s) for i, s in enumerate(block.shortcuts)]
-            names += [(("analysis", "alignment", "tasks", a), a) for a in block.tasks]
-            benchmark_ids = {b.id for b in spec.benchmarks}
-            for algorithm_id, benchmark in block.tasks.items():
-                if benchmark not in benchmark_ids:
-                    problems.append((("analysis", "alignment", "tasks", algorithm_id),
-                                     f"'{benchmark}' is not one of the study's benchmarks"))
         else:
             names += [(("analysis", "regime", key), getattr(block, key)) for key in ("full", "reference")
                       if getattr(block, key) is not None]
+        arms = algorithm_ids | {a.split("@", 1)[0] for a in algorithm_ids}
         for path, name in names:
-            if name not in algorithm_ids:
+            if name not in (arms if section == "alignment" else algorithm_ids):
                 problems.append((path, f"'{name}' is not one of the study's algorithms "
                                        f"(known: {', '.join(sorted(algorithm_ids))})"))
     return problems

@@ -290,16 +290,14 @@ class AlignmentSpec(StrictModel):
     k: list[int] = Field(default_factory=lambda: [1, 16], min_length=1, description="pass@k values computed.")
     samples: int = Field(64, gt=0, description="Samples per item for the base model's pass@k (n >= max k).")
     measure_k: int | None = Field(None, gt=0, description="The k whose pass@k is the alignment (default: max k).")
-    standard: str = Field(description="Algorithm id of standard RL (e.g. GRPO on the full data, true reward).")
+    standard: str = Field(description="Arm of standard RL (e.g. GRPO on the full data, true reward). An algorithm "
+                          "id, or the part before '@' of ids named ARM@BENCHMARK (trained for that benchmark).")
     shortcuts: list[str] = Field(min_length=1, description="Algorithm ids of the shortcut arms (one-shot, "
                                  "random reward, NSR...).")
     threshold: float = Field(0.5, gt=0, lt=1, description="Base pass@k at or above which a (model, task) is "
                              "'aligned' (for the stratified table).")
     base_pass_at_k: str | None = Field(None, description="A CSV/JSON file of base pass@k (columns model, "
                                        "benchmark, k, pass_at_k) when the study store has none cached.")
-    tasks: dict[str, str] = Field(default_factory=dict, description="algorithm id -> benchmark id it is "
-                                  "evaluated on for alignment (default: every in-domain benchmark).")
-
     @model_validator(mode="after")
     def _measure_in_k(self) -> AlignmentSpec:
         if self.measure_k is not None and self.measure_k not in self.k:
