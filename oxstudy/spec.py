@@ -29,7 +29,7 @@ from pydantic import (
 from oxstudy.errors import SpecError
 from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, load_yaml, located
 
-Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="Short label: letters, digits, _ . + -")
+Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+@-]*$", description="Short label: letters, digits, _ . + - @ (ARM@BENCHMARK: an arm trained for one benchmark, see analysis.alignment)")
 
 
 class StrictModel(BaseModel):
@@ -154,8 +154,8 @@ class RewardSpec(StrictModel):
 
     format_weight: float = Field(0.0, ge=0, description="Weight of a format reward added to exact match.")
     kind: Literal["exact_match", "format", "random", "noisy", "incorrect"] = Field(
-        "exact_match", description="exact_match (default) | format (format only) | random (Bernoulli p) | "
-        "noisy (exact match flipped with probability q) | incorrect (1 for a wrong final answer).")
+        "exact_match", description="exact_match (default); format (format only); random (Bernoulli p); "
+        "noisy (exact match flipped with probability q); incorrect (1 for a wrong final answer).")
     p: float | None = Field(None, ge=0, le=1, description="kind random: probability of reward 1.")
     q: float | None = Field(None, ge=0, le=1, description="kind noisy: probability of flipping the reward.")
     seed: int = Field(0, description="Seed of random / noisy rewards (hashed with prompt and completion).")

@@ -12,8 +12,12 @@ SECTIONS = [
     ("StudySpec", s.StudySpec), ("ModelSpec (`models[]`)", s.ModelSpec), ("LoraSpec (`models[].lora`)", s.LoraSpec),
     ("AlgorithmSpec (`algorithms[]`)", s.AlgorithmSpec), ("TrainingSpec (`training`, and overrides)", s.TrainingSpec),
     ("DataSpec (`data`)", s.DataSpec), ("PreferenceSpec (`data.preference`)", s.PreferenceSpec),
-    ("DatasetSource (`data.preference.dataset`)", s.DatasetSource), ("RewardSpec (`data.reward`)", s.RewardSpec),
+    ("DatasetSource (`data.preference.dataset`)", s.DatasetSource), ("RewardSpec (`data.reward`, `algorithms[].reward`)", s.RewardSpec),
+    ("SelectSpec (`data.select`)", s.SelectSpec), ("CurriculumSpec (`data.curriculum`)", s.CurriculumSpec),
+    ("CurriculumStage (`data.curriculum.stages[]`)", s.CurriculumStage),
+    ("ArmDataSpec (`algorithms[].data`)", s.ArmDataSpec),
     ("BenchmarkSpec (`benchmarks[]`)", s.BenchmarkSpec), ("AnalysisSpec (`analysis`)", s.AnalysisSpec),
+    ("AlignmentSpec (`analysis.alignment`)", s.AlignmentSpec), ("RegimeSpec (`analysis.regime`)", s.RegimeSpec),
     ("ExecutionSpec (`execution`)", s.ExecutionSpec), ("RaySpec (`execution.ray`)", s.RaySpec),
     ("SlurmSpec (`execution.slurm`)", s.SlurmSpec), ("Exclusion (`exclude[]`)", s.Exclusion),
 ]  # fmt: skip
