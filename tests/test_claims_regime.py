@@ -99,3 +99,22 @@ def test_regime_claims_are_validated_with_locations(tmp_path):
                     "    benchmark: b\n    fraction: 1.5\n")
     with pytest.raises(SpecError, match=r"claims.yaml:7: claims\[0\].fraction: Input should be less than or equal"):
         load_claims(path)
+
+
+def test_report_sections_show_regime_data_and_notes(study_files):
+    from oxstudy.report.regime_section import regime_analysis, regime_sections
+
+    results = load_results([study_files / "runs.csv"], items=study_files / "items.csv")
+    results.spec = {"analysis": {"regime": {"full": "Full", "reference": "Base", "margin": 0.03}}}
+    block = regime_analysis(results)
+    steps = {r["candidate"]: r for r in block["steps_to_match"] if r["benchmark"] == "arith"}
+    assert steps["Easy"]["fraction"] == pytest.approx(0.45) and steps["Easy"]["non_inferior"] is True
+    assert steps["Short"]["non_inferior"] is False
+    assert {r["algorithm"]: r["plateau"] for r in block["plateau"]}["Easy"] is True
+    sections = {s.id: s for s in regime_sections({"regime": block}, styles={})}
+    assert list(sections) == ["by-level", "steps-to-match", "transfer", "alignment"]
+    assert sections["by-level"].figures and len(sections["by-level"].tables) == 2
+    assert sections["steps-to-match"].tables and not sections["steps-to-match"].note
+    assert sections["transfer"].note.startswith("All arms train on the same dataset")  # a table has no records
+    assert sections["alignment"].note.startswith("No alignment analysis")
+    assert regime_sections({"regime": {"requested": False}}, styles={}) == []  # plain comparisons: nothing added

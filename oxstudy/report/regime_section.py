@@ -101,10 +101,8 @@ def regime_analysis(results: Any, study_dir: Path | None = None) -> dict[str, An
         out["steps_to_match"] = _clean(rows)
     records = _records(table)
     if records:
-        train = {rid: ((r.get("cell") or {}).get("data") or {}).get("source") for rid, r in records.items()}
-        frame = table.assign(train=[train.get(r) for r in table["run_id"]]).dropna(subset=["train"])
-        if frame["train"].nunique() >= 2:
-            frame = frame.assign(train=frame["train"].map(lambda s: str(s).replace("task:", "").split("/")[-1]))
+        frame = _transfer_frame(table, records)
+        if frame is not None:
             out["transfer_matrix"] = _clean(transfer_matrix(frame).to_dict("records"))
             out["transfer_differences"] = _clean(transfer_differences(frame).to_dict("records"))
     if alignment:
@@ -120,6 +118,27 @@ def regime_analysis(results: Any, study_dir: Path | None = None) -> dict[str, An
             out["alignment_missing"] = ("the spec asks for alignment but no base pass@k was found "
                                         "(analysis.alignment.base_pass_at_k or <study>/alignment/base_pass_at_k.json)")
     return out
+
+
+def _transfer_frame(table: pd.DataFrame, records: dict[str, dict[str, Any]]) -> pd.DataFrame | None:
+    """Runs labelled by training source, from the full-data, true-reward arms only (a subset,
+    curriculum or spurious-reward arm is not "trained on dataset X"); two arms on one source are
+    told apart by their id. None when fewer than two sources remain."""
+    labels: dict[str, str] = {}
+    for run_id, record in records.items():
+        data = ((record.get("cell") or {}).get("data") or {})
+        if data.get("select") or data.get("curriculum") or (data.get("reward") or {}).get("kind", "exact_match") \
+                != "exact_match":
+            continue
+        labels[run_id] = str(data.get("source", "")).replace("task:", "").replace("hf:", "").split("/")[-1]
+    frame = table[table["run_id"].isin(labels)].copy()
+    if frame.empty:
+        return None
+    frame["train"] = frame["run_id"].map(labels)
+    arms = frame.groupby("train")["algorithm"].nunique()
+    frame["train"] = [f"{t} ({a})" if arms[t] > 1 else t for t, a in zip(frame["train"], frame["algorithm"],
+                                                                           strict=True)]
+    return frame if frame["train"].nunique() >= 2 else None
 
 
 # ----------------------------------------------------------------------------- figures
