@@ -179,3 +179,30 @@ def test_bad_regime_settings_are_located(tmp_path, changes, message):
         data[key] = {**data[key], **value} if key == "data" else value
     with pytest.raises(SpecError, match=message):
         load_spec_data(data, tmp_path)
+
+
+# ----------------------------------------------------------------------------- bundled specs
+
+
+@pytest.mark.parametrize(("name", "cells"), [("difficulty_curriculum", 30), ("alignment", 48),
+                                             ("difficulty_curriculum_cpu", 30), ("alignment_cpu", 48)])
+def test_bundled_regime_specs_validate_plan_and_shrink_for_smoke(name, cells):
+    from pathlib import Path
+
+    from oxstudy.smoke import smoke_spec
+    from oxstudy.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / f"{name}.yaml")
+    planned = plan(spec)
+    assert len(planned) == cells and len({c.run_id for c in planned}) == cells
+    smoke = smoke_spec(spec)
+    arms = {c.algorithm.id: c for c in plan(smoke)}
+    assert len(arms) == len(spec.algorithms)  # no two arms collapse onto one configuration on the zoo
+    for cell in arms.values():
+        assert cell.data.source.startswith("task:") and cell.model.source.startswith("zoo:")
+    if name == "alignment":
+        assert arms["OneShot@gsm8k"].data.select.size == 1 and arms["Random@math"].data.reward.kind == "random"
+        assert arms["NSR@math"].data.source == "task:oxs_sequence" and arms["NSR@gsm8k"].algorithm.method == "nsr"
+    if name == "difficulty_curriculum":
+        assert arms["GRPO-curriculum"].data.curriculum.by == "level"
+        assert arms["GRPO-math"].data.source != arms["GRPO-full"].data.source
