@@ -184,8 +184,9 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
             "final_loss": result.final_loss, "steps": result.steps, "setup_s": round(result.setup_s, 3),
             "data": getattr(data, "stats", {}), "trl_config": result.config,
             # steps actually taken x examples per step: "same accuracy at 45% of the steps" is measured
-            "examples_consumed": result.steps * int(getattr(data, "stats", {}).get("selection", {}).get(
-                "prompts_per_step", 0)), **result.regime,
+            "selection": getattr(data, "selection", {}),
+            "examples_consumed": result.steps * int(getattr(data, "selection", {}).get("prompts_per_step", 0)),
+            **result.regime,
         },
         "device": _device_name(device),
     }  # fmt: skip

@@ -47,6 +47,7 @@ class TrainingData:
         prompts: ``{"prompt", "answer"}`` for online RL.
         stats: counts describing the derivation (samples, accuracy, pairs, fallbacks).
         cache_key: the self-play cache key, or None when no sampling was needed.
+        selection: what ``data.select`` / ``data.curriculum`` chose (:func:`oxstudy.dataselect.summary`).
     """
 
     gold: list[dict[str, Any]] = field(default_factory=list)
@@ -56,6 +57,7 @@ class TrainingData:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     cache_key: str | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> list[dict[str, Any]]:
         return getattr(self, key)
@@ -351,7 +353,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
     if not needs_self_play(cell.algorithm.method):
         return TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples],
-                            stats={"prompts": len(examples), "self_play": False, "selection": selection})
+                            stats={"prompts": len(examples), "self_play": False}, selection=selection)
     if data_spec.preference.mode == "dataset":
         data = TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples])
@@ -361,6 +363,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
             {"prompt": p["prompt"], "completion": p["rejected"], "label": False})]
         data.sp_rft = [{"prompt": p["prompt"], "solution": p["chosen"], "answer": p["answer"]} for p in data.pairs]
         data.stats = {"prompts": len(examples), "pairs": len(data.pairs), "source": "dataset"}
+        data.selection = selection
         return data
 
     key = selfplay_cache_key(model_path, data_spec, cell.seed)
@@ -387,7 +390,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
                              "correct": correct})
         cache_hit = False
     data = derive_training_data(examples, completions, correct)
-    data.stats["selection"] = selection
+    data.selection = selection
     data.cache_key = key
     data.stats["cache_hit"] = cache_hit
     return data

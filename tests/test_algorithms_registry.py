@@ -151,7 +151,8 @@ def test_methods_trl_lacks_are_named_loss_overrides_on_trl_dpo_trainer():
 
     from oxstudy.algorithms.preference import CUSTOM_LOSSES, custom_trainer_class
 
-    overrides = [n for n in registry.names() if registry.get(n).trainer.startswith("oxstudy.")]
+    overrides = [n for n in registry.names()
+                 if registry.get(n).trainer.startswith("oxstudy.") and registry.get(n).config == "trl.DPOConfig"]
     assert sorted(overrides) == sorted(CUSTOM_LOSSES)
     for name in overrides:
         cls = custom_trainer_class(name)

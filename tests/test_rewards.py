@@ -120,7 +120,7 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
     cell = make_cell("grpo", hyperparameters={"num_generations": 2}, training={"max_completion_length": 8},
                      data={"curriculum": curriculum, "train_size": 24})
     data = prepare_data(cell, zoo_tiny)
-    assert data.stats["selection"]["prompts_per_step"] == 2 and len(data.prompts) == 6
+    assert data.selection["prompts_per_step"] == 2 and len(data.prompts) == 6
     seen: list[str] = []
 
     def recording_reward(prompts, completions, **kwargs):
