@@ -317,18 +317,39 @@ def regime_problems(spec: Any) -> list[tuple[tuple, str]]:
 
 
 def apply_selection(records: Sequence[dict[str, Any]], data: Any, *, prompts_per_step: int = 1,
-                    summary_out: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                    min_examples: int = 0, summary_out: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """The records ``data.select`` keeps, in ``data.curriculum``'s order (all of them, in source
-    order, when neither is set). Fills ``summary_out`` with :func:`summary`."""
+    order, when neither is set), repeated cyclically up to ``min_examples`` (one trainer batch) when
+    fewer. Fills ``summary_out`` with :func:`summary`."""
     fields = dict(getattr(data, "fields", None) or {})
     select, curriculum = getattr(data, "select", None), getattr(data, "curriculum", None)
     items = select_records(records, select, fields=fields)
     if curriculum is not None:
         items = curriculum_order(items, curriculum, fields=fields, prompts_per_step=prompts_per_step)
+    repeated = 0
+    if items and len(items) < min_examples:
+        # TRL's GRPO sampler drops an incomplete batch: a one-shot set would give zero steps. Repeat
+        # the examples to one full batch, as one-shot RLVR duplicates its example to fill the batch.
+        repeated = min_examples
+        items = [items[i % len(items)] for i in range(min_examples)]
     if summary_out is not None:
         summary_out.update(summary(items, data, fields=fields))
         summary_out["prompts_per_step"] = prompts_per_step
+        if repeated:
+            summary_out["repeated_to"] = repeated
     return [record for _, record in items]
+
+
+def cell_batch_examples(cell: Any) -> int:
+    """Examples in one batch of the trainer's sampler: prompts of a generation batch for online RL
+    (``effective_batch_size / num_generations``), else the effective batch."""
+    from oxstudy.algorithms import registry
+
+    method = registry.canonical(cell.algorithm.method)
+    if registry.get(method).config in ("trl.GRPOConfig", "trl.RLOOConfig"):
+        hyperparameters = registry.resolve_hyperparameters(method, cell.algorithm.hyperparameters)
+        return max(1, cell.training.effective_batch_size // int(hyperparameters.get("num_generations", 2)))
+    return cell.training.effective_batch_size
 
 
 def cell_prompts_per_step(cell: Any) -> int:

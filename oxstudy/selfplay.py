@@ -150,7 +150,7 @@ def load_records(source: str, *, config: str | None = None, split: str = "train"
 
 
 def load_examples(data: Any, *, base_dir: str | Path | None = None, prompts_per_step: int = 1,
-                  selection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                  min_examples: int = 0, selection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Canonical training examples of a :class:`~oxstudy.spec.DataSpec` (``train_size`` applied:
     the first N examples, so a smaller size is a prefix of a larger one; then ``select`` and
     ``curriculum``, see :mod:`oxstudy.dataselect`, whose summary is put into ``selection``)."""
@@ -159,7 +159,8 @@ def load_examples(data: Any, *, base_dir: str | Path | None = None, prompts_per_
     records = load_records(data.source, config=data.config, split=data.split, base_dir=base_dir)
     if data.train_size is not None:
         records = records[: data.train_size]
-    records = apply_selection(records, data, prompts_per_step=prompts_per_step, summary_out=selection)
+    records = apply_selection(records, data, prompts_per_step=prompts_per_step, min_examples=min_examples,
+                              summary_out=selection)
     return _canonicalise(records, dict(data.fields or {}), f"data.source ({data.source})")
 
 
@@ -342,12 +343,12 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
     """The training data of ``cell``: canonical examples, plus self-play sets when its method
     needs them (read from the cache when another algorithm on the same base model, data
     settings and seed already sampled them)."""
-    from oxstudy.dataselect import cell_prompts_per_step
+    from oxstudy.dataselect import cell_batch_examples, cell_prompts_per_step
 
     data_spec = cell.data
     selection: dict[str, Any] = {}
     examples = load_examples(data_spec, base_dir=base_dir, prompts_per_step=cell_prompts_per_step(cell),
-                             selection=selection)
+                             min_examples=cell_batch_examples(cell), selection=selection)
     if not examples:
         raise InputError(f"data.source ({data_spec.source}): no training examples")
     if not needs_self_play(cell.algorithm.method):

@@ -134,3 +134,15 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
     assert consumed == [p["prompt"] for p in data.prompts]
     level = {r["prompt"]: r["difficulty"]["steps"] for r in task_split("oxs_arith", "train")[:24]}
     assert [level[p] for p in consumed] == [1, 1, 1, 1, 3, 3]
+
+    # One-shot RL: a single example is repeated to one sampler batch (TRL drops an incomplete batch,
+    # which would leave zero steps), and training takes its steps on that one prompt.
+    one_shot = make_cell("grpo", hyperparameters={"num_generations": 2}, training={"max_completion_length": 8},
+                         data={"select": {"size": 1, "rule": "indices", "indices": [5]}, "train_size": 24})
+    data = prepare_data(one_shot, zoo_tiny)
+    assert data.selection["examples"] == 1 and data.selection["repeated_to"] == 2
+    seen.clear()
+    result = train_cell(one_shot, model_path=zoo_tiny, output_dir=tmp_path / "one-shot", data=data,
+                        reward_funcs=[recording_reward])
+    assert result.steps == 2 and set(seen) == {task_split("oxs_arith", "train")[5]["prompt"]}
+
