@@ -70,13 +70,16 @@ class AlignmentClaim(_Claim):
     standard: str
     alignment: str | list[dict[str, Any]] = Field(
         description="Base pass@k per (model, benchmark): a CSV/JSON file (relative to the claims file) or a list "
-        "of {model, benchmark, pass_at_k[, k]}.")
+        "of {model, benchmark, pass_at_k[, k]}."
+    )
     k: int | None = Field(None, description="Which k, when the alignment table has several.")
     alpha: float = Field(0.05, gt=0, lt=1)
 
 
 REGIME_CLAIM_KINDS: dict[str, type[_Claim]] = {
-    "plateau": PlateauClaim, "matches_with_fewer_steps": FewerStepsClaim, "transfer": TransferClaim,
+    "plateau": PlateauClaim,
+    "matches_with_fewer_steps": FewerStepsClaim,
+    "transfer": TransferClaim,
     "depends_on_alignment": AlignmentClaim,
 }
 
@@ -102,7 +105,9 @@ def runs_with_steps(table: pd.DataFrame) -> pd.DataFrame:
         return table
     records = _records_by_run(table)
     frame = table.copy()
-    frame["steps"] = [((records.get(r) or {}).get("train") or {}).get("steps") for r in frame.get("run_id", [])]
+    frame["steps"] = [
+        ((records.get(r) or {}).get("train") or {}).get("steps") for r in frame.get("run_id", [])
+    ]
     return frame
 
 
@@ -124,8 +129,10 @@ def items_with_levels(items: pd.DataFrame | None, runs: pd.DataFrame) -> pd.Data
         task = tasks.get(benchmark, benchmark)
         if task in TASKS:
             levels[benchmark] = [record_level(r) for r in task_split(task, "test")]
-    frame["level"] = [levels[b][int(d)] if b in levels and d is not None and int(d) < len(levels[b]) else None
-                      for b, d in zip(frame["benchmark"], frame["doc_id"], strict=True)]
+    frame["level"] = [
+        levels[b][int(d)] if b in levels and d is not None and int(d) < len(levels[b]) else None
+        for b, d in zip(frame["benchmark"], frame["doc_id"], strict=True)
+    ]
     return frame
 
 
@@ -143,7 +150,9 @@ def alignment_runs(table: pd.DataFrame) -> pd.DataFrame:
         arm, home = split_arm(str(r.algorithm))
         if home is not None and home != r.benchmark:
             continue
-        rows.append({"model": r.model, "task": r.benchmark, "algorithm": arm, "seed": r.seed, "value": r.value})
+        rows.append(
+            {"model": r.model, "task": r.benchmark, "algorithm": arm, "seed": r.seed, "value": r.value}
+        )
     return pd.DataFrame(rows, columns=["model", "task", "algorithm", "seed", "value"])
 
 
@@ -169,8 +178,12 @@ def load_alignment(value: str | list[dict[str, Any]], base_dir: Path, k: int | N
 # ----------------------------------------------------------------------------- verdicts
 
 
-def _values(table: pd.DataFrame, model: str, benchmark: str, algorithm: str, metric: str | None) -> pd.DataFrame:
-    rows = table[(table["model"] == model) & (table["benchmark"] == benchmark) & (table["algorithm"] == algorithm)]
+def _values(
+    table: pd.DataFrame, model: str, benchmark: str, algorithm: str, metric: str | None
+) -> pd.DataFrame:
+    rows = table[
+        (table["model"] == model) & (table["benchmark"] == benchmark) & (table["algorithm"] == algorithm)
+    ]
     if metric is not None and "metric" in rows.columns:
         rows = rows[rows["metric"] == metric]
     return rows
@@ -178,8 +191,10 @@ def _values(table: pd.DataFrame, model: str, benchmark: str, algorithm: str, met
 
 def _runs_only(verifier: Any, i: int) -> pd.DataFrame:
     if verifier.results.kind != "runs":
-        raise InputError(f"{verifier.loaded.where(i)}: claims[{i}]: this claim kind needs per-run results "
-                         "(a study directory or a long table), not summary statistics")
+        raise InputError(
+            f"{verifier.loaded.where(i)}: claims[{i}]: this claim kind needs per-run results "
+            "(a study directory or a long table), not summary statistics"
+        )
     return verifier.results.table
 
 
@@ -193,8 +208,10 @@ def check_plateau(verifier: Any, i: int, c: PlateauClaim):
         return INCONCLUSIVE, f"no per-item outcomes with difficulty levels at {c.model}/{c.benchmark}", {}
     result = plateau_test(level_gains(items, c.algorithm, c.reference))
     numbers = {k: result[k] for k in ("slope", "ci_low", "ci_high", "p_value", "n_seeds")}
-    desc = (f"gain of {c.algorithm} over {c.reference} changes by {_fmt(result['slope'])} per level "
-            f"(95% CI {_fmt(result['ci_low'])} to {_fmt(result['ci_high'])}, {result['n_seeds']} seeds)")
+    desc = (
+        f"gain of {c.algorithm} over {c.reference} changes by {_fmt(result['slope'])} per level "
+        f"(95% CI {_fmt(result['ci_low'])} to {_fmt(result['ci_high'])}, {result['n_seeds']} seeds)"
+    )
     if result["slope"] is None:
         return INCONCLUSIVE, result["note"] or "no slope", numbers
     if result["plateau"]:
@@ -211,16 +228,26 @@ def check_fewer_steps(verifier: Any, i: int, c: FewerStepsClaim):
     frame = pd.concat([_values(table, c.model, c.benchmark, a, c.metric) for a in (c.candidate, c.full)])
     if c.level is not None:
         items = items_with_levels(verifier.results.items, table)
-        items = items[(items["model"] == c.model) & (items["benchmark"] == c.benchmark) & (items["level"] == c.level)]
-        per_run = items.groupby(["algorithm", "seed"], as_index=False)["score"].mean().rename(columns={"score": "value"})
+        items = items[
+            (items["model"] == c.model) & (items["benchmark"] == c.benchmark) & (items["level"] == c.level)
+        ]
+        per_run = (
+            items.groupby(["algorithm", "seed"], as_index=False)["score"]
+            .mean()
+            .rename(columns={"score": "value"})
+        )
         frame = per_run.merge(frame[["algorithm", "seed", "steps"]], on=["algorithm", "seed"])
     if frame.empty or frame["steps"].isna().all():
         return INCONCLUSIVE, f"no steps recorded for {c.candidate} / {c.full} at {c.model}/{c.benchmark}", {}
     result = matches_with_fewer_steps(frame, c.candidate, c.full, c.margin)
-    numbers = {k: result[k] for k in ("difference", "ci_low", "ci_high", "fraction", "steps_candidate", "steps_full",
-                                      "margin")}
-    desc = (f"{c.candidate} - {c.full} = {_fmt(result['difference'])} (95% CI {_fmt(result['ci_low'])} to "
-            f"{_fmt(result['ci_high'])}, margin {c.margin:g}) at {_fmt(result['fraction'])} of the steps")
+    numbers = {
+        k: result[k]
+        for k in ("difference", "ci_low", "ci_high", "fraction", "steps_candidate", "steps_full", "margin")
+    }
+    desc = (
+        f"{c.candidate} - {c.full} = {_fmt(result['difference'])} (95% CI {_fmt(result['ci_low'])} to "
+        f"{_fmt(result['ci_high'])}, margin {c.margin:g}) at {_fmt(result['fraction'])} of the steps"
+    )
     if result["fraction"] is not None and result["fraction"] > c.fraction + 1e-9:
         return REFUTED, desc + f": more than the claimed {c.fraction:g}", numbers
     if result["non_inferior"]:
@@ -240,12 +267,17 @@ def check_transfer(verifier: Any, i: int, c: TransferClaim):
         return INCONCLUSIVE, f"{c.a} or {c.b} has no results at {c.model}/{c.benchmark}", {}
     result = welch_difference(a, b)
     numbers = {k: result[k] for k in ("difference", "ci_low", "ci_high", "p_value")}
-    desc = (f"{c.a} - {c.b} on {c.benchmark} = {_fmt(result['difference'])} (95% CI {_fmt(result['ci_low'])} to "
-            f"{_fmt(result['ci_high'])})")
+    desc = (
+        f"{c.a} - {c.b} on {c.benchmark} = {_fmt(result['difference'])} (95% CI {_fmt(result['ci_low'])} to "
+        f"{_fmt(result['ci_high'])})"
+    )
     if result["difference"] < c.at_least:
         significant_opposite = result["ci_high"] is not None and result["ci_high"] < c.at_least
-        return (REFUTED if significant_opposite or result["difference"] <= 0 else INCONCLUSIVE), \
-            desc + f": below the claimed {c.at_least:g}", numbers
+        return (
+            (REFUTED if significant_opposite or result["difference"] <= 0 else INCONCLUSIVE),
+            desc + f": below the claimed {c.at_least:g}",
+            numbers,
+        )
     if c.significant and (result["ci_low"] is None or result["ci_low"] <= 0):
         return INCONCLUSIVE, desc + ": the interval includes 0", numbers
     return SUPPORTED, desc, numbers
@@ -258,12 +290,16 @@ def check_alignment(verifier: Any, i: int, c: AlignmentClaim):
     alignment = load_alignment(c.alignment, verifier.loaded.path.parent, c.k)
     runs = alignment_runs(table if c.metric is None else table[table["metric"] == c.metric])
     result = interaction_test(runs, alignment, c.standard, c.shortcut)
-    numbers = {k: result[k] for k in ("gamma", "ci_low", "ci_high", "p_value", "df", "beta", "n_runs", "n_cells")}
+    numbers = {
+        k: result[k] for k in ("gamma", "ci_low", "ci_high", "p_value", "df", "beta", "n_runs", "n_cells")
+    }
     if result["gamma"] is None or result["p_value"] is None:
         return INCONCLUSIVE, result["note"] or "the interaction cannot be estimated", numbers
-    desc = (f"{c.shortcut} - {c.standard} changes by {_fmt(result['gamma'])} per unit base pass@k (95% CI "
-            f"{_fmt(result['ci_low'])} to {_fmt(result['ci_high'])}, p={_fmt(result['p_value'])}, "
-            f"{result['n_cells']} model-task cells; inference over seeds for these cells)")
+    desc = (
+        f"{c.shortcut} - {c.standard} changes by {_fmt(result['gamma'])} per unit base pass@k (95% CI "
+        f"{_fmt(result['ci_low'])} to {_fmt(result['ci_high'])}, p={_fmt(result['p_value'])}, "
+        f"{result['n_cells']} model-task cells; inference over seeds for these cells)"
+    )
     if result["gamma"] > 0 and result["p_value"] < c.alpha:
         return SUPPORTED, desc, numbers
     if result["gamma"] < 0 and result["p_value"] < c.alpha:
@@ -271,8 +307,12 @@ def check_alignment(verifier: Any, i: int, c: AlignmentClaim):
     return INCONCLUSIVE, desc + ": no significant interaction", numbers
 
 
-CHECKS = {"plateau": check_plateau, "matches_with_fewer_steps": check_fewer_steps, "transfer": check_transfer,
-          "depends_on_alignment": check_alignment}
+CHECKS = {
+    "plateau": check_plateau,
+    "matches_with_fewer_steps": check_fewer_steps,
+    "transfer": check_transfer,
+    "depends_on_alignment": check_alignment,
+}
 
 
 def check(verifier: Any, i: int, claim: _Claim):

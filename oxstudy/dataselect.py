@@ -69,7 +69,7 @@ def record_level(record: dict[str, Any], fields: dict[str, str] | None = None) -
     mapping = (fields or {}).get("level")
     if mapping:
         if mapping.startswith("steps:"):
-            column = mapping[len("steps:"):]
+            column = mapping[len("steps:") :]
             return solution_steps(str(record.get(column, ""))) if record.get(column) is not None else None
         return parse_level(record.get(mapping))
     if "level" in record:
@@ -141,8 +141,13 @@ def describe(select: Any, curriculum: Any = None) -> dict[str, Any]:
     return out
 
 
-def select_records(records: Sequence[dict[str, Any]], select: Any, *, fields: dict[str, str] | None = None,
-                   where_label: str = "data.select") -> list[tuple[int, dict[str, Any]]]:
+def select_records(
+    records: Sequence[dict[str, Any]],
+    select: Any,
+    *,
+    fields: dict[str, str] | None = None,
+    where_label: str = "data.select",
+) -> list[tuple[int, dict[str, Any]]]:
     """``(source index, record)`` pairs kept by ``select`` (a :class:`~oxstudy.spec.SelectSpec`, or
     None for all). Raises :class:`InputError` naming the setting when nothing (or too little) is left."""
     indexed = list(enumerate(records))
@@ -152,34 +157,46 @@ def select_records(records: Sequence[dict[str, Any]], select: Any, *, fields: di
         indexed = [(i, r) for i, r in indexed if matches(r, select.where, fields)]
         if not indexed:
             seen = Counter(str(field_value(r, k, fields)) for r in records[:1000] for k in select.where)
-            raise InputError(f"{where_label}.where: no training example matches {select.where} "
-                             f"(values seen: {', '.join(sorted(seen)[:12]) or 'none'})")
+            raise InputError(
+                f"{where_label}.where: no training example matches {select.where} "
+                f"(values seen: {', '.join(sorted(seen)[:12]) or 'none'})"
+            )
     if select.rule == "ids":
         by_id = {record_id(r, i, fields): (i, r) for i, r in indexed}
         missing = [x for x in select.ids if x not in by_id]
         if missing:
-            raise InputError(f"{where_label}.ids: {', '.join(missing[:5])} not among the "
-                             f"{len(by_id)} matching examples")
+            raise InputError(
+                f"{where_label}.ids: {', '.join(missing[:5])} not among the {len(by_id)} matching examples"
+            )
         indexed = [by_id[x] for x in select.ids]
     elif select.rule == "indices":
         too_big = [x for x in select.indices if x >= len(indexed)]
         if too_big:
-            raise InputError(f"{where_label}.indices: {too_big[0]} is out of range ({len(indexed)} matching examples)")
+            raise InputError(
+                f"{where_label}.indices: {too_big[0]} is out of range ({len(indexed)} matching examples)"
+            )
         indexed = [indexed[x] for x in select.indices]
     elif select.rule == "random":
         if select.size > len(indexed):
             raise InputError(f"{where_label}.size: {select.size} examples asked, {len(indexed)} match")
         # sorted positions: the subset is a seeded choice, its order stays the source order
-        chosen = sorted(random.Random(f"oxstudy.select/{select.seed}").sample(range(len(indexed)), select.size))
+        chosen = sorted(
+            random.Random(f"oxstudy.select/{select.seed}").sample(range(len(indexed)), select.size)
+        )
         indexed = [indexed[x] for x in chosen]
     if select.size is not None:
         indexed = indexed[: select.size]
     return indexed
 
 
-def curriculum_order(items: Sequence[tuple[int, dict[str, Any]]], curriculum: Any, *,
-                     fields: dict[str, str] | None = None, prompts_per_step: int = 1,
-                     where_label: str = "data.curriculum") -> list[tuple[int, dict[str, Any]]]:
+def curriculum_order(
+    items: Sequence[tuple[int, dict[str, Any]]],
+    curriculum: Any,
+    *,
+    fields: dict[str, str] | None = None,
+    prompts_per_step: int = 1,
+    where_label: str = "data.curriculum",
+) -> list[tuple[int, dict[str, Any]]]:
     """The examples in the order the trainer must consume them.
 
     Without stages: sorted by ``curriculum.by`` (ascending or descending), shuffled within equal
@@ -193,8 +210,10 @@ def curriculum_order(items: Sequence[tuple[int, dict[str, Any]]], curriculum: An
         for position, (index, record) in enumerate(items):
             value = field_value(record, curriculum.by, fields)
             if value is None:
-                raise InputError(f"{where_label}.by: example {record_id(record, index, fields)} has no "
-                                 f"'{curriculum.by}' (map it with data.fields.{curriculum.by})")
+                raise InputError(
+                    f"{where_label}.by: example {record_id(record, index, fields)} has no "
+                    f"'{curriculum.by}' (map it with data.fields.{curriculum.by})"
+                )
             keyed.append((value, rng.random(), position))
         keyed.sort(key=lambda k: (k[0], k[1]), reverse=curriculum.order == "descending")
         return [items[position] for _, _, position in keyed]
@@ -202,7 +221,9 @@ def curriculum_order(items: Sequence[tuple[int, dict[str, Any]]], curriculum: An
     for number, stage in enumerate(curriculum.stages):
         pool = [item for item in items if matches(item[1], stage.where, fields)]
         if not pool:
-            raise InputError(f"{where_label}.stages.{number}.where: no training example matches {stage.where}")
+            raise InputError(
+                f"{where_label}.stages.{number}.where: no training example matches {stage.where}"
+            )
         permutation = list(pool)
         rng.shuffle(permutation)
         need = stage.steps * prompts_per_step
@@ -230,8 +251,13 @@ def prompts_per_step(method: str, training: Any, hyperparameters: dict[str, Any]
     return training.effective_batch_size
 
 
-def summary(items: Sequence[tuple[int, dict[str, Any]]], data: Any, *, fields: dict[str, str] | None = None,
-            consumed: int | None = None) -> dict[str, Any]:
+def summary(
+    items: Sequence[tuple[int, dict[str, Any]]],
+    data: Any,
+    *,
+    fields: dict[str, str] | None = None,
+    consumed: int | None = None,
+) -> dict[str, Any]:
     """What a run record keeps about the training data: the selection's description, how many
     examples (distinct and in order), their levels, and a sha256 over the ordered example ids."""
     ids = [record_id(r, i, fields) for i, r in items]
@@ -263,8 +289,12 @@ def arm_data(data: Any, algorithm: Any) -> Any:
         update["reward"] = algorithm.reward
     if not update:
         return data
-    return data.model_validate({**data.model_dump(), **{k: (v.model_dump() if hasattr(v, "model_dump") else v)
-                                                         for k, v in update.items()}})
+    return data.model_validate(
+        {
+            **data.model_dump(),
+            **{k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in update.items()},
+        }
+    )
 
 
 def regime_problems(spec: Any) -> list[tuple[tuple, str]]:
@@ -279,24 +309,42 @@ def regime_problems(spec: Any) -> list[tuple[tuple, str]]:
         except KeyError:
             continue
         data = arm_data(spec.data, algorithm)
-        where: tuple = ("algorithms", index) if algorithm.data is not None or algorithm.reward is not None else ("data",)
-        if data.curriculum is not None and "shuffle_dataset" not in registry.TRAINER_CONFIG_FIELDS.get(info.config, ()):
-            problems.append(((*where, "curriculum") if where[0] == "data" else (*where, "data", "curriculum"),
-                             f"method '{info.name}' cannot follow a curriculum: its TRL trainer shuffles the data "
-                             "(curricula work with SFT, the GRPO family and RLOO)"))
+        where: tuple = (
+            ("algorithms", index) if algorithm.data is not None or algorithm.reward is not None else ("data",)
+        )
+        if data.curriculum is not None and "shuffle_dataset" not in registry.TRAINER_CONFIG_FIELDS.get(
+            info.config, ()
+        ):
+            problems.append(
+                (
+                    (*where, "curriculum") if where[0] == "data" else (*where, "data", "curriculum"),
+                    f"method '{info.name}' cannot follow a curriculum: its TRL trainer shuffles the data "
+                    "(curricula work with SFT, the GRPO family and RLOO)",
+                )
+            )
         if algorithm.reward is not None and info.family != "online-rl":
-            problems.append((("algorithms", index, "reward"),
-                             f"a reward applies to online RL only; method '{info.name}' is {info.family}"))
+            problems.append(
+                (
+                    ("algorithms", index, "reward"),
+                    f"a reward applies to online RL only; method '{info.name}' is {info.family}",
+                )
+            )
         if data.curriculum is not None and data.curriculum.stages:
             training = spec.training if algorithm.training is None else None
             max_steps = (algorithm.training.max_steps if algorithm.training is not None else None) or (
-                training.max_steps if training is not None else None)
+                training.max_steps if training is not None else None
+            )
             total = curriculum_steps(data.curriculum)
             if max_steps is not None and max_steps != total:
-                problems.append(((*where, "curriculum", "stages") if where[0] == "data"
-                                 else (*where, "data", "curriculum", "stages"),
-                                 f"the stages take {total} steps but training.max_steps is {max_steps}; "
-                                 "leave max_steps unset (the stages define it) or make them agree"))
+                problems.append(
+                    (
+                        (*where, "curriculum", "stages")
+                        if where[0] == "data"
+                        else (*where, "data", "curriculum", "stages"),
+                        f"the stages take {total} steps but training.max_steps is {max_steps}; "
+                        "leave max_steps unset (the stages define it) or make them agree",
+                    )
+                )
     for section in ("alignment", "regime"):
         block = getattr(spec.analysis, section, None)
         if block is None:
@@ -306,18 +354,32 @@ def regime_problems(spec: Any) -> list[tuple[tuple, str]]:
             names.append((("analysis", "alignment", "standard"), block.standard))
             names += [(("analysis", "alignment", "shortcuts", i), s) for i, s in enumerate(block.shortcuts)]
         else:
-            names += [(("analysis", "regime", key), getattr(block, key)) for key in ("full", "reference")
-                      if getattr(block, key) is not None]
+            names += [
+                (("analysis", "regime", key), getattr(block, key))
+                for key in ("full", "reference")
+                if getattr(block, key) is not None
+            ]
         arms = algorithm_ids | {a.split("@", 1)[0] for a in algorithm_ids}
         for path, name in names:
             if name not in (arms if section == "alignment" else algorithm_ids):
-                problems.append((path, f"'{name}' is not one of the study's algorithms "
-                                       f"(known: {', '.join(sorted(algorithm_ids))})"))
+                problems.append(
+                    (
+                        path,
+                        f"'{name}' is not one of the study's algorithms "
+                        f"(known: {', '.join(sorted(algorithm_ids))})",
+                    )
+                )
     return problems
 
 
-def apply_selection(records: Sequence[dict[str, Any]], data: Any, *, prompts_per_step: int = 1,
-                    min_examples: int = 0, summary_out: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def apply_selection(
+    records: Sequence[dict[str, Any]],
+    data: Any,
+    *,
+    prompts_per_step: int = 1,
+    min_examples: int = 0,
+    summary_out: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The records ``data.select`` keeps, in ``data.curriculum``'s order (all of them, in source
     order, when neither is set), repeated cyclically up to ``min_examples`` (one trainer batch) when
     fewer. Fills ``summary_out`` with :func:`summary`."""

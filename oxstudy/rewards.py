@@ -42,14 +42,19 @@ def uniform_hash(seed: int, prompt: Any, completion: Any, salt: str) -> float:
 
 def random_reward(prompts: list, completions: list, *, p: float, seed: int = 0) -> list[float]:
     """Bernoulli(p) rewards, seeded per (seed, prompt, completion)."""
-    return [1.0 if uniform_hash(seed, x, c, "random") < p else 0.0 for x, c in zip(prompts, completions, strict=True)]
+    return [
+        1.0 if uniform_hash(seed, x, c, "random") < p else 0.0
+        for x, c in zip(prompts, completions, strict=True)
+    ]
 
 
 def noisy_reward(prompts: list, completions: list, answer: list, *, q: float, seed: int = 0) -> list[float]:
     """Exact match flipped with probability q, seeded per (seed, prompt, completion)."""
     truth = exact_match_reward(completions, answer)
-    return [1.0 - r if uniform_hash(seed, x, c, "noisy") < q else r
-            for r, x, c in zip(truth, prompts, completions, strict=True)]
+    return [
+        1.0 - r if uniform_hash(seed, x, c, "noisy") < q else r
+        for r, x, c in zip(truth, prompts, completions, strict=True)
+    ]
 
 
 def incorrect_reward(completions: list, answer: list) -> list[float]:
@@ -70,7 +75,9 @@ class RewardFunction:
         self.weight = weight
         self.scored = 0
 
-    def __call__(self, prompts: list | None = None, completions: list | None = None, **columns: Any) -> list[float]:
+    def __call__(
+        self, prompts: list | None = None, completions: list | None = None, **columns: Any
+    ) -> list[float]:
         completions = list(completions or [])
         prompts = list(prompts) if prompts is not None else [""] * len(completions)
         values = self.score(prompts=prompts, completions=completions, **columns)
@@ -84,24 +91,37 @@ def reward_functions(reward: Any = None) -> list[RewardFunction]:
     format_weight = float(getattr(reward, "format_weight", 0.0) or 0.0)
     seed = int(getattr(reward, "seed", 0) or 0)
     if kind == "exact_match":
-        main = RewardFunction("exact_match_reward", lambda completions, answer, **_: exact_match_reward(completions, answer))
+        main = RewardFunction(
+            "exact_match_reward", lambda completions, answer, **_: exact_match_reward(completions, answer)
+        )
     elif kind == "format":
         return [RewardFunction("format_reward", lambda completions, **_: format_reward(completions))]
     elif kind == "random":
         p = float(reward.p)
-        main = RewardFunction("random_reward", lambda prompts, completions, **_: random_reward(prompts, completions,
-                                                                                                p=p, seed=seed))
+        main = RewardFunction(
+            "random_reward",
+            lambda prompts, completions, **_: random_reward(prompts, completions, p=p, seed=seed),
+        )
     elif kind == "noisy":
         q = float(reward.q)
-        main = RewardFunction("noisy_reward", lambda prompts, completions, answer, **_: noisy_reward(
-            prompts, completions, answer, q=q, seed=seed))
+        main = RewardFunction(
+            "noisy_reward",
+            lambda prompts, completions, answer, **_: noisy_reward(
+                prompts, completions, answer, q=q, seed=seed
+            ),
+        )
     elif kind == "incorrect":
-        main = RewardFunction("incorrect_reward", lambda completions, answer, **_: incorrect_reward(completions, answer))
+        main = RewardFunction(
+            "incorrect_reward", lambda completions, answer, **_: incorrect_reward(completions, answer)
+        )
     else:
         raise ValueError(f"unknown reward kind {kind!r} (known: {', '.join(KINDS)})")
     if format_weight <= 0:
         return [main]
-    return [main, RewardFunction("format_reward", lambda completions, **_: format_reward(completions), format_weight)]
+    return [
+        main,
+        RewardFunction("format_reward", lambda completions, **_: format_reward(completions), format_weight),
+    ]
 
 
 def describe(reward: Any = None) -> dict[str, Any]:

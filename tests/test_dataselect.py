@@ -20,8 +20,10 @@ from oxstudy.selfplay import load_examples
 from oxstudy.spec import CurriculumSpec, DataSpec, SelectSpec, load_spec_data
 from oxstudy.tasks import task_split
 
-GSM8K_SOLUTION = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-                  "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
+GSM8K_SOLUTION = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+)
 
 
 def test_levels_of_real_data_conventions():
@@ -83,24 +85,40 @@ def test_curriculum_orders_by_level_and_by_stage():
     assert levels == sorted(levels) and sorted(i for i, _ in ascending) == list(range(36))
     descending = curriculum_order(items, CurriculumSpec(order="descending"))
     assert [r["difficulty"]["steps"] for _, r in descending] == sorted(levels, reverse=True)
-    staged = curriculum_order(items, CurriculumSpec(stages=[{"where": {"level": 1}, "steps": 3},
-                                                            {"where": {"level": [2, 3]}, "steps": 2}]),
-                              prompts_per_step=4)
+    staged = curriculum_order(
+        items,
+        CurriculumSpec(
+            stages=[{"where": {"level": 1}, "steps": 3}, {"where": {"level": [2, 3]}, "steps": 2}]
+        ),
+        prompts_per_step=4,
+    )
     assert len(staged) == (3 + 2) * 4
     assert all(r["difficulty"]["steps"] == 1 for _, r in staged[:12])
     assert all(r["difficulty"]["steps"] in (2, 3) for _, r in staged[12:])
 
 
 def test_local_file_with_math_levels(tmp_path):
-    rows = [{"problem": f"What is {i}+1?", "solution": f"{i}+1={i + 1}\n#### {i + 1}", "level": f"Level {1 + i % 5}",
-             "unique_id": f"m{i}"} for i in range(25)]
+    rows = [
+        {
+            "problem": f"What is {i}+1?",
+            "solution": f"{i}+1={i + 1}\n#### {i + 1}",
+            "level": f"Level {1 + i % 5}",
+            "unique_id": f"m{i}",
+        }
+        for i in range(25)
+    ]
     path = tmp_path / "math.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
-    data = DataSpec(source=str(path), fields={"prompt": "problem", "level": "level", "id": "unique_id"},
-                    select=SelectSpec(where={"level": [1, 2]}))
+    data = DataSpec(
+        source=str(path),
+        fields={"prompt": "problem", "level": "level", "id": "unique_id"},
+        select=SelectSpec(where={"level": [1, 2]}),
+    )
     summary: dict = {}
     examples = load_examples(data, selection=summary)
-    assert [e["prompt"] for e in examples] == [r["problem"] for r in rows if r["level"] in ("Level 1", "Level 2")]
+    assert [e["prompt"] for e in examples] == [
+        r["problem"] for r in rows if r["level"] in ("Level 1", "Level 2")
+    ]
     assert summary["examples"] == 10 and summary["levels"] == {"1": 5, "2": 5}
     assert summary["ids"][:2] == ["m0", "m1"] and summary["select"]["where"] == {"level": [1, 2]}
 
@@ -133,7 +151,12 @@ def spec_data(**changes):
 def test_selection_changes_run_ids_and_defaults_do_not(tmp_path):
     base = plan(load_spec_data(spec_data(), tmp_path))[0].run_id
     explicit = spec_data()
-    explicit["data"] = {**explicit["data"], "select": None, "curriculum": None, "reward": {"kind": "exact_match"}}
+    explicit["data"] = {
+        **explicit["data"],
+        "select": None,
+        "curriculum": None,
+        "reward": {"kind": "exact_match"},
+    }
     assert plan(load_spec_data(explicit, tmp_path))[0].run_id == base
     easy = spec_data()
     easy["data"] = {**easy["data"], "select": {"where": {"level": [1]}}}
@@ -141,14 +164,33 @@ def test_selection_changes_run_ids_and_defaults_do_not(tmp_path):
 
 
 def test_per_arm_data_and_reward_overrides(tmp_path):
-    spec = load_spec_data(spec_data(algorithms=[
-        {"id": "full", "method": "grpo"},
-        {"id": "easy", "method": "grpo", "data": {"select": {"where": {"level": [1]}}}},
-        {"id": "oneshot", "method": "grpo", "data": {"select": {"size": 1, "rule": "indices", "indices": [3]}}},
-        {"id": "random", "method": "grpo", "reward": {"kind": "random", "p": 0.5}},
-        {"id": "curriculum", "method": "grpo", "data": {"curriculum": {"stages": [
-            {"where": {"level": 1}, "steps": 2}, {"where": {"level": [2, 3]}, "steps": 2}]}}},
-    ]), tmp_path)
+    spec = load_spec_data(
+        spec_data(
+            algorithms=[
+                {"id": "full", "method": "grpo"},
+                {"id": "easy", "method": "grpo", "data": {"select": {"where": {"level": [1]}}}},
+                {
+                    "id": "oneshot",
+                    "method": "grpo",
+                    "data": {"select": {"size": 1, "rule": "indices", "indices": [3]}},
+                },
+                {"id": "random", "method": "grpo", "reward": {"kind": "random", "p": 0.5}},
+                {
+                    "id": "curriculum",
+                    "method": "grpo",
+                    "data": {
+                        "curriculum": {
+                            "stages": [
+                                {"where": {"level": 1}, "steps": 2},
+                                {"where": {"level": [2, 3]}, "steps": 2},
+                            ]
+                        }
+                    },
+                },
+            ]
+        ),
+        tmp_path,
+    )
     cells = {c.algorithm.id: c for c in plan(spec)}
     assert len({c.run_id for c in cells.values()}) == 5
     assert cells["full"].data.select is None and cells["easy"].data.select.where == {"level": [1]}
@@ -156,23 +198,49 @@ def test_per_arm_data_and_reward_overrides(tmp_path):
     assert cells["curriculum"].data.curriculum.stages[1].steps == 2
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"data": {"reward": {"kind": "random"}}}, r"data.reward: kind 'random' needs p"),
-    ({"data": {"reward": {"kind": "noisy", "q": 1.5}}}, r"data.reward.q: Input should be less than or equal to 1"),
-    ({"data": {"select": {"rule": "ids"}}}, r"data.select: rule 'ids' needs ids"),
-    ({"data": {"select": {"size": 0}}}, r"data.select.size: Input should be greater than 0"),
-    ({"algorithms": [{"id": "DPO", "method": "dpo", "data": {"curriculum": {}}}]},
-     r"algorithms\[0\].data.curriculum: method 'dpo' cannot follow a curriculum"),
-    ({"algorithms": [{"id": "DPO", "method": "dpo", "reward": {"kind": "format"}}]},
-     r"algorithms\[0\].reward: a reward applies to online RL only"),
-    ({"training": {"max_steps": 5}, "data": {"curriculum": {"stages": [{"where": {"level": 1}, "steps": 2}]}}},
-     r"data.curriculum.stages: the stages take 2 steps but training.max_steps is 5"),
-    ({"analysis": {"alignment": {"standard": "GRPO", "shortcuts": ["NSR"]}}},
-     r"analysis.alignment.shortcuts\[0\]: 'NSR' is not one of the study's algorithms"),
-    ({"analysis": {"alignment": {"standard": "GRPO", "shortcuts": ["GRPO"], "k": [1, 16], "samples": 8}}},
-     r"samples 8 must be >= the largest k"),
-    ({"analysis": {"regime": {"full": "Full"}}}, r"analysis.regime.full: 'Full' is not one of the study's algorithms"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"data": {"reward": {"kind": "random"}}}, r"data.reward: kind 'random' needs p"),
+        (
+            {"data": {"reward": {"kind": "noisy", "q": 1.5}}},
+            r"data.reward.q: Input should be less than or equal to 1",
+        ),
+        ({"data": {"select": {"rule": "ids"}}}, r"data.select: rule 'ids' needs ids"),
+        ({"data": {"select": {"size": 0}}}, r"data.select.size: Input should be greater than 0"),
+        (
+            {"algorithms": [{"id": "DPO", "method": "dpo", "data": {"curriculum": {}}}]},
+            r"algorithms\[0\].data.curriculum: method 'dpo' cannot follow a curriculum",
+        ),
+        (
+            {"algorithms": [{"id": "DPO", "method": "dpo", "reward": {"kind": "format"}}]},
+            r"algorithms\[0\].reward: a reward applies to online RL only",
+        ),
+        (
+            {
+                "training": {"max_steps": 5},
+                "data": {"curriculum": {"stages": [{"where": {"level": 1}, "steps": 2}]}},
+            },
+            r"data.curriculum.stages: the stages take 2 steps but training.max_steps is 5",
+        ),
+        (
+            {"analysis": {"alignment": {"standard": "GRPO", "shortcuts": ["NSR"]}}},
+            r"analysis.alignment.shortcuts\[0\]: 'NSR' is not one of the study's algorithms",
+        ),
+        (
+            {
+                "analysis": {
+                    "alignment": {"standard": "GRPO", "shortcuts": ["GRPO"], "k": [1, 16], "samples": 8}
+                }
+            },
+            r"samples 8 must be >= the largest k",
+        ),
+        (
+            {"analysis": {"regime": {"full": "Full"}}},
+            r"analysis.regime.full: 'Full' is not one of the study's algorithms",
+        ),
+    ],
+)
 def test_bad_regime_settings_are_located(tmp_path, changes, message):
     data = spec_data()
     for key, value in changes.items():
@@ -184,8 +252,15 @@ def test_bad_regime_settings_are_located(tmp_path, changes, message):
 # ----------------------------------------------------------------------------- bundled specs
 
 
-@pytest.mark.parametrize(("name", "cells"), [("difficulty_curriculum", 30), ("alignment", 48),
-                                             ("difficulty_curriculum_cpu", 30), ("alignment_cpu", 48)])
+@pytest.mark.parametrize(
+    ("name", "cells"),
+    [
+        ("difficulty_curriculum", 30),
+        ("alignment", 48),
+        ("difficulty_curriculum_cpu", 30),
+        ("alignment_cpu", 48),
+    ],
+)
 def test_bundled_regime_specs_validate_plan_and_shrink_for_smoke(name, cells):
     from pathlib import Path
 
@@ -201,8 +276,13 @@ def test_bundled_regime_specs_validate_plan_and_shrink_for_smoke(name, cells):
     for cell in arms.values():
         assert cell.data.source.startswith("task:") and cell.model.source.startswith("zoo:")
     if name == "alignment":
-        assert arms["OneShot@gsm8k"].data.select.size == 1 and arms["Random@math"].data.reward.kind == "random"
-        assert arms["NSR@math"].data.source == "task:oxs_sequence" and arms["NSR@gsm8k"].algorithm.method == "nsr"
+        assert (
+            arms["OneShot@gsm8k"].data.select.size == 1 and arms["Random@math"].data.reward.kind == "random"
+        )
+        assert (
+            arms["NSR@math"].data.source == "task:oxs_sequence"
+            and arms["NSR@gsm8k"].algorithm.method == "nsr"
+        )
     if name == "difficulty_curriculum":
         assert arms["GRPO-curriculum"].data.curriculum.by == "level"
         assert arms["GRPO-math"].data.source != arms["GRPO-full"].data.source

@@ -38,7 +38,9 @@ def test_advantages_follow_the_paper(method):
 
 def test_w_reinforce_lambda_is_a_hyperparameter():
     positive, negative = method_weights("w-reinforce", {"polarity_lambda": 0.3})
-    assert polarity_advantages(torch.tensor([1.0, 0.0]), positive, negative).tolist() == pytest.approx([0.3, -1.0])
+    assert polarity_advantages(torch.tensor([1.0, 0.0]), positive, negative).tolist() == pytest.approx(
+        [0.3, -1.0]
+    )
     assert "polarity_lambda" in registry.allowed_hyperparameters("w-reinforce")
     assert registry.validate_hyperparameters("nsr", {"loss_type": "grpo"})  # fixed: REINFORCE's token mean
 
@@ -48,16 +50,25 @@ def nsr_trainer(zoo_tiny, tmp_path_factory):
     from oxstudy.selfplay import prepare_data
     from oxstudy.training import build_trainer
 
-    cell = make_cell("w-reinforce", hyperparameters={"num_generations": 2, "polarity_lambda": 0.25},
-                     training={"effective_batch_size": 4, "per_device_batch_size": 4, "max_completion_length": 8})
+    cell = make_cell(
+        "w-reinforce",
+        hyperparameters={"num_generations": 2, "polarity_lambda": 0.25},
+        training={"effective_batch_size": 4, "per_device_batch_size": 4, "max_completion_length": 8},
+    )
     data = prepare_data(cell, zoo_tiny)
     scripted = [1.0, 0.0, 0.0, 0.0]  # the verifier's verdicts for the 4 completions of the next batch
 
     def scripted_reward(completions, **kwargs):
         return scripted[: len(completions)]
 
-    run = build_trainer(cell, model_path=zoo_tiny, output_dir=tmp_path_factory.mktemp("nsr"), data=data,
-                        device="cpu", reward_funcs=[scripted_reward])
+    run = build_trainer(
+        cell,
+        model_path=zoo_tiny,
+        output_dir=tmp_path_factory.mktemp("nsr"),
+        data=data,
+        device="cpu",
+        reward_funcs=[scripted_reward],
+    )
     return run.trainer, scripted
 
 
@@ -82,8 +93,13 @@ def test_loss_gradient_is_the_reinforce_gradient(nsr_trainer):
     prompt_mask = torch.ones_like(prompt_ids)
     completion_mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0], [1] * 3 + [0] * 3])
     advantages = polarity_advantages(torch.tensor([1.0, 0.0, 0.0, 1.0]), 0.25, 1.0)
-    inputs = {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-              "completion_mask": completion_mask, "advantages": advantages}
+    inputs = {
+        "prompt_ids": prompt_ids,
+        "prompt_mask": prompt_mask,
+        "completion_ids": completion_ids,
+        "completion_mask": completion_mask,
+        "advantages": advantages,
+    }
 
     model.zero_grad()
     trl_loss = trainer._compute_loss(model, inputs)
@@ -94,7 +110,7 @@ def test_loss_gradient_is_the_reinforce_gradient(nsr_trainer):
     model.zero_grad()
     ids = torch.cat([prompt_ids, completion_ids], dim=1)
     mask = torch.cat([prompt_mask, completion_mask], dim=1)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, prompt_ids.shape[1] - 1:-1]
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, prompt_ids.shape[1] - 1 : -1]
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     reference = -(advantages.unsqueeze(1) * logp * completion_mask).sum() / completion_mask.sum()
     reference.backward()

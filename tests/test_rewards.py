@@ -12,8 +12,12 @@ from oxstudy.rewards import reward_functions
 from oxstudy.spec import RewardSpec
 
 ANSWERS = ["13", "13", "13", "7"]
-COMPLETIONS = ["5 + 8 = 13\n#### 13", "5 + 8 = 12\n#### 12", "I think thirteen", [{"role": "assistant",
-                                                                                    "content": "#### 7"}]]
+COMPLETIONS = [
+    "5 + 8 = 13\n#### 13",
+    "5 + 8 = 12\n#### 12",
+    "I think thirteen",
+    [{"role": "assistant", "content": "#### 7"}],
+]
 PROMPTS = [[{"role": "user", "content": "Ben has 5 coins..."}]] * 3 + [[{"role": "user", "content": "3+4?"}]]
 
 
@@ -44,7 +48,9 @@ def test_random_reward_is_bernoulli_p_reproducible_and_blind_to_correctness():
     f = reward_functions(RewardSpec(kind="random", p=0.3, seed=7))[0]
     values = f(prompts=prompts, completions=completions, answer=answers)
     assert f(prompts=prompts, completions=completions, answer=answers) == values  # re-runs reproduce
-    other = reward_functions(RewardSpec(kind="random", p=0.3, seed=8))[0](prompts=prompts, completions=completions)
+    other = reward_functions(RewardSpec(kind="random", p=0.3, seed=8))[0](
+        prompts=prompts, completions=completions
+    )
     assert other != values
     ones = int(sum(values))
     assert stats.binomtest(ones, len(values), 0.3).pvalue > 1e-3
@@ -58,11 +64,13 @@ def test_noisy_reward_flips_ground_truth_with_probability_q():
     prompts, completions, answers = distinct_completions(4000)
     truth = reward_functions(RewardSpec())[0](prompts=prompts, completions=completions, answer=answers)
     for q in (0.0, 1.0):
-        noisy = reward_functions(RewardSpec(kind="noisy", q=q))[0](prompts=prompts, completions=completions,
-                                                                   answer=answers)
+        noisy = reward_functions(RewardSpec(kind="noisy", q=q))[0](
+            prompts=prompts, completions=completions, answer=answers
+        )
         assert noisy == (truth if q == 0.0 else [1.0 - t for t in truth])
-    noisy = reward_functions(RewardSpec(kind="noisy", q=0.2, seed=3))[0](prompts=prompts, completions=completions,
-                                                                         answer=answers)
+    noisy = reward_functions(RewardSpec(kind="noisy", q=0.2, seed=3))[0](
+        prompts=prompts, completions=completions, answer=answers
+    )
     flips = sum(a != b for a, b in zip(noisy, truth, strict=True))
     assert stats.binomtest(flips, len(truth), 0.2).pvalue > 1e-3
 
@@ -70,8 +78,12 @@ def test_noisy_reward_flips_ground_truth_with_probability_q():
 # ----------------------------------------------------------------------------- integration
 
 VARIANTS = [
-    ("grpo", {"kind": "format"}), ("grpo", {"kind": "random", "p": 0.5}), ("grpo", {"kind": "noisy", "q": 0.3}),
-    ("grpo", {"kind": "incorrect"}), ("psr", {"kind": "random", "p": 0.5}), ("nsr", {"kind": "exact_match"}),
+    ("grpo", {"kind": "format"}),
+    ("grpo", {"kind": "random", "p": 0.5}),
+    ("grpo", {"kind": "noisy", "q": 0.3}),
+    ("grpo", {"kind": "incorrect"}),
+    ("psr", {"kind": "random", "p": 0.5}),
+    ("nsr", {"kind": "exact_match"}),
     ("w-reinforce", {"kind": "exact_match"}),
 ]
 
@@ -90,11 +102,16 @@ def test_every_reward_and_polarity_variant_trains_and_records(zoo_tiny, tmp_path
     torch.set_num_threads(1)
     base = AutoModelForCausalLM.from_pretrained(zoo_tiny).state_dict()
     for method, reward in VARIANTS:
-        cell = make_cell(method, hyperparameters={"num_generations": 2},
-                         training={"max_completion_length": 16, "weight_decay": 0.0},
-                         data={"reward": reward, "train_size": 8})
+        cell = make_cell(
+            method,
+            hyperparameters={"num_generations": 2},
+            training={"max_completion_length": 16, "weight_decay": 0.0},
+            data={"reward": reward, "train_size": 8},
+        )
         data = prepare_data(cell, zoo_tiny)
-        result = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path / f"{method}-{reward['kind']}", data=data)
+        result = train_cell(
+            cell, model_path=zoo_tiny, output_dir=tmp_path / f"{method}-{reward['kind']}", data=data
+        )
         label = f"{method}/{reward['kind']}"
         assert result.steps == 2, label
         assert all(math.isfinite(x) for x in result.curves["loss"] if x is not None), label
@@ -116,9 +133,16 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
     from oxstudy.training import train_cell
     from tests.algorithms_helpers import make_cell
 
-    curriculum = {"stages": [{"where": {"level": 1}, "steps": 2}, {"where": {"level": 3}, "steps": 1}], "seed": 4}
-    cell = make_cell("grpo", hyperparameters={"num_generations": 2}, training={"max_completion_length": 8},
-                     data={"curriculum": curriculum, "train_size": 24})
+    curriculum = {
+        "stages": [{"where": {"level": 1}, "steps": 2}, {"where": {"level": 3}, "steps": 1}],
+        "seed": 4,
+    }
+    cell = make_cell(
+        "grpo",
+        hyperparameters={"num_generations": 2},
+        training={"max_completion_length": 8},
+        data={"curriculum": curriculum, "train_size": 24},
+    )
     data = prepare_data(cell, zoo_tiny)
     assert data.selection["prompts_per_step"] == 2 and len(data.prompts) == 6
     seen: list[str] = []
@@ -127,7 +151,9 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
         seen.extend(p[-1]["content"] for p in prompts)
         return [0.0] * len(completions)
 
-    result = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path, data=data, reward_funcs=[recording_reward])
+    result = train_cell(
+        cell, model_path=zoo_tiny, output_dir=tmp_path, data=data, reward_funcs=[recording_reward]
+    )
     assert result.steps == 3
     consumed = seen[::2]  # each prompt is repeated num_generations = 2 times in a row
     assert seen[1::2] == consumed
@@ -137,12 +163,20 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
 
     # One-shot RL: a single example is repeated to one sampler batch (TRL drops an incomplete batch,
     # which would leave zero steps), and training takes its steps on that one prompt.
-    one_shot = make_cell("grpo", hyperparameters={"num_generations": 2}, training={"max_completion_length": 8},
-                         data={"select": {"size": 1, "rule": "indices", "indices": [5]}, "train_size": 24})
+    one_shot = make_cell(
+        "grpo",
+        hyperparameters={"num_generations": 2},
+        training={"max_completion_length": 8},
+        data={"select": {"size": 1, "rule": "indices", "indices": [5]}, "train_size": 24},
+    )
     data = prepare_data(one_shot, zoo_tiny)
     assert data.selection["examples"] == 1 and data.selection["repeated_to"] == 2
     seen.clear()
-    result = train_cell(one_shot, model_path=zoo_tiny, output_dir=tmp_path / "one-shot", data=data,
-                        reward_funcs=[recording_reward])
+    result = train_cell(
+        one_shot,
+        model_path=zoo_tiny,
+        output_dir=tmp_path / "one-shot",
+        data=data,
+        reward_funcs=[recording_reward],
+    )
     assert result.steps == 2 and set(seen) == {task_split("oxs_arith", "train")[5]["prompt"]}
-

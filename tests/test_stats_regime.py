@@ -25,14 +25,24 @@ def items_frame(spec):
     """spec: {(algorithm, seed, level): [scores...]} -> a tidy items frame."""
     rows = []
     for (algorithm, seed, level), scores in spec.items():
-        rows += [{"model": "m", "algorithm": algorithm, "seed": seed, "benchmark": "b", "level": level,
-                  "score": s} for s in scores]
+        rows += [
+            {"model": "m", "algorithm": algorithm, "seed": seed, "benchmark": "b", "level": level, "score": s}
+            for s in scores
+        ]
     return pd.DataFrame(rows)
 
 
 def test_accuracy_by_level_is_a_t_interval_over_per_seed_accuracies():
-    items = items_frame({("A", 1, 1): [1, 1, 0, 1], ("A", 2, 1): [1, 0, 0, 1], ("A", 3, 1): [1, 1, 1, 1],
-                         ("A", 1, 2): [0, 0, 1, 0], ("A", 2, 2): [0, 0, 0, 0], ("A", 3, 2): [1, 0, 1, 0]})
+    items = items_frame(
+        {
+            ("A", 1, 1): [1, 1, 0, 1],
+            ("A", 2, 1): [1, 0, 0, 1],
+            ("A", 3, 1): [1, 1, 1, 1],
+            ("A", 1, 2): [0, 0, 1, 0],
+            ("A", 2, 2): [0, 0, 0, 0],
+            ("A", 3, 2): [1, 0, 1, 0],
+        }
+    )
     table = accuracy_by_level(items).set_index("level")
     per_seed = np.array([0.75, 0.5, 1.0])
     low, high = stats.t.interval(0.95, 2, loc=per_seed.mean(), scale=stats.sem(per_seed))
@@ -63,8 +73,13 @@ def test_plateau_slope_is_the_mean_per_seed_ols_slope_with_t_interval():
 
 
 def test_flat_gains_are_no_plateau():
-    gains = pd.DataFrame([{"model": "m", "benchmark": "b", "seed": s, "level": lv, "gain": 0.1 + 0.01 * ((s + lv) % 3 - 1)}
-                          for s in range(5) for lv in (1, 2, 3)])
+    gains = pd.DataFrame(
+        [
+            {"model": "m", "benchmark": "b", "seed": s, "level": lv, "gain": 0.1 + 0.01 * ((s + lv) % 3 - 1)}
+            for s in range(5)
+            for lv in (1, 2, 3)
+        ]
+    )
     assert plateau_test(gains)["plateau"] is False
 
 
@@ -78,15 +93,22 @@ def test_non_inferiority_uses_welchs_interval():
 
 
 def test_matches_with_fewer_steps_reports_the_step_fraction():
-    runs = pd.DataFrame([{"algorithm": "easy", "value": v, "steps": 45} for v in (0.50, 0.51, 0.52)]
-                        + [{"algorithm": "full", "value": v, "steps": 100} for v in (0.50, 0.52, 0.51)])
+    runs = pd.DataFrame(
+        [{"algorithm": "easy", "value": v, "steps": 45} for v in (0.50, 0.51, 0.52)]
+        + [{"algorithm": "full", "value": v, "steps": 100} for v in (0.50, 0.52, 0.51)]
+    )
     result = matches_with_fewer_steps(runs, "easy", "full", margin=0.03)
     assert result["fraction"] == pytest.approx(0.45) and result["non_inferior"] is True
 
 
 def test_steps_to_match_from_a_curve():
-    curve = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "step": [10, 20, 30, 10, 20, 30],
-                          "accuracy": [0.2, 0.48, 0.6, 0.49, 0.5, 0.5]})
+    curve = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 1, 1, 1],
+            "step": [10, 20, 30, 10, 20, 30],
+            "accuracy": [0.2, 0.48, 0.6, 0.49, 0.5, 0.5],
+        }
+    )
     result = steps_to_match_curve(curve, np.array([0.5, 0.5]), full_steps=40, margin=0.02)
     assert result["target"] == pytest.approx(0.48)
     assert result["fractions"] == [0.5, 0.25] and result["never_matched"] == 0
@@ -94,9 +116,16 @@ def test_steps_to_match_from_a_curve():
 
 def test_transfer_differences_match_scipy_welch():
     rng = np.random.default_rng(0)
-    rows = [{"model": "m", "train": train, "benchmark": bench, "seed": s, "value": mu + rng.normal(0, 0.02)}
-            for train, bench, mu in (("gsm8k", "math_numeric", 0.40), ("math", "math_numeric", 0.35),
-                                     ("gsm8k", "gsm8k", 0.6), ("math", "gsm8k", 0.55)) for s in range(5)]
+    rows = [
+        {"model": "m", "train": train, "benchmark": bench, "seed": s, "value": mu + rng.normal(0, 0.02)}
+        for train, bench, mu in (
+            ("gsm8k", "math_numeric", 0.40),
+            ("math", "math_numeric", 0.35),
+            ("gsm8k", "gsm8k", 0.6),
+            ("math", "gsm8k", 0.55),
+        )
+        for s in range(5)
+    ]
     runs = pd.DataFrame(rows)
     matrix = transfer_matrix(runs)
     assert len(matrix) == 4 and matrix["n_seeds"].tolist() == [5] * 4
@@ -144,12 +173,16 @@ def test_interaction_test_equals_statsmodels_ols():
 
 def test_shortcut_effects_are_stratified_by_alignment():
     runs, alignment = alignment_study(gamma=0.2)
-    effects = shortcut_effects(runs, alignment, "GRPO", ["OneShot"], threshold=0.5).set_index(["model", "task"])
+    effects = shortcut_effects(runs, alignment, "GRPO", ["OneShot"], threshold=0.5).set_index(
+        ["model", "task"]
+    )
     assert effects.loc[("qwen", "math"), "aligned"] and not effects.loc[("llama", "logic"), "aligned"]
     a = runs[(runs.model == "qwen") & (runs.task == "math") & (runs.algorithm == "OneShot")]["value"]
     b = runs[(runs.model == "qwen") & (runs.task == "math") & (runs.algorithm == "GRPO")]["value"]
     assert effects.loc[("qwen", "math"), "difference"] == pytest.approx(a.mean() - b.mean())
-    assert effects.loc[("qwen", "math"), "p_value"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert effects.loc[("qwen", "math"), "p_value"] == pytest.approx(
+        stats.ttest_ind(a, b, equal_var=False).pvalue
+    )
 
 
 def test_interaction_test_is_calibrated_and_has_power():

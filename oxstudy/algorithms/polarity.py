@@ -34,15 +34,17 @@ POLARITY_WEIGHTS = {"psr": (1.0, 0.0), "nsr": (0.0, 1.0), "w-reinforce": (None, 
 CORRECT_THRESHOLD = 0.5
 
 
-def polarity_advantages(rewards: Any, positive_weight: float, negative_weight: float,
-                        threshold: float = CORRECT_THRESHOLD) -> Any:
+def polarity_advantages(
+    rewards: Any, positive_weight: float, negative_weight: float, threshold: float = CORRECT_THRESHOLD
+) -> Any:
     """``A_i = positive_weight * 1[R_i > threshold] - negative_weight * 1[R_i <= threshold]`` for a
     1-D tensor of rewards (NaN = unscorable -> 0)."""
     import torch
 
     correct = rewards > threshold
-    advantages = torch.where(correct, torch.full_like(rewards, positive_weight),
-                             torch.full_like(rewards, -negative_weight))
+    advantages = torch.where(
+        correct, torch.full_like(rewards, positive_weight), torch.full_like(rewards, -negative_weight)
+    )
     return torch.where(torch.isnan(rewards), torch.zeros_like(rewards), advantages)
 
 
@@ -78,16 +80,35 @@ def _trainer_class():
             advantages = polarity_advantages(rewards, self.positive_weight, self.negative_weight)
             local = len(output["advantages"])
             start = self.accelerator.process_index * local
-            output["advantages"] = advantages[start:start + local].to(output["advantages"].device)
+            output["advantages"] = advantages[start : start + local].to(output["advantages"].device)
             return output
 
     return PolarityGRPOTrainer
 
 
-def build_trainer(info: Any, *, model: Any, tokenizer: Any, args: Any, dataset: Any, peft_config: Any,
-                  hyperparameters: dict[str, Any], callbacks: list, reward_funcs: list, **unused: Any):
+def build_trainer(
+    info: Any,
+    *,
+    model: Any,
+    tokenizer: Any,
+    args: Any,
+    dataset: Any,
+    peft_config: Any,
+    hyperparameters: dict[str, Any],
+    callbacks: list,
+    reward_funcs: list,
+    **unused: Any,
+):
     """A GRPOTrainer with polarity advantages for ``psr``, ``nsr`` or ``w-reinforce``."""
     positive, negative = method_weights(info.name, hyperparameters)
-    return _trainer_class()(model=model, reward_funcs=reward_funcs, args=args, train_dataset=dataset,
-                            processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks,
-                            positive_weight=positive, negative_weight=negative)
+    return _trainer_class()(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+        positive_weight=positive,
+        negative_weight=negative,
+    )

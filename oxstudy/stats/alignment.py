@@ -30,8 +30,14 @@ from scipy import stats
 from oxstudy.stats.transfer import welch_difference
 
 
-def shortcut_effects(runs: pd.DataFrame, alignment: pd.DataFrame, standard: str, shortcuts: list[str],
-                     threshold: float = 0.5, confidence: float = 0.95) -> pd.DataFrame:
+def shortcut_effects(
+    runs: pd.DataFrame,
+    alignment: pd.DataFrame,
+    standard: str,
+    shortcuts: list[str],
+    threshold: float = 0.5,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Effect of each shortcut vs standard RL per (model, task), beside the base pass@k.
 
     Estimated: ``mean_seeds(shortcut) - mean_seeds(standard)`` with Welch's t-interval.
@@ -47,11 +53,30 @@ def shortcut_effects(runs: pd.DataFrame, alignment: pd.DataFrame, standard: str,
                 continue
             result = welch_difference(values, base, confidence)
             value = passk.get((model, task))
-            rows.append({"model": model, "task": task, "shortcut": shortcut, "pass_at_k": value,
-                         "aligned": None if value is None else bool(value >= threshold),
-                         **{k: result[k] for k in ("difference", "ci_low", "ci_high", "p_value")}})
-    return pd.DataFrame(rows, columns=["model", "task", "shortcut", "pass_at_k", "aligned", "difference", "ci_low",
-                                       "ci_high", "p_value"])
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    "shortcut": shortcut,
+                    "pass_at_k": value,
+                    "aligned": None if value is None else bool(value >= threshold),
+                    **{k: result[k] for k in ("difference", "ci_low", "ci_high", "p_value")},
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "model",
+            "task",
+            "shortcut",
+            "pass_at_k",
+            "aligned",
+            "difference",
+            "ci_low",
+            "ci_high",
+            "p_value",
+        ],
+    )
 
 
 def interaction_design(runs: pd.DataFrame, alignment: pd.DataFrame, standard: str, shortcut: str):
@@ -61,8 +86,9 @@ def interaction_design(runs: pd.DataFrame, alignment: pd.DataFrame, standard: st
     cells = sorted(set(zip(frame["model"], frame["task"], strict=True)))
     cell_index = {c: i for i, c in enumerate(cells)}
     is_shortcut = (frame["algorithm"] == shortcut).to_numpy(dtype=float)
-    centred = frame["pass_at_k"].to_numpy(dtype=float) - np.mean([alignment.set_index(["model", "task"])
-                                                                  .loc[c, "pass_at_k"] for c in cells])
+    centred = frame["pass_at_k"].to_numpy(dtype=float) - np.mean(
+        [alignment.set_index(["model", "task"]).loc[c, "pass_at_k"] for c in cells]
+    )
     design = np.zeros((len(frame), len(cells) + 2))
     for row, cell in enumerate(zip(frame["model"], frame["task"], strict=True)):
         design[row, cell_index[cell]] = 1.0
@@ -72,8 +98,9 @@ def interaction_design(runs: pd.DataFrame, alignment: pd.DataFrame, standard: st
     return frame["value"].to_numpy(dtype=float), design, names
 
 
-def interaction_test(runs: pd.DataFrame, alignment: pd.DataFrame, standard: str, shortcut: str,
-                     confidence: float = 0.95) -> dict:
+def interaction_test(
+    runs: pd.DataFrame, alignment: pd.DataFrame, standard: str, shortcut: str, confidence: float = 0.95
+) -> dict:
     """OLS test of the shortcut x alignment interaction (``gamma`` in the module docstring).
 
     Returns ``gamma`` (effect change per unit pass@k), its se, t-interval, two-sided p-value and
@@ -81,15 +108,37 @@ def interaction_test(runs: pd.DataFrame, alignment: pd.DataFrame, standard: str,
     """
     y, design, names = interaction_design(runs, alignment, standard, shortcut)
     n_cells = len(names) - 2
-    out = {"shortcut": shortcut, "standard": standard, "n_runs": int(y.size), "n_cells": n_cells, "gamma": None,
-           "se": None, "ci_low": None, "ci_high": None, "p_value": None, "df": None, "beta": None, "note": None,
-           "model": "value ~ cell + shortcut + shortcut:(pass_at_k - mean); OLS, iid seed errors"}
+    out = {
+        "shortcut": shortcut,
+        "standard": standard,
+        "n_runs": int(y.size),
+        "n_cells": n_cells,
+        "gamma": None,
+        "se": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "df": None,
+        "beta": None,
+        "note": None,
+        "model": "value ~ cell + shortcut + shortcut:(pass_at_k - mean); OLS, iid seed errors",
+    }
     if n_cells < 2 or np.linalg.matrix_rank(design) < design.shape[1]:
-        out["note"] = "needs the shortcut and standard RL on at least 2 (model, task) cells with different pass@k"
+        out["note"] = (
+            "needs the shortcut and standard RL on at least 2 (model, task) cells with different pass@k"
+        )
         return out
     fit = ols_last_coefficient(y, design, confidence)
-    out.update(gamma=fit["coefficient"], se=fit["se"], df=fit["df"], beta=fit["previous"], ci_low=fit["ci_low"],
-               ci_high=fit["ci_high"], p_value=fit["p_value"], note=fit["note"])
+    out.update(
+        gamma=fit["coefficient"],
+        se=fit["se"],
+        df=fit["df"],
+        beta=fit["previous"],
+        ci_low=fit["ci_low"],
+        ci_high=fit["ci_high"],
+        p_value=fit["p_value"],
+        note=fit["note"],
+    )
     return out
 
 
@@ -98,8 +147,16 @@ def ols_last_coefficient(y: np.ndarray, design: np.ndarray, confidence: float = 
     (``sigma^2 (X'X)^-1``, ``sigma^2`` = RSS / (n - p)), t-interval and two-sided p-value; ``previous``
     is the coefficient before it."""
     df = y.size - design.shape[1]
-    out = {"coefficient": None, "se": None, "df": int(df), "ci_low": None, "ci_high": None, "p_value": None,
-           "previous": None, "note": None}
+    out = {
+        "coefficient": None,
+        "se": None,
+        "df": int(df),
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "previous": None,
+        "note": None,
+    }
     if df < 1:
         out["note"] = "no residual degrees of freedom (add seeds)"
         return out
@@ -112,14 +169,26 @@ def ols_last_coefficient(y: np.ndarray, design: np.ndarray, confidence: float = 
         out["note"] = "zero residual variance"
         return out
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    out.update(ci_low=out["coefficient"] - half, ci_high=out["coefficient"] + half,
-               p_value=float(2 * stats.t.sf(abs(out["coefficient"] / se), df)))
+    out.update(
+        ci_low=out["coefficient"] - half,
+        ci_high=out["coefficient"] + half,
+        p_value=float(2 * stats.t.sf(abs(out["coefficient"] / se), df)),
+    )
     return out
 
 
-def simulate_interaction_rejections(n_studies: int, gamma: float, *, seeds: int = 5, passk=(0.1, 0.4, 0.6, 0.9),
-                                    noise_sd: float = 0.03, shortcut_effect: float = -0.05, alpha: float = 0.05,
-                                    cell_effect_sd: float = 0.0, rng_seed: int = 0) -> float:
+def simulate_interaction_rejections(
+    n_studies: int,
+    gamma: float,
+    *,
+    seeds: int = 5,
+    passk=(0.1, 0.4, 0.6, 0.9),
+    noise_sd: float = 0.03,
+    shortcut_effect: float = -0.05,
+    alpha: float = 0.05,
+    cell_effect_sd: float = 0.0,
+    rng_seed: int = 0,
+) -> float:
     """Fraction of simulated studies whose interaction test rejects at ``alpha`` (calibration:
     ``gamma = 0`` should give ~alpha). Each study: one cell per pass@k value with a random standard
     level, the shortcut's effect ``shortcut_effect + gamma * (passk - mean)`` plus a cell-specific
@@ -128,9 +197,15 @@ def simulate_interaction_rejections(n_studies: int, gamma: float, *, seeds: int 
     rng = np.random.default_rng(rng_seed)
     cells = [(f"m{i}", "t") for i in range(len(passk))]
     alignment = pd.DataFrame({"model": [c[0] for c in cells], "task": "t", "pass_at_k": list(passk)})
-    template = pd.DataFrame([(model, task, algorithm, seed, 0.0) for model, task in cells
-                             for algorithm in ("sc", "std") for seed in range(seeds)],
-                            columns=["model", "task", "algorithm", "seed", "value"])
+    template = pd.DataFrame(
+        [
+            (model, task, algorithm, seed, 0.0)
+            for model, task in cells
+            for algorithm in ("sc", "std")
+            for seed in range(seeds)
+        ],
+        columns=["model", "task", "algorithm", "seed", "value"],
+    )
     # the design does not depend on the values: build it once through the function under test
     _, design, _ = interaction_design(template, alignment, "std", "sc")
     frame = template.sort_values(["model", "task", "algorithm", "seed"]).reset_index(drop=True)
@@ -143,8 +218,11 @@ def simulate_interaction_rejections(n_studies: int, gamma: float, *, seeds: int 
     for _ in range(n_studies):
         levels = rng.uniform(0.2, 0.8, size=len(cells))
         deviation = rng.normal(0, cell_effect_sd, size=len(cells)) if cell_effect_sd else np.zeros(len(cells))
-        y = (levels[cell_idx] + shortcut * (shortcut_effect + gamma * (p_of_run - centre) + deviation[cell_idx])
-             + rng.normal(0, noise_sd, size=len(frame)))
+        y = (
+            levels[cell_idx]
+            + shortcut * (shortcut_effect + gamma * (p_of_run - centre) + deviation[cell_idx])
+            + rng.normal(0, noise_sd, size=len(frame))
+        )
         p_value = ols_last_coefficient(y, design)["p_value"]
         rejections += p_value is not None and p_value < alpha
     return rejections / n_studies

@@ -27,8 +27,9 @@ GROUP = ["model", "algorithm", "benchmark"]
 def per_seed_level_accuracy(items: pd.DataFrame) -> pd.DataFrame:
     """Mean score per (model, algorithm, benchmark, seed, level): one accuracy per seed-run and level."""
     frame = items.dropna(subset=["level"])
-    return (frame.groupby([*GROUP, "seed", "level"], as_index=False)
-            .agg(accuracy=("score", "mean"), n_items=("score", "size")))
+    return frame.groupby([*GROUP, "seed", "level"], as_index=False).agg(
+        accuracy=("score", "mean"), n_items=("score", "size")
+    )
 
 
 def accuracy_by_level(items: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -43,10 +44,20 @@ def accuracy_by_level(items: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     rows = []
     for key, group in per_seed.groupby([*GROUP, "level"], sort=True):
         summary = describe(group["accuracy"].to_numpy(), confidence)
-        rows.append({**dict(zip([*GROUP, "level"], key, strict=True)), "n_seeds": summary["n"],
-                     "n_items": int(group["n_items"].iloc[0]), "mean": summary["mean"], "sd": summary["sd"],
-                     "ci_low": summary["ci_low"], "ci_high": summary["ci_high"]})
-    return pd.DataFrame(rows, columns=[*GROUP, "level", "n_seeds", "n_items", "mean", "sd", "ci_low", "ci_high"])
+        rows.append(
+            {
+                **dict(zip([*GROUP, "level"], key, strict=True)),
+                "n_seeds": summary["n"],
+                "n_items": int(group["n_items"].iloc[0]),
+                "mean": summary["mean"],
+                "sd": summary["sd"],
+                "ci_low": summary["ci_low"],
+                "ci_high": summary["ci_high"],
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[*GROUP, "level", "n_seeds", "n_items", "mean", "sd", "ci_low", "ci_high"]
+    )
 
 
 def level_gains(items: pd.DataFrame, arm: str, reference: pd.DataFrame | str) -> pd.DataFrame:
@@ -66,8 +77,9 @@ def level_gains(items: pd.DataFrame, arm: str, reference: pd.DataFrame | str) ->
             ref_mean = ref.groupby(["model", "benchmark", "level"], as_index=False)["accuracy"].mean()
             merged = mine.merge(ref_mean, on=["model", "benchmark", "level"], suffixes=("", "_ref"))
     else:
-        merged = mine.merge(reference.rename(columns={"accuracy": "accuracy_ref"}),
-                            on=["model", "benchmark", "level"])
+        merged = mine.merge(
+            reference.rename(columns={"accuracy": "accuracy_ref"}), on=["model", "benchmark", "level"]
+        )
     merged["gain"] = merged["accuracy"] - merged["accuracy_ref"]
     return merged[["model", "benchmark", "seed", "level", "gain"]]
 
@@ -87,14 +99,24 @@ def plateau_test(gains: pd.DataFrame, confidence: float = 0.95) -> dict:
             continue
         slopes.append(stats.linregress(group["level"].astype(float), group["gain"].astype(float)).slope)
     slopes_arr = np.asarray(slopes, dtype=float)
-    out = {"estimate": "slope of (arm - reference) accuracy on level, per seed, t-interval across seeds",
-           "n_seeds": int(slopes_arr.size), "slope": None, "ci_low": None, "ci_high": None, "p_value": None,
-           "plateau": None, "slopes": slopes_arr.tolist(), "note": None}
+    out = {
+        "estimate": "slope of (arm - reference) accuracy on level, per seed, t-interval across seeds",
+        "n_seeds": int(slopes_arr.size),
+        "slope": None,
+        "ci_low": None,
+        "ci_high": None,
+        "p_value": None,
+        "plateau": None,
+        "slopes": slopes_arr.tolist(),
+        "note": None,
+    }
     if slopes_arr.size == 0:
         out["note"] = "no seed has two or more levels"
         return out
     summary = describe(slopes_arr, confidence)
-    out.update(slope=summary["mean"], ci_low=summary["ci_low"], ci_high=summary["ci_high"], note=summary["note"])
+    out.update(
+        slope=summary["mean"], ci_low=summary["ci_low"], ci_high=summary["ci_high"], note=summary["note"]
+    )
     if slopes_arr.size >= 2 and summary["sd"]:
         out["p_value"] = float(stats.ttest_1samp(slopes_arr, 0.0).pvalue)
     if out["ci_high"] is not None:
@@ -111,8 +133,16 @@ def non_inferiority(candidate: np.ndarray, full: np.ndarray, margin: float, conf
     """
     a, b = np.asarray(candidate, dtype=float), np.asarray(full, dtype=float)
     diff = float(a.mean() - b.mean())
-    out = {"difference": diff, "ci_low": None, "ci_high": None, "margin": float(margin), "non_inferior": None,
-           "n_candidate": int(a.size), "n_full": int(b.size), "note": None}
+    out = {
+        "difference": diff,
+        "ci_low": None,
+        "ci_high": None,
+        "margin": float(margin),
+        "non_inferior": None,
+        "n_candidate": int(a.size),
+        "n_full": int(b.size),
+        "note": None,
+    }
     if a.size < 2 or b.size < 2:
         out["note"] = "needs at least 2 seeds per arm"
         return out
@@ -127,8 +157,9 @@ def non_inferiority(candidate: np.ndarray, full: np.ndarray, margin: float, conf
     return out
 
 
-def matches_with_fewer_steps(runs: pd.DataFrame, candidate: str, full: str, margin: float,
-                             confidence: float = 0.95) -> dict:
+def matches_with_fewer_steps(
+    runs: pd.DataFrame, candidate: str, full: str, margin: float, confidence: float = 0.95
+) -> dict:
     """A subset / curriculum arm against the full-data arm on final accuracy and steps taken.
 
     Estimated: the non-inferiority of the candidate's final accuracy (:func:`non_inferiority`)
@@ -147,21 +178,28 @@ def matches_with_fewer_steps(runs: pd.DataFrame, candidate: str, full: str, marg
     return result
 
 
-def steps_to_match_ladder(runs: pd.DataFrame, candidates: list[str], full: str, margin: float,
-                          confidence: float = 0.95) -> dict:
+def steps_to_match_ladder(
+    runs: pd.DataFrame, candidates: list[str], full: str, margin: float, confidence: float = 0.95
+) -> dict:
     """The smallest step fraction at which an arm of a budget ladder is non-inferior to the full arm.
 
     ``candidates`` are arms differing only in their step budget. Each is tested with
     :func:`matches_with_fewer_steps`; the answer is the smallest fraction among the non-inferior
     ones (None when none is). Each rung is its own test (no multiplicity correction: the claim is
     about the one rung named)."""
-    rungs = [{"algorithm": c, **matches_with_fewer_steps(runs, c, full, margin, confidence)} for c in candidates]
+    rungs = [
+        {"algorithm": c, **matches_with_fewer_steps(runs, c, full, margin, confidence)} for c in candidates
+    ]
     matching = [r["fraction"] for r in rungs if r["non_inferior"] and r["fraction"] is not None]
-    return {"fraction": min(matching) if matching else None, "rungs": sorted(rungs, key=lambda r: r["fraction"] or 0)}
+    return {
+        "fraction": min(matching) if matching else None,
+        "rungs": sorted(rungs, key=lambda r: r["fraction"] or 0),
+    }
 
 
-def steps_to_match_curve(curve: pd.DataFrame, full_final: np.ndarray, full_steps: float, margin: float,
-                         confidence: float = 0.95) -> dict:
+def steps_to_match_curve(
+    curve: pd.DataFrame, full_final: np.ndarray, full_steps: float, margin: float, confidence: float = 0.95
+) -> dict:
     """Steps-to-match from intermediate evaluations of the candidate arm.
 
     ``curve``: ``seed, step, accuracy`` (evaluations during training). Per seed, the first step at
@@ -182,5 +220,11 @@ def steps_to_match_curve(curve: pd.DataFrame, full_final: np.ndarray, full_steps
             fractions.append(float(hit["step"].iloc[0]) / full_steps)
     finite = np.asarray([f for f in fractions if math.isfinite(f)], dtype=float)
     summary = describe(finite, confidence) if finite.size else {"mean": None, "ci_low": None, "ci_high": None}
-    return {"target": target, "fractions": fractions, "never_matched": never, "mean_fraction": summary["mean"],
-            "ci_low": summary["ci_low"], "ci_high": summary["ci_high"]}
+    return {
+        "target": target,
+        "fractions": fractions,
+        "never_matched": never,
+        "mean_fraction": summary["mean"],
+        "ci_low": summary["ci_low"],
+        "ci_high": summary["ci_high"],
+    }

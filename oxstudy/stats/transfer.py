@@ -25,8 +25,17 @@ def transfer_matrix(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
     rows = []
     for (model, train, benchmark), group in runs.groupby(["model", "train", "benchmark"], sort=True):
         summary = describe(group["value"].to_numpy(), confidence)
-        rows.append({"model": model, "train": train, "benchmark": benchmark, "n_seeds": summary["n"],
-                     "mean": summary["mean"], "ci_low": summary["ci_low"], "ci_high": summary["ci_high"]})
+        rows.append(
+            {
+                "model": model,
+                "train": train,
+                "benchmark": benchmark,
+                "n_seeds": summary["n"],
+                "mean": summary["mean"],
+                "ci_low": summary["ci_low"],
+                "ci_high": summary["ci_high"],
+            }
+        )
     return pd.DataFrame(rows, columns=["model", "train", "benchmark", "n_seeds", "mean", "ci_low", "ci_high"])
 
 
@@ -63,9 +72,21 @@ def transfer_differences(runs: pd.DataFrame, confidence: float = 0.95) -> pd.Dat
     for (model, benchmark), group in runs.groupby(["model", "benchmark"], sort=True):
         trains = sorted(group["train"].unique())
         for a, b in itertools.combinations(trains, 2):
-            result = welch_difference(group.loc[group["train"] == a, "value"].to_numpy(),
-                                      group.loc[group["train"] == b, "value"].to_numpy(), confidence)
-            rows.append({"model": model, "benchmark": benchmark, "train_a": a, "train_b": b,
-                         **{k: result[k] for k in ("difference", "ci_low", "ci_high", "p_value")}})
-    return pd.DataFrame(rows, columns=["model", "benchmark", "train_a", "train_b", "difference", "ci_low",
-                                      "ci_high", "p_value"])
+            result = welch_difference(
+                group.loc[group["train"] == a, "value"].to_numpy(),
+                group.loc[group["train"] == b, "value"].to_numpy(),
+                confidence,
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "benchmark": benchmark,
+                    "train_a": a,
+                    "train_b": b,
+                    **{k: result[k] for k in ("difference", "ci_low", "ci_high", "p_value")},
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["model", "benchmark", "train_a", "train_b", "difference", "ci_low", "ci_high", "p_value"],
+    )
