@@ -96,7 +96,7 @@ def run_identity(
     # evaluation backend is an engine choice, recorded in provenance like the device.
     if model.revision is not None:
         model_part["revision"] = model.revision
-    data_part = data.model_dump()
+    data_part = data.identity()  # data-regime settings at their defaults leave older ids unchanged
     if data_part.get("revision") is None:
         data_part.pop("revision", None)
     dataset = data_part["preference"].get("dataset")
@@ -138,8 +138,8 @@ def _resolved_model(spec: StudySpec, model: ModelSpec) -> ModelSpec:
     return model.model_copy(update=update) if update else model
 
 
-def _resolved_data(spec: StudySpec) -> DataSpec:
-    data = spec.data
+def _resolved_data(spec: StudySpec, data: DataSpec | None = None) -> DataSpec:
+    data = spec.data if data is None else data
     if source_kind(data.source) == "path":
         data = data.model_copy(update={"source": _absolute(spec, data.source)})
     dataset = data.preference.dataset
@@ -182,7 +182,10 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
     cells: list[Cell] = []
     clashes: list[tuple[tuple, str]] = []
     seen: dict[str, tuple[str, str]] = {}
-    data = _resolved_data(spec)
+    from oxstudy.dataselect import arm_data
+
+    arm_datas = {a.id: arm_data(spec.data, a) for a in spec.algorithms}  # per-arm data / reward overrides
+    resolved_datas = {key: _resolved_data(spec, value) for key, value in arm_datas.items()}
     benchmarks = _resolved_benchmarks(spec)
     methods = {a.id: _resolve_method(a, spec.method_defaults) for a in spec.algorithms}
     for model in spec.models:
@@ -203,7 +206,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                     hyperparameters,
                     seed,
                     training,
-                    spec.data,
+                    arm_datas[algorithm.id],
                     spec.benchmarks,
                 )
                 run_id = content_hash(identity)
@@ -228,7 +231,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         algorithm=ResolvedAlgorithm(id=algorithm.id, method=method, hyperparameters=hyperparameters),
                         seed=seed,
                         training=training,
-                        data=data,
+                        data=resolved_datas[algorithm.id],
                         benchmarks=benchmarks,
                         execution=spec.execution,
                         evaluation=spec.evaluation,

@@ -45,6 +45,7 @@ class TrainingData:
         prompts: ``{"prompt", "answer"}`` for online RL.
         stats: counts describing the derivation (samples, accuracy, pairs, fallbacks).
         cache_key: the self-play cache key, or None when no sampling was needed.
+        selection: what ``data.select`` / ``data.curriculum`` chose (:func:`oxstudy.dataselect.summary`).
     """
 
     gold: list[dict[str, Any]] = field(default_factory=list)
@@ -54,6 +55,7 @@ class TrainingData:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     cache_key: str | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> list[dict[str, Any]]:
         return getattr(self, key)
@@ -142,13 +144,19 @@ def load_records(source: str, *, config: str | None = None, split: str = "train"
     return _read_local(path, f"{where} ({path})")
 
 
-def load_examples(data: Any, *, base_dir: str | Path | None = None) -> list[dict[str, Any]]:
+def load_examples(data: Any, *, base_dir: str | Path | None = None, prompts_per_step: int = 1,
+                  min_examples: int = 0, selection: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Canonical training examples of a :class:`~oxstudy.spec.DataSpec` (``train_size`` applied:
-    the first N examples, so a smaller size is a prefix of a larger one)."""
+    the first N examples, so a smaller size is a prefix of a larger one; then ``select`` and
+    ``curriculum``, see :mod:`oxstudy.dataselect`, whose summary is put into ``selection``)."""
+    from oxstudy.dataselect import apply_selection
+
     records = load_records(data.source, config=data.config, split=data.split, base_dir=base_dir,
                            revision=getattr(data, "revision", None))
     if data.train_size is not None:
         records = records[: data.train_size]
+    records = apply_selection(records, data, prompts_per_step=prompts_per_step, min_examples=min_examples,
+                              summary_out=selection)
     return _canonicalise(records, dict(data.fields or {}), f"data.source ({data.source})")
 
 
@@ -294,6 +302,7 @@ def selfplay_cache_key(model_path: str | Path, data: Any, seed: int) -> str:
         "model": model_fingerprint(model_path),
         "source": data.source, "config": data.config, "split": data.split,
         "fields": dict(data.fields or {}), "train_size": data.train_size,
+        **({"selection": data.identity().get("select")} if getattr(data, "select", None) is not None else {}),
         "samples_per_prompt": preference.samples_per_prompt, "temperature": preference.temperature,
         "max_new_tokens": preference.max_new_tokens, "seed": seed,
     }
@@ -330,14 +339,18 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
     """The training data of ``cell``: canonical examples, plus self-play sets when its method
     needs them (read from the cache when another algorithm on the same base model, data
     settings and seed already sampled them)."""
+    from oxstudy.dataselect import cell_batch_examples, cell_prompts_per_step
+
     data_spec = cell.data
-    examples = load_examples(data_spec, base_dir=base_dir)
+    selection: dict[str, Any] = {}
+    examples = load_examples(data_spec, base_dir=base_dir, prompts_per_step=cell_prompts_per_step(cell),
+                             min_examples=cell_batch_examples(cell), selection=selection)
     if not examples:
         raise InputError(f"data.source ({data_spec.source}): no training examples")
     if not needs_self_play(cell.algorithm.method):
         return TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples],
-                            stats={"prompts": len(examples), "self_play": False})
+                            stats={"prompts": len(examples), "self_play": False}, selection=selection)
     if data_spec.preference.mode == "dataset":
         data = TrainingData(gold=[dict(e) for e in examples],
                             prompts=[{"prompt": e["prompt"], "answer": e["answer"]} for e in examples])
@@ -347,6 +360,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
             {"prompt": p["prompt"], "completion": p["rejected"], "label": False})]
         data.sp_rft = [{"prompt": p["prompt"], "solution": p["chosen"], "answer": p["answer"]} for p in data.pairs]
         data.stats = {"prompts": len(examples), "pairs": len(data.pairs), "source": "dataset"}
+        data.selection = selection
         return data
 
     key = selfplay_cache_key(model_path, data_spec, cell.seed)
@@ -373,6 +387,7 @@ def prepare_data(cell: Any, model_path: str | Path, *, cache_dir: str | Path | N
                              "correct": correct})
         cache_hit = False
     data = derive_training_data(examples, completions, correct)
+    data.selection = selection
     data.cache_key = key
     data.stats["cache_hit"] = cache_hit
     return data

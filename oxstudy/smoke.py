@@ -54,6 +54,7 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
         if "num_generations" in hyperparameters:
             hyperparameters["num_generations"] = 2
     data["training"] = {**data.get("training", {}), **SMOKE_TRAINING}
+    _smoke_arm_data(spec, data)
     data["data"] = {
         "source": "task:oxs_arith",
         "train_size": 8,
@@ -77,3 +78,29 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
         data["analysis"]["claims"] = str(spec.resolve_path(data["analysis"]["claims"]))
     data["exclude"] = [e for e in data.get("exclude", []) if e.get("seed") in (None, *data["seeds"])]
     return load_spec_data(data, base_dir=spec.base_dir)
+
+
+def _smoke_arm_data(spec: StudySpec, data: dict[str, Any]) -> None:
+    """Per-arm data overrides (issue 13) on bundled tasks: a source other than the study's becomes
+    oxs_sequence (so two training sets stay two), field mappings go, rules by id become the first
+    example, and curriculum stages take one step each."""
+    for algorithm in data["algorithms"]:
+        arm = algorithm.get("data")
+        if not arm:
+            continue
+        if arm.get("source") is not None:
+            arm["source"] = "task:oxs_arith" if arm["source"] == spec.data.source else "task:oxs_sequence"
+            for key in ("config", "split", "fields"):
+                arm.pop(key, None)
+        arm.pop("train_size", None)
+        select = arm.get("select") or {}
+        if select.get("rule") == "ids":
+            select.update(rule="indices", indices=[0])
+            select.pop("ids", None)
+        if select.get("size"):
+            select["size"] = min(select["size"], 4)
+        stages = (arm.get("curriculum") or {}).get("stages")
+        if stages:
+            for stage in stages:
+                stage["steps"] = 1
+            algorithm["training"] = {**(algorithm.get("training") or {}), "max_steps": len(stages)}

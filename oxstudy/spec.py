@@ -16,12 +16,20 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from oxstudy.errors import SpecError
 from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, load_yaml, located
 
-Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="Short label: letters, digits, _ . + -")
+Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+@-]*$", description="Short label: letters, digits, _ . + - @ (ARM@BENCHMARK: an arm trained for one benchmark, see analysis.alignment)")
 
 
 class StrictModel(BaseModel):
@@ -115,6 +123,10 @@ class AlgorithmSpec(StrictModel):
     method: str = Field(description="A method from `oxstudy algorithms`.")
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     training: TrainingOverrides | None = None  # type: ignore[valid-type]
+    data: ArmDataSpec | None = Field(None, description="Overrides of the study's data for this arm (source, "
+                                     "select, curriculum): e.g. an easy-only or one-shot arm.")
+    reward: RewardSpec | None = Field(None, description="This arm's online-RL reward (replaces data.reward), "
+                                      "e.g. {kind: random, p: 0.5}.")
 
     @field_validator("training")
     @classmethod
@@ -142,7 +154,90 @@ class PreferenceSpec(StrictModel):
 
 
 class RewardSpec(StrictModel):
+    """The online-RL reward (see :mod:`oxstudy.rewards` for each kind and its paper)."""
+
     format_weight: float = Field(0.0, ge=0, description="Weight of a format reward added to exact match.")
+    kind: Literal["exact_match", "format", "random", "noisy", "incorrect"] = Field(
+        "exact_match", description="exact_match (default); format (format only); random (Bernoulli p); "
+        "noisy (exact match flipped with probability q); incorrect (1 for a wrong final answer).")
+    p: float | None = Field(None, ge=0, le=1, description="kind random: probability of reward 1.")
+    q: float | None = Field(None, ge=0, le=1, description="kind noisy: probability of flipping the reward.")
+    seed: int = Field(0, description="Seed of random / noisy rewards (hashed with prompt and completion).")
+
+    @model_validator(mode="after")
+    def _parameters_match_kind(self) -> RewardSpec:
+        if self.kind == "random" and self.p is None:
+            raise ValueError("kind 'random' needs p (probability of reward 1)")
+        if self.kind == "noisy" and self.q is None:
+            raise ValueError("kind 'noisy' needs q (probability of flipping the reward)")
+        if self.p is not None and self.kind != "random":
+            raise ValueError(f"p is only used by kind 'random' (kind is '{self.kind}')")
+        if self.q is not None and self.kind != "noisy":
+            raise ValueError(f"q is only used by kind 'noisy' (kind is '{self.kind}')")
+        return self
+
+
+Scalar = str | int | float | bool
+
+
+class SelectSpec(StrictModel):
+    """Which training examples an arm trains on (applied after ``train_size``; see oxstudy.dataselect)."""
+
+    where: dict[str, Scalar | list[Scalar]] = Field(
+        default_factory=dict, description="field -> allowed value(s), e.g. {level: [1, 2]}; every key must match. "
+        "`level` is derived when the data has none (docs/spec.md, Training-data selection).")
+    size: int | None = Field(None, gt=0, description="Keep this many of the matching examples (1 = one-shot RL).")
+    rule: Literal["first", "random", "ids", "indices"] = Field(
+        "first", description="How `size` examples are chosen: first (in source order), random (seeded by `seed`), "
+        "ids (the examples named in `ids`), indices (positions in `indices`, after `where`).")
+    seed: int = Field(0, description="Seed of rule random (independent of the run seed: every seed trains on "
+                      "the same subset).")
+    ids: list[str] | None = Field(None, description="rule ids: example ids to keep, in this order.")
+    indices: list[int] | None = Field(None, description="rule indices: 0-based positions among the matching examples.")
+
+    @model_validator(mode="after")
+    def _rule_arguments(self) -> SelectSpec:
+        if self.rule == "ids" and not self.ids:
+            raise ValueError("rule 'ids' needs ids: [...]")
+        if self.rule == "indices" and not self.indices:
+            raise ValueError("rule 'indices' needs indices: [...]")
+        if self.ids and self.rule != "ids":
+            raise ValueError(f"ids are only used by rule 'ids' (rule is '{self.rule}')")
+        if self.indices and self.rule != "indices":
+            raise ValueError(f"indices are only used by rule 'indices' (rule is '{self.rule}')")
+        if self.indices and any(i < 0 for i in self.indices):
+            raise ValueError("indices must be >= 0")
+        if self.rule == "random" and self.size is None:
+            raise ValueError("rule 'random' needs size")
+        return self
+
+
+class CurriculumStage(StrictModel):
+    where: dict[str, Scalar | list[Scalar]] = Field(description="The examples of this stage, e.g. {level: [1]}.")
+    steps: int = Field(gt=0, description="Optimizer steps spent on this stage.")
+
+
+class CurriculumSpec(StrictModel):
+    """The order in which the trainer sees the (selected) examples; turns the trainer's shuffling off."""
+
+    by: str = Field("level", description="The field that orders the data (numeric or sortable).")
+    order: Literal["ascending", "descending"] = Field("ascending", description="Easiest first (ascending) or last.")
+    stages: list[CurriculumStage] | None = Field(
+        None, description="Stages with their own step counts (max_steps becomes their sum); without stages the "
+        "whole set is ordered by `by` and trained for the usual epochs / max_steps.")
+    seed: int = Field(0, description="Seed of the shuffle within a level / stage.")
+
+
+class ArmDataSpec(StrictModel):
+    """Per-algorithm overrides of the study's ``data`` (a different source, subset or curriculum)."""
+
+    source: str | None = None
+    config: str | None = None
+    split: str | None = None
+    fields: dict[str, str] | None = None
+    train_size: int | None = Field(None, gt=0)
+    select: SelectSpec | None = None
+    curriculum: CurriculumSpec | None = None
 
 
 class DataSpec(StrictModel):
@@ -156,6 +251,24 @@ class DataSpec(StrictModel):
     train_size: int | None = Field(None, gt=0, description="Use at most this many training examples.")
     preference: PreferenceSpec = Field(default_factory=PreferenceSpec)
     reward: RewardSpec = Field(default_factory=RewardSpec)
+    select: SelectSpec | None = Field(None, description="Training-data selection: filter, subset, one-shot.")
+    curriculum: CurriculumSpec | None = Field(None, description="Order the trainer sees the data in.")
+
+    def identity(self) -> dict[str, Any]:
+        """``model_dump()`` without the data-regime settings left at their defaults, so that
+        specs written before they existed keep their run ids."""
+        dump = self.model_dump()
+        for key in ("select", "curriculum"):
+            if dump.get(key) is None:
+                dump.pop(key, None)
+        defaults = RewardSpec().model_dump()
+        for key in ("kind", "p", "q", "seed"):
+            if dump["reward"].get(key) == defaults[key]:
+                dump["reward"].pop(key)
+        return dump
+
+
+AlgorithmSpec.model_rebuild()
 
 
 # --------------------------------------------------------------------------- benchmarks
@@ -194,6 +307,40 @@ class EvaluationSpec(StrictModel):
 
 
 # --------------------------------------------------------------------------- analysis / execution
+class AlignmentSpec(StrictModel):
+    """Model-task alignment (Mirage or Method?, arXiv:2508.21188): base pass@k per (model, task) and the
+    effect of each shortcut arm against standard RL, by alignment."""
+
+    k: list[int] = Field(default_factory=lambda: [1, 16], min_length=1, description="pass@k values computed.")
+    samples: int = Field(64, gt=0, description="Samples per item for the base model's pass@k (n >= max k).")
+    measure_k: int | None = Field(None, gt=0, description="The k whose pass@k is the alignment (default: max k).")
+    standard: str = Field(description="Arm of standard RL (e.g. GRPO on the full data, true reward). An algorithm "
+                          "id, or the part before '@' of ids named ARM@BENCHMARK (trained for that benchmark).")
+    shortcuts: list[str] = Field(min_length=1, description="Algorithm ids of the shortcut arms (one-shot, "
+                                 "random reward, NSR...).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Base pass@k at or above which a (model, task) is "
+                             "'aligned' (for the stratified table).")
+    base_pass_at_k: str | None = Field(None, description="A CSV/JSON file of base pass@k (columns model, "
+                                       "benchmark, k, pass_at_k) when the study store has none cached.")
+    @model_validator(mode="after")
+    def _measure_in_k(self) -> AlignmentSpec:
+        if self.measure_k is not None and self.measure_k not in self.k:
+            raise ValueError(f"measure_k {self.measure_k} is not one of k {self.k}")
+        if self.samples < max(self.k):
+            raise ValueError(f"samples {self.samples} must be >= the largest k ({max(self.k)})")
+        return self
+
+
+class RegimeSpec(StrictModel):
+    """Difficulty and data-regime analyses (docs/analysis.md, Data regimes)."""
+
+    full: str | None = Field(None, description="Algorithm id of the full-data arm that subset / curriculum arms "
+                             "are compared with (steps-to-match).")
+    reference: str | None = Field(None, description="Algorithm id whose accuracy is subtracted in the plateau "
+                                  "test (default: the base model where the store has it, else analysis.baseline).")
+    margin: float = Field(0.02, ge=0, lt=1, description="Non-inferiority margin (accuracy points, 0-1 scale).")
+
+
 class AnalysisSpec(StrictModel):
     baseline: str | None = Field(None, description="Algorithm id every other arm is compared against.")
     alpha: float = Field(0.05, gt=0, lt=1)
@@ -201,6 +348,8 @@ class AnalysisSpec(StrictModel):
     family: Literal["vs-baseline", "pairwise"] = "vs-baseline"
     factors: list[str] = Field(default_factory=list, description="Columns for the factorial ANOVA, e.g. [params, finetune].")
     claims: str | None = Field(None, description="Path to a claims file checked by `oxstudy verify` and the report.")
+    alignment: AlignmentSpec | None = Field(None, description="Model-task alignment analysis (base pass@k).")
+    regime: RegimeSpec | None = Field(None, description="Difficulty / data-regime analyses (steps-to-match...).")
 
 
 class RaySpec(StrictModel):
@@ -537,6 +686,9 @@ def check_spec(spec: StudySpec) -> list[Problem]:
 
     problems += _data_problems(spec)
     problems += _engine_problems(spec)
+    from oxstudy.dataselect import regime_problems
+
+    problems += regime_problems(spec)
     for i, benchmark in enumerate(spec.benchmarks):
         if benchmark.task.endswith((".yaml", ".yml")) and not spec.resolve_path(benchmark.task).exists():
             problems.append((("benchmarks", i, "task"), f"task file {benchmark.task} does not exist"))

@@ -63,6 +63,8 @@ class TrainResult:
     method: str
     config: dict[str, Any] = field(default_factory=dict)
     adapter_dir: str | None = None
+    #: data-regime measurements: completions the first reward scored (online RL), the reward used.
+    regime: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -207,6 +209,13 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
         # importance ratio (and every clip) is live after the first step.
         steps = int(hyperparameters.get("optimizer_steps_per_generation", 1))
         kwargs["steps_per_generation"] = kwargs["gradient_accumulation_steps"] * steps
+    curriculum = getattr(getattr(cell, "data", None), "curriculum", None)
+    if curriculum is not None:  # the trainer must consume the data in the curriculum's order
+        from oxstudy.dataselect import curriculum_steps
+
+        kwargs["shuffle_dataset"] = False
+        if curriculum_steps(curriculum) is not None:
+            kwargs["max_steps"] = curriculum_steps(curriculum)
     if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         # Online RL batches count completions: each step's batch must hold whole groups.
         generations = int(kwargs.get("num_generations", 2))
@@ -347,7 +356,7 @@ def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
 
 
 #: Family modules: each exposes ``METHODS`` and ``build_trainer``.
-FAMILY_MODULES = ("sft", "preference", "cpo", "orpo", "kto", "online")
+FAMILY_MODULES = ("sft", "preference", "cpo", "orpo", "kto", "online", "polarity")
 
 
 def family_module(method: str):
@@ -419,10 +428,9 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
 
         peft_config = lora_config(cell.model.lora or LoraSpec())
     if info.family == "online-rl" and reward_funcs is None:
-        from oxstudy.selfplay import reward_functions
+        from oxstudy.rewards import reward_functions
 
-        reward_weight = getattr(getattr(getattr(cell, "data", None), "reward", None), "format_weight", 0.0)
-        reward_funcs = reward_functions(format_weight=reward_weight)
+        reward_funcs = reward_functions(getattr(getattr(cell, "data", None), "reward", None))
     curves: dict[str, list[Any]] = {"step": [], "loss": [], "reward": [], "kl": []}
     trainer = _build_trainer(info, model=model, tokenizer=tokenizer, args=args, dataset=dataset,
                              peft_config=peft_config, hyperparameters=hyperparameters,
@@ -479,7 +487,20 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
         torch.cuda.empty_cache()
     return TrainResult(model=trained, tokenizer=run.tokenizer, curves=curves, final_loss=final_loss,
                        steps=int(trainer.state.global_step), train_s=train_s, setup_s=run.setup_s,
-                       method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir)
+                       method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir,
+                       regime=_regime_measurements(cell, trainer))
+
+
+def _regime_measurements(cell: Any, trainer: Any) -> dict[str, Any]:
+    """Completions scored by the main reward (online RL) and the reward settings used."""
+    from oxstudy.rewards import describe
+
+    functions = list(getattr(trainer, "reward_funcs", None) or [])
+    out: dict[str, Any] = {}
+    if functions and hasattr(functions[0], "scored"):
+        out["completions_scored"] = int(functions[0].scored)
+        out["reward"] = describe(getattr(getattr(cell, "data", None), "reward", None))
+    return out
 
 
 # ----------------------------------------------------------------------------- multi-GPU

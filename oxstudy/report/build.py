@@ -849,6 +849,9 @@ def build_sections(
         _claims_section(claims),
         _curves_section(view, meta, curves, styles),
     ]
+    from oxstudy.report.regime_section import regime_sections  # data-regime / alignment (issue 13)
+
+    sections += regime_sections(analysis, styles)
     return meta, sections
 
 

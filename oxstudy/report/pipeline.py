@@ -124,6 +124,9 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
     analysis = analyze(results.table, items=results.items, kind=results.kind, source=results.source,
                        progress=progress, **kwargs)
     analysis.setdefault("warnings", [])
+    from oxstudy.report.regime_section import regime_analysis  # data-regime / alignment block (issue 13)
+
+    analysis["regime"] = regime_analysis(results, next((Path(p) for p in options.inputs if _is_study_dir(Path(p))), None))
     analysis["warnings"] = list(dict.fromkeys([*notes, *results.warnings, *analysis["warnings"]]))
     studies = [p for p in options.inputs if _is_study_dir(Path(p))]
     curves: list[dict[str, Any]] = []
