@@ -29,6 +29,7 @@ from oxstudy.spec import (
     DataSpec,
     ExecutionSpec,
     LoraSpec,
+    MeasureSpec,
     ModelSpec,
     StudySpec,
     TrainingSpec,
@@ -61,6 +62,8 @@ class Cell(BaseModel):
     data: DataSpec
     benchmarks: list[BenchmarkSpec]
     execution: ExecutionSpec
+    #: post-training measurements (anatomy, KL drift, base evaluation): not part of the run id
+    measure: MeasureSpec = MeasureSpec()
 
     @property
     def label(self) -> str:
@@ -213,6 +216,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         data=data,
                         benchmarks=benchmarks,
                         execution=spec.execution,
+                        measure=spec.measure,
                     )
                 )
     # a clash is reported once per algorithm, not per seed

@@ -63,6 +63,8 @@ class TrainResult:
     method: str
     config: dict[str, Any] = field(default_factory=dict)
     adapter_dir: str | None = None
+    #: parameters kept frozen by ``training.freeze`` / ``training.trainable`` (full fine-tuning)
+    frozen: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -377,6 +379,7 @@ class PreparedRun:
     curves: dict[str, list[Any]]
     lora: bool
     setup_s: float
+    frozen: list[str] = field(default_factory=list)
 
 
 def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
@@ -405,6 +408,7 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
         from oxstudy.spec import LoraSpec
 
         peft_config = lora_config(cell.model.lora or LoraSpec())
+    frozen = _apply_freeze(cell, model, peft_config)
     if info.family == "online-rl" and reward_funcs is None:
         from oxstudy.selfplay import reward_functions
 
@@ -417,7 +421,28 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
     trainer.remove_callback(PrinterCallback)  # logs go to the curves, not stdout
     trainer.remove_callback(ProgressCallback)
     return PreparedRun(trainer=trainer, tokenizer=tokenizer, method=method, config=args, curves=curves,
-                       lora=peft_config is not None, setup_s=time.perf_counter() - started)
+                       lora=peft_config is not None, setup_s=time.perf_counter() - started, frozen=frozen)
+
+
+def _apply_freeze(cell: Any, model: Any, peft_config: Any) -> list[str]:
+    """``training.freeze`` / ``training.trainable`` (oxstudy/freezing.py): full fine-tuning turns
+    off ``requires_grad`` of the frozen parameters; LoRA puts adapters only on linear modules
+    with no frozen parameter. Returns the frozen parameter names (full fine-tuning)."""
+    training = cell.training
+    if getattr(training, "freeze", None) is None and getattr(training, "trainable", None) is None:
+        return []
+    from oxstudy import freezing
+
+    if peft_config is None:
+        return freezing.apply_freeze(model, training)
+    targets = freezing.lora_target_modules(model, training)
+    if peft_config.target_modules != "all-linear" and not isinstance(peft_config.target_modules, str):
+        wanted = set(peft_config.target_modules)
+        targets = [t for t in targets if t.split(".")[-1] in wanted or t in wanted]
+        if not targets:
+            raise SpecError("training.freeze: no LoRA target module of models[].lora.target_modules is left trainable")
+    peft_config.target_modules = targets
+    return []
 
 
 def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
@@ -466,7 +491,8 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
         torch.cuda.empty_cache()
     return TrainResult(model=trained, tokenizer=run.tokenizer, curves=curves, final_loss=final_loss,
                        steps=int(trainer.state.global_step), train_s=train_s, setup_s=run.setup_s,
-                       method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir)
+                       method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir,
+                       frozen=run.frozen)
 
 
 # ----------------------------------------------------------------------------- multi-GPU
