@@ -471,3 +471,18 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
 
     return _clean({"schema": SCHEMA, "description": loaded.header.description, "claims": out, "summary": summary,
                    "all_supported": summary[SUPPORTED] == len(out)})
+
+
+# --------------------------------------------------------------------------------------------
+# post-training claim kinds (update_concentration, larger_update, forgets_less): oxstudy/claims_anatomy.py
+
+
+def _register_post_training_kinds() -> None:
+    from oxstudy import claims_anatomy
+
+    CLAIM_KINDS.update(claims_anatomy.CLAIM_KINDS)
+    for kind, check in claims_anatomy.VERIFIERS.items():
+        setattr(_Verifier, kind, lambda self, i, claim, _check=check: _check(self, i, claim))
+
+
+_register_post_training_kinds()

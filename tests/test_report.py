@@ -23,7 +23,7 @@ from oxstudy.stats.analyze import analyze
 
 HOSTILE = "<script>alert(1)</script>"
 SECTION_IDS = ["summary", "results", "seeds", "comparisons", "pairwise", "scaling", "rankings", "factorial",
-               "leverage", "power", "claims", "curves"]
+               "leverage", "power", "claims", "curves", "anatomy"]
 
 
 def long_table(algorithms=("dpo", "ipo", "simpo"), seeds=4, models=None, benchmarks=("gsm8k", "math")):
