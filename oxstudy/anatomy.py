@@ -353,7 +353,10 @@ def kl_drift(trained: Any, base: Any, tokenizer: Any, prompts: list[str], *, max
 
 def drift_prompts(cell: Any, base_dir: Path | None = None) -> tuple[list[str], str] | None:
     """The held-out KL prompt set of ``cell`` and its label: ``measure.kl_drift.prompts``, else the
-    data task's test split, else the first in-domain bundled benchmark's; None when there is none."""
+    data source's ``test`` split (a bundled task's, or an ``hf:`` dataset's with the data's field
+    mapping), else the first in-domain bundled benchmark's; None when there is none."""
+    from oxstudy.errors import OxstudyError
+    from oxstudy.selfplay import _canonicalise, load_records
     from oxstudy.tasks import TASKS
     from oxstudy.tasks.suite import read_jsonl, task_split
 
@@ -362,7 +365,14 @@ def drift_prompts(cell: Any, base_dir: Path | None = None) -> tuple[list[str], s
     if source is None:
         if cell.data.source.startswith("task:"):
             source = cell.data.source
-        else:
+        elif cell.data.source.startswith("hf:"):
+            try:
+                records = load_records(cell.data.source, config=cell.data.config, split="test")[: spec.n]
+                prompts = [r["prompt"] for r in _canonicalise(records, dict(cell.data.fields or {}), "kl prompts")]
+                return prompts, f"{cell.data.source} (test split)"
+            except (OxstudyError, KeyError, ValueError):  # no test split offline: fall back
+                source = None
+        if source is None:
             bundled = [b.task for b in cell.benchmarks if b.in_domain and b.task in TASKS]
             source = f"task:{bundled[0]}" if bundled else None
     if source is None:

@@ -16,6 +16,9 @@ SECTIONS = [
     ("BenchmarkSpec (`benchmarks[]`)", s.BenchmarkSpec), ("AnalysisSpec (`analysis`)", s.AnalysisSpec),
     ("ExecutionSpec (`execution`)", s.ExecutionSpec), ("RaySpec (`execution.ray`)", s.RaySpec),
     ("SlurmSpec (`execution.slurm`)", s.SlurmSpec), ("Exclusion (`exclude[]`)", s.Exclusion),
+    ("ParamSelection (`training.freeze`, `training.trainable`)", s.ParamSelection),
+    ("PassAtKSpec (`benchmarks[].pass_at_k`)", s.PassAtKSpec), ("MeasureSpec (`measure`)", s.MeasureSpec),
+    ("KLDriftSpec (`measure.kl_drift`)", s.KLDriftSpec),
 ]  # fmt: skip
 
 
