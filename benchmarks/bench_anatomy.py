@@ -63,9 +63,18 @@ def child(model_dir: str, mode: str) -> None:
     weights.close()
     seconds = time.perf_counter() - started
     peak = max(_peak_bytes(), peak_before)
-    print(json.dumps({"mode": mode, "params": sum(p.numel() for p in model.parameters()), "model_bytes": model_bytes,
-                      "extra_peak_bytes": max(0, peak - before), "seconds": seconds,
-                      "record_bytes": len(json.dumps(anatomy))}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "params": sum(p.numel() for p in model.parameters()),
+                "model_bytes": model_bytes,
+                "extra_peak_bytes": max(0, peak - before),
+                "seconds": seconds,
+                "record_bytes": len(json.dumps(anatomy)),
+            }
+        )
+    )
 
 
 def _random_model(config: dict, directory: Path) -> Path:
@@ -85,16 +94,31 @@ def _largest_zoo(tmp: Path) -> tuple[str, Path]:
     if is_built(name):
         return f"zoo:{name} (built checkpoint)", model_dir(name)
     c = ZOO[name]
-    config = {"model_type": "llama", "vocab_size": c.vocab_size, "hidden_size": c.hidden_size,
-              "intermediate_size": c.intermediate_size, "num_hidden_layers": c.num_layers,
-              "num_attention_heads": c.num_heads, "num_key_value_heads": c.num_heads,
-              "max_position_embeddings": c.max_positions, "tie_word_embeddings": True}
+    config = {
+        "model_type": "llama",
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "num_key_value_heads": c.num_heads,
+        "max_position_embeddings": c.max_positions,
+        "tie_word_embeddings": True,
+    }
     return f"zoo:{name} architecture (random init: not built here)", _random_model(config, tmp / name)
 
 
-QWEN2_SHAPED = {"model_type": "qwen2", "vocab_size": 32000, "hidden_size": 1024, "intermediate_size": 2816,
-                "num_hidden_layers": 12, "num_attention_heads": 16, "num_key_value_heads": 2,
-                "max_position_embeddings": 512, "tie_word_embeddings": True}
+QWEN2_SHAPED = {
+    "model_type": "qwen2",
+    "vocab_size": 32000,
+    "hidden_size": 1024,
+    "intermediate_size": 2816,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+    "tie_word_embeddings": True,
+}
 
 
 def study_share(study: Path) -> None:
@@ -109,9 +133,11 @@ def study_share(study: Path) -> None:
         return
     anatomy = [a / t for a, _, t in rows]
     measure = [m / t for _, m, t in rows if m is not None]
-    print(f"{study}: {len(rows)} cells; anatomy / cell time: median {sorted(anatomy)[len(anatomy) // 2]:.2%}, "
-          f"max {max(anatomy):.2%}; all post-training measurements (anatomy, KL, pass@k, base eval) / cell: "
-          f"median {sorted(measure)[len(measure) // 2]:.1%}")
+    print(
+        f"{study}: {len(rows)} cells; anatomy / cell time: median {sorted(anatomy)[len(anatomy) // 2]:.2%}, "
+        f"max {max(anatomy):.2%}; all post-training measurements (anatomy, KL, pass@k, base eval) / cell: "
+        f"median {sorted(measure)[len(measure) // 2]:.1%}"
+    )
 
 
 def main() -> None:
@@ -129,12 +155,22 @@ def main() -> None:
             models.append(("Qwen2-shaped random model", _random_model(QWEN2_SHAPED, Path(tmp) / "qwen2")))
         for label, directory in models:
             for mode in ("stream", "copy"):
-                out = subprocess.run([sys.executable, __file__, "--child", str(directory), mode], check=True,
-                                     capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                out = (
+                    subprocess.run(
+                        [sys.executable, __file__, "--child", str(directory), mode],
+                        check=True,
+                        capture_output=True,
+                        text=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 r = json.loads(out)
-                print(f"{label}: {r['params'] / 1e6:.1f}M params, model {r['model_bytes'] / 2**20:.0f} MiB | {mode:6s}: "
-                      f"extra peak {r['extra_peak_bytes'] / 2**20:.0f} MiB = {r['extra_peak_bytes'] / r['model_bytes']:.2f} "
-                      f"model copies, {r['seconds']:.2f} s, record {r['record_bytes'] / 1024:.1f} KiB")
+                print(
+                    f"{label}: {r['params'] / 1e6:.1f}M params, model {r['model_bytes'] / 2**20:.0f} MiB | {mode:6s}: "
+                    f"extra peak {r['extra_peak_bytes'] / 2**20:.0f} MiB = {r['extra_peak_bytes'] / r['model_bytes']:.2f} "
+                    f"model copies, {r['seconds']:.2f} s, record {r['record_bytes'] / 1024:.1f} KiB"
+                )
     if args.study:
         study_share(args.study)
 

@@ -62,7 +62,10 @@ MLP_TYPES = ("gate", "up", "down")
 
 def module_type_map(overrides: dict[str, str] | None = None) -> list[tuple[str, re.Pattern[str]]]:
     """The ordered (type, regex) map: the spec's ``measure.module_types`` first, then the defaults."""
-    merged = {**(overrides or {}), **{k: v for k, v in DEFAULT_MODULE_TYPES.items() if k not in (overrides or {})}}
+    merged = {
+        **(overrides or {}),
+        **{k: v for k, v in DEFAULT_MODULE_TYPES.items() if k not in (overrides or {})},
+    }
     return [(name, re.compile(pattern)) for name, pattern in merged.items()]
 
 
@@ -139,7 +142,8 @@ class SafetensorsWeights:
         file = self.mapping[key]
         if file not in self._handles:
             self._handles[file] = self._stack.enter_context(
-                safe_open(str(self.directory / file), framework="pt", device="cpu"))
+                safe_open(str(self.directory / file), framework="pt", device="cpu")
+            )
         return self._handles[file].get_tensor(key)
 
     def close(self) -> None:
@@ -170,14 +174,16 @@ def _round(x: float) -> float:
     return float(f"{x:.6g}") if math.isfinite(x) else x
 
 
-def _anatomy_rows(pairs: Iterable[tuple[str, Any, Any]], *, module_types: dict[str, str] | None,
-                  rank_top: int) -> dict[str, Any]:
+def _anatomy_rows(
+    pairs: Iterable[tuple[str, Any, Any]], *, module_types: dict[str, str] | None, rank_top: int
+) -> dict[str, Any]:
     """Columnar per-parameter rows from ``(name, update, base)`` tensor triples."""
     import torch
 
     types = module_type_map(module_types)
-    columns: dict[str, list[Any]] = {k: [] for k in ("name", "type", "layer", "numel", "base_norm", "update_norm",
-                                                     "relative")}
+    columns: dict[str, list[Any]] = {
+        k: [] for k in ("name", "type", "layer", "numel", "base_norm", "update_norm", "relative")
+    }
     if rank_top:
         columns["erank"] = []
     with torch.no_grad():
@@ -199,7 +205,9 @@ def _anatomy_rows(pairs: Iterable[tuple[str, Any, Any]], *, module_types: dict[s
     return columns
 
 
-def _record(columns: dict[str, Any], *, base: str, rank_top: int, started: float, skipped: list[str]) -> dict[str, Any]:
+def _record(
+    columns: dict[str, Any], *, base: str, rank_top: int, started: float, skipped: list[str]
+) -> dict[str, Any]:
     update_sq = sum(u * u for u in columns["update_norm"])
     base_sq = sum(b * b for b in columns["base_norm"])
     return {
@@ -214,8 +222,14 @@ def _record(columns: dict[str, Any], *, base: str, rank_top: int, started: float
     }  # fmt: skip
 
 
-def weight_update_anatomy(model: Any, base: Any, *, module_types: dict[str, str] | None = None,
-                          effective_rank_top: int = 0, base_label: str = "") -> dict[str, Any]:
+def weight_update_anatomy(
+    model: Any,
+    base: Any,
+    *,
+    module_types: dict[str, str] | None = None,
+    effective_rank_top: int = 0,
+    base_label: str = "",
+) -> dict[str, Any]:
     """Per-parameter update norms of ``model`` against ``base`` (:class:`SafetensorsWeights`,
     :class:`StateDictWeights`, or anything with ``get(name) -> tensor | None``), streamed one
     parameter at a time. Parameters missing from the base or of another shape are listed in
@@ -233,8 +247,13 @@ def weight_update_anatomy(model: Any, base: Any, *, module_types: dict[str, str]
             yield name, after - before.float(), before
 
     columns = _anatomy_rows(pairs(), module_types=module_types, rank_top=effective_rank_top)
-    return _record(columns, base=base_label or type(base).__name__, rank_top=effective_rank_top, started=started,
-                   skipped=skipped)
+    return _record(
+        columns,
+        base=base_label or type(base).__name__,
+        rank_top=effective_rank_top,
+        started=started,
+        skipped=skipped,
+    )
 
 
 def _merged_name(peft_name: str) -> str:
@@ -264,8 +283,9 @@ def lora_deltas(peft_model: Any) -> dict[str, Any]:
     return deltas
 
 
-def lora_update_anatomy(peft_model: Any, *, module_types: dict[str, str] | None = None,
-                        effective_rank_top: int = 0) -> dict[str, Any]:
+def lora_update_anatomy(
+    peft_model: Any, *, module_types: dict[str, str] | None = None, effective_rank_top: int = 0
+) -> dict[str, Any]:
     """The anatomy of a LoRA run from its adapters: the update of an adapted weight is the merged
     delta ``B @ A * scaling`` against the frozen base layer; every other parameter is unchanged."""
     import torch
@@ -300,13 +320,24 @@ def token_kl(logits_p: Any, logits_q: Any) -> Any:
 
 def _chat_prompts(tokenizer: Any, prompts: list[str]) -> list[str]:
     if getattr(tokenizer, "chat_template", None):
-        return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                              add_generation_prompt=True) for p in prompts]
+        return [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+            )
+            for p in prompts
+        ]
     return prompts
 
 
-def kl_drift(trained: Any, base: Any, tokenizer: Any, prompts: list[str], *, max_new_tokens: int = 32,
-             batch_size: int = 8) -> dict[str, Any]:
+def kl_drift(
+    trained: Any,
+    base: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+) -> dict[str, Any]:
     """Mean per-token KL(trained || base) over the trained model's greedy continuations of ``prompts``."""
     import torch
 
@@ -319,11 +350,20 @@ def kl_drift(trained: Any, base: Any, tokenizer: Any, prompts: list[str], *, max
     try:
         with torch.no_grad():
             for start in range(0, len(texts), batch_size):
-                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
-                                  add_special_tokens=False).to(device)
+                batch = tokenizer(
+                    texts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    add_special_tokens=False,
+                ).to(device)
                 width = batch["input_ids"].shape[1]
-                sequences = trained.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                sequences = trained.generate(
+                    **batch,
+                    do_sample=False,
+                    max_new_tokens=max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
+                )
                 generated = sequences[:, width:]
                 # a continuation runs up to and including its first end-of-sequence token
                 is_eos = generated == tokenizer.eos_token_id
@@ -331,10 +371,12 @@ def kl_drift(trained: Any, base: Any, tokenizer: Any, prompts: list[str], *, max
                 keep = ~after_eos
                 attention = torch.cat([batch["attention_mask"], keep.long()], dim=1)
                 positions = (attention.cumsum(dim=1) - 1).clamp(min=0)
-                logits_t = trained(input_ids=sequences, attention_mask=attention, position_ids=positions).logits
+                logits_t = trained(
+                    input_ids=sequences, attention_mask=attention, position_ids=positions
+                ).logits
                 logits_b = base(input_ids=sequences, attention_mask=attention, position_ids=positions).logits
                 # position t predicts token t + 1: the continuation tokens are predicted from width - 1 on
-                kl = token_kl(logits_t[:, width - 1:-1], logits_b[:, width - 1:-1])
+                kl = token_kl(logits_t[:, width - 1 : -1], logits_b[:, width - 1 : -1])
                 mask = keep.float()
                 total += float((kl * mask).sum())
                 tokens += int(mask.sum())
@@ -368,7 +410,9 @@ def drift_prompts(cell: Any, base_dir: Path | None = None) -> tuple[list[str], s
         elif cell.data.source.startswith("hf:"):
             try:
                 records = load_records(cell.data.source, config=cell.data.config, split="test")[: spec.n]
-                prompts = [r["prompt"] for r in _canonicalise(records, dict(cell.data.fields or {}), "kl prompts")]
+                prompts = [
+                    r["prompt"] for r in _canonicalise(records, dict(cell.data.fields or {}), "kl prompts")
+                ]
                 return prompts, f"{cell.data.source} (test split)"
             except (OxstudyError, KeyError, ValueError):  # no test split offline: fall back
                 source = None
@@ -393,12 +437,14 @@ def _base_cache_key(model_path: str | Path, cell: Any) -> str:
     from oxstudy.selfplay import model_fingerprint
 
     benchmarks = sorted((b.model_dump(mode="json") for b in cell.benchmarks), key=lambda b: b["id"])
-    return content_hash({"model": model_fingerprint(model_path), "benchmarks": benchmarks,
-                         "lm_eval": lm_eval_version()})
+    return content_hash(
+        {"model": model_fingerprint(model_path), "benchmarks": benchmarks, "lm_eval": lm_eval_version()}
+    )
 
 
-def base_evaluation(base: Any, tokenizer: Any, cell: Any, model_path: str | Path, cache_dir: Path,
-                    device: str) -> dict[str, Any]:
+def base_evaluation(
+    base: Any, tokenizer: Any, cell: Any, model_path: str | Path, cache_dir: Path, device: str
+) -> dict[str, Any]:
     """The base model's metrics and pass@k on the cell's benchmarks, computed once per (model,
     benchmarks) and cached as ``<store>/base/<key>.json`` (concurrent workers write identical files)."""
     from oxstudy.evaluation import evaluate_model
@@ -413,15 +459,28 @@ def base_evaluation(base: Any, tokenizer: Any, cell: Any, model_path: str | Path
         except ValueError:
             pass
     evaluation = evaluate_model(base, cell.benchmarks, tokenizer, device=device)
-    payload = {"key": key, "source": cell.model.source, "metrics": evaluation["metrics"], "items": evaluation["items"],
-               "pass_at_k": evaluate_pass_at_k(base, tokenizer, cell.benchmarks)}
+    payload = {
+        "key": key,
+        "source": cell.model.source,
+        "metrics": evaluation["metrics"],
+        "items": evaluation["items"],
+        "pass_at_k": evaluate_pass_at_k(base, tokenizer, cell.benchmarks),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(payload))
     return payload
 
 
-def measure_after_training(cell: Any, trained: Any, tokenizer: Any, model_path: str | Path, *, store_root: Path,
-                           device: str, progress: Any = None) -> dict[str, Any]:
+def measure_after_training(
+    cell: Any,
+    trained: Any,
+    tokenizer: Any,
+    model_path: str | Path,
+    *,
+    store_root: Path,
+    device: str,
+    progress: Any = None,
+) -> dict[str, Any]:
     """Anatomy, KL drift, pass@k (trained) and the cached base evaluation for one run.
 
     Returns ``{"anatomy", "kl_drift", "pass_at_k", "base", "timings"}`` (absent parts are None).
@@ -451,8 +510,13 @@ def measure_after_training(cell: Any, trained: Any, tokenizer: Any, model_path: 
             base_model, _ = load_model(model_path, "cpu", "fp32")
             weights, label = StateDictWeights(dict(base_model.named_parameters())), "base model in memory"
         try:
-            out["anatomy"] = weight_update_anatomy(trained, weights, module_types=measure.module_types,
-                                                   effective_rank_top=measure.effective_rank, base_label=label)
+            out["anatomy"] = weight_update_anatomy(
+                trained,
+                weights,
+                module_types=measure.module_types,
+                effective_rank_top=measure.effective_rank,
+                base_label=label,
+            )
         finally:
             weights.close()
         out["anatomy"]["finetune"] = cell.model.finetune
@@ -469,8 +533,12 @@ def measure_after_training(cell: Any, trained: Any, tokenizer: Any, model_path: 
         prompts = drift_prompts(cell)
         if prompts is not None:
             texts, label = prompts
-            out["kl_drift"] = {**kl_drift(trained, base_model, tokenizer, texts,
-                                          max_new_tokens=measure.kl_drift.max_new_tokens), "prompt_set": label}
+            out["kl_drift"] = {
+                **kl_drift(
+                    trained, base_model, tokenizer, texts, max_new_tokens=measure.kl_drift.max_new_tokens
+                ),
+                "prompt_set": label,
+            }
         out["timings"]["kl_drift_s"] = round(time.perf_counter() - t0, 3)
     if any(getattr(b, "pass_at_k", None) is not None for b in cell.benchmarks):
         phase("pass@k")

@@ -60,8 +60,11 @@ class ForgetsLessClaim(_Claim):
     alpha: float = Field(0.05, gt=0, lt=1)
 
 
-CLAIM_KINDS = {"update_concentration": UpdateConcentrationClaim, "larger_update": LargerUpdateClaim,
-               "forgets_less": ForgetsLessClaim}
+CLAIM_KINDS = {
+    "update_concentration": UpdateConcentrationClaim,
+    "larger_update": LargerUpdateClaim,
+    "forgets_less": ForgetsLessClaim,
+}
 
 
 def _records(verifier: Any) -> list[dict[str, Any]]:
@@ -72,7 +75,9 @@ def _records(verifier: Any) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = []
         for source in str(verifier.results.source).split(", "):
             if source and _is_study_dir(Path(source)):
-                records += [r for r in load_study(source, with_items=False).records if r.get("status") == "done"]
+                records += [
+                    r for r in load_study(source, with_items=False).records if r.get("status") == "done"
+                ]
         verifier.cache["post_training_records"] = records
     return verifier.cache["post_training_records"]
 
@@ -82,8 +87,10 @@ def _per_run(verifier: Any, i: int, claim: Any) -> Any:
 
     table = anatomy_table(_records(verifier))
     if table.empty:
-        raise InputError(f"{verifier.loaded.where(i)}: claims[{i}] ({claim.kind}) needs run records with a weight-update "
-                         "anatomy (a study directory run by this version of oxstudy)")
+        raise InputError(
+            f"{verifier.loaded.where(i)}: claims[{i}] ({claim.kind}) needs run records with a weight-update "
+            "anatomy (a study directory run by this version of oxstudy)"
+        )
     frame = per_run_quantities(table, {"claimed": getattr(claim, "types", ["q", "k"])})
     return _one_model(verifier, i, claim, frame)
 
@@ -92,12 +99,16 @@ def _one_model(verifier: Any, i: int, claim: Any, frame: Any) -> Any:
     models = list(dict.fromkeys(frame["model"]))
     if claim.model is None:
         if len(models) > 1:
-            raise InputError(f"{verifier.loaded.where(i, 'model')}: claims[{i}].model: the results have several models "
-                             f"({', '.join(map(str, models))}): name one")
+            raise InputError(
+                f"{verifier.loaded.where(i, 'model')}: claims[{i}].model: the results have several models "
+                f"({', '.join(map(str, models))}): name one"
+            )
         return frame
     if claim.model not in models:
-        raise InputError(f"{verifier.loaded.where(i, 'model')}: claims[{i}].model: unknown model {claim.model!r} "
-                         f"(the results have: {', '.join(map(str, models))})")
+        raise InputError(
+            f"{verifier.loaded.where(i, 'model')}: claims[{i}].model: unknown model {claim.model!r} "
+            f"(the results have: {', '.join(map(str, models))})"
+        )
     return frame[frame["model"] == claim.model]
 
 
@@ -105,8 +116,10 @@ def _algorithms(verifier: Any, i: int, frame: Any, names: dict[str, str]) -> Non
     known = set(frame["algorithm"])
     for field, value in names.items():
         if value not in known:
-            raise InputError(f"{verifier.loaded.where(i, field)}: claims[{i}].{field}: unknown algorithm {value!r} "
-                             f"(the results have: {', '.join(sorted(map(str, known)))})")
+            raise InputError(
+                f"{verifier.loaded.where(i, field)}: claims[{i}].{field}: unknown algorithm {value!r} "
+                f"(the results have: {', '.join(sorted(map(str, known)))})"
+            )
 
 
 def _compare(a_values: Any, b_values: Any, claim: Any, what: str) -> tuple[str, str, dict[str, Any]]:
@@ -114,8 +127,10 @@ def _compare(a_values: Any, b_values: Any, claim: Any, what: str) -> tuple[str, 
 
     test = welch(list(a_values), list(b_values))
     numbers = {"mean_a": float(a_values.mean()), "mean_b": float(b_values.mean()), **test}
-    message = (f"{what}: {claim.a} {numbers['mean_a']:.4g} vs {claim.b} {numbers['mean_b']:.4g} "
-               f"(Welch p = {test['p']:.3g}, n = {len(a_values)}/{len(b_values)})")
+    message = (
+        f"{what}: {claim.a} {numbers['mean_a']:.4g} vs {claim.b} {numbers['mean_b']:.4g} "
+        f"(Welch p = {test['p']:.3g}, n = {len(a_values)}/{len(b_values)})"
+    )
     if test["diff"] <= 0:
         return REFUTED, message, numbers
     if claim.significant and not (test["p"] < claim.alpha):
@@ -123,17 +138,26 @@ def _compare(a_values: Any, b_values: Any, claim: Any, what: str) -> tuple[str, 
     return SUPPORTED, message, numbers
 
 
-def update_concentration(verifier: Any, i: int, claim: UpdateConcentrationClaim) -> tuple[str, str, dict[str, Any]]:
+def update_concentration(
+    verifier: Any, i: int, claim: UpdateConcentrationClaim
+) -> tuple[str, str, dict[str, Any]]:
     from oxstudy.stats.anatomy import t_interval
 
     frame = _per_run(verifier, i, claim)
     _algorithms(verifier, i, frame, {"algorithm": claim.algorithm})
     shares = frame.loc[frame["algorithm"] == claim.algorithm, "share:claimed"]
     interval = t_interval(list(shares))
-    numbers = {"share": interval["mean"], "ci_low": interval["low"], "ci_high": interval["high"], "n": interval["n"],
-               "at_least": claim.at_least}
-    message = (f"share of {claim.algorithm}'s update in {'+'.join(claim.types)}: {interval['mean']:.3g} "
-               f"[{interval['low']:.3g}, {interval['high']:.3g}] over {interval['n']} seeds (claimed >= {claim.at_least:g})")
+    numbers = {
+        "share": interval["mean"],
+        "ci_low": interval["low"],
+        "ci_high": interval["high"],
+        "n": interval["n"],
+        "at_least": claim.at_least,
+    }
+    message = (
+        f"share of {claim.algorithm}'s update in {'+'.join(claim.types)}: {interval['mean']:.3g} "
+        f"[{interval['low']:.3g}, {interval['high']:.3g}] over {interval['n']} seeds (claimed >= {claim.at_least:g})"
+    )
     if interval["mean"] < claim.at_least:
         return REFUTED, message, numbers
     if claim.significant and not (interval["low"] >= claim.at_least):
@@ -158,16 +182,26 @@ def forgets_less(verifier: Any, i: int, claim: ForgetsLessClaim) -> tuple[str, s
         if base is None or trained is None:
             continue
         cell = record.get("cell", {})
-        rows.append({"model": cell.get("model", {}).get("id"), "algorithm": cell.get("algorithm", {}).get("id"),
-                     "change": float(trained) - float(base)})
+        rows.append(
+            {
+                "model": cell.get("model", {}).get("id"),
+                "algorithm": cell.get("algorithm", {}).get("id"),
+                "change": float(trained) - float(base),
+            }
+        )
     if not rows:
-        raise InputError(f"{verifier.loaded.where(i, 'benchmark')}: claims[{i}].benchmark: no run has base and trained "
-                         f"scores on {claim.benchmark!r} (measure.base_eval must be on)")
+        raise InputError(
+            f"{verifier.loaded.where(i, 'benchmark')}: claims[{i}].benchmark: no run has base and trained "
+            f"scores on {claim.benchmark!r} (measure.base_eval must be on)"
+        )
     frame = _one_model(verifier, i, claim, pd.DataFrame(rows))
     _algorithms(verifier, i, frame, {"a": claim.a, "b": claim.b})
     values = {name: frame.loc[frame["algorithm"] == name, "change"] for name in (claim.a, claim.b)}
     return _compare(values[claim.a], values[claim.b], claim, f"change from base on {claim.benchmark}")
 
 
-VERIFIERS = {"update_concentration": update_concentration, "larger_update": larger_update,
-             "forgets_less": forgets_less}
+VERIFIERS = {
+    "update_concentration": update_concentration,
+    "larger_update": larger_update,
+    "forgets_less": forgets_less,
+}

@@ -107,8 +107,9 @@ def frozen_parameters(names: Iterable[str], training: Any, num_layers: int | Non
     return []
 
 
-def selection_problems(names: list[str], training: Any, num_layers: int | None, where: str,
-                       model_label: str) -> list[str]:
+def selection_problems(
+    names: list[str], training: Any, num_layers: int | None, where: str, model_label: str
+) -> list[str]:
     """Located messages for patterns that match no parameter, layers outside the model, and
     selections that freeze everything or nothing."""
     problems: list[str] = []
@@ -119,8 +120,10 @@ def selection_problems(names: list[str], training: Any, num_layers: int | None, 
         for i, pattern in enumerate(_field(selection, "modules") or []):
             if not any(pattern_matches(pattern, n) for n in names):
                 examples = sorted({n.rsplit(".", 1)[0] for n in names if layer_index(n) in (None, 0)})[:6]
-                problems.append(f"{where}.{key}.modules[{i}]: pattern '{pattern}' matches no parameter of model "
-                                f"{model_label} (module names look like: {', '.join(examples)})")
+                problems.append(
+                    f"{where}.{key}.modules[{i}]: pattern '{pattern}' matches no parameter of model "
+                    f"{model_label} (module names look like: {', '.join(examples)})"
+                )
         layers = _field(selection, "layers")
         if layers is not None:
             try:
@@ -129,17 +132,20 @@ def selection_problems(names: list[str], training: Any, num_layers: int | None, 
                 problems.append(f"{where}.{key}.layers: {exc}")
                 continue
             if num_layers is not None and max(wanted) >= num_layers:
-                problems.append(f"{where}.{key}.layers: '{layers}' reaches layer {max(wanted)} but model "
-                                f"{model_label} has layers 0-{num_layers - 1}")
+                problems.append(
+                    f"{where}.{key}.layers: '{layers}' reaches layer {max(wanted)} but model "
+                    f"{model_label} has layers 0-{num_layers - 1}"
+                )
     if problems:
         return problems
     frozen = frozen_parameters(names, training, num_layers)
-    if (getattr(training, "freeze", None) is not None or getattr(training, "trainable", None) is not None):
+    if getattr(training, "freeze", None) is not None or getattr(training, "trainable", None) is not None:
         if not frozen:
             problems.append(f"{where}: the selection freezes no parameter of model {model_label}")
         elif len(frozen) == len(names):
-            problems.append(f"{where}: the selection freezes every parameter of model {model_label}: nothing "
-                            "would train")
+            problems.append(
+                f"{where}: the selection freezes every parameter of model {model_label}: nothing would train"
+            )
     return problems
 
 
@@ -178,7 +184,9 @@ def lora_target_modules(model: Any, training: Any) -> list[str]:
         if own and not any(p in frozen for p in own):
             targets.append(module_name)
     if not targets:
-        raise SpecError("training.freeze: with finetune lora, the selection leaves no linear module for adapters")
+        raise SpecError(
+            "training.freeze: with finetune lora, the selection leaves no linear module for adapters"
+        )
     return targets
 
 

@@ -67,8 +67,14 @@ class PassAtKSettings:
         return cls(**{k: v for k, v in dict(value).items() if k in cls.__dataclass_fields__})
 
     def as_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "k": self.ks(), "temperature": self.temperature, "top_p": self.top_p,
-                "seed": self.seed, "limit": self.limit}
+        return {
+            "samples": self.samples,
+            "k": self.ks(),
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "limit": self.limit,
+        }
 
 
 def _repeats_task_class():
@@ -99,8 +105,10 @@ def repeats_task(task: str, settings: PassAtKSettings, gen_kwargs: dict[str, Any
     manager = _task_manager(resolved)
     original = get_task_dict([resolved.name], manager)[resolved.name]
     if getattr(original, "OUTPUT_TYPE", None) != "generate_until":
-        raise InputError(f"pass@k: task '{resolved.name}' is not generative (output_type "
-                         f"{getattr(original, 'OUTPUT_TYPE', None)}); pass@k needs sampled completions")
+        raise InputError(
+            f"pass@k: task '{resolved.name}' is not generative (output_type "
+            f"{getattr(original, 'OUTPUT_TYPE', None)}); pass@k needs sampled completions"
+        )
     config = original.config.to_dict(keep_callable=True)
     generation = dict(config.get("generation_kwargs") or {})
     generation.update(gen_kwargs or {})
@@ -115,8 +123,14 @@ def repeats_task(task: str, settings: PassAtKSettings, gen_kwargs: dict[str, Any
     return resolved, manager, _repeats_task_class()(config=config)
 
 
-def sample_correct_counts(model: Any, tokenizer: Any, benchmark: Any, settings: PassAtKSettings | dict[str, Any],
-                          *, batch_size: int | None = None) -> dict[str, Any]:
+def sample_correct_counts(
+    model: Any,
+    tokenizer: Any,
+    benchmark: Any,
+    settings: PassAtKSettings | dict[str, Any],
+    *,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
     """Sample ``settings.samples`` completions per item of ``benchmark`` through lm-eval and count
     the correct ones with the task's own metric.
 
@@ -136,8 +150,10 @@ def sample_correct_counts(model: Any, tokenizer: Any, benchmark: Any, settings: 
     resolved, manager, task = repeats_task(request.task, settings, request.gen_kwargs)
     filter_names = [f["name"] for f in task.config.filter_list]
     if filter_name not in filter_names:
-        raise InputError(f"benchmark {request.id}: filter '{filter_name}' of metric '{request.metric}' is not one of "
-                         f"task '{resolved.name}''s filters ({', '.join(filter_names)})")
+        raise InputError(
+            f"benchmark {request.id}: filter '{filter_name}' of metric '{request.metric}' is not one of "
+            f"task '{resolved.name}''s filters ({', '.join(filter_names)})"
+        )
     _quiet_lm_eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size or request.batch_size)
     results = simple_evaluate(
@@ -153,12 +169,16 @@ def sample_correct_counts(model: Any, tokenizer: Any, benchmark: Any, settings: 
     for sample in samples:
         answers = sample["filtered_resps"][0] if sample["filtered_resps"] else []
         if len(answers) != settings.samples:
-            raise InputError(f"benchmark {request.id}: lm-eval returned {len(answers)} samples for doc "
-                             f"{sample['doc_id']}, expected {settings.samples}")
+            raise InputError(
+                f"benchmark {request.id}: lm-eval returned {len(answers)} samples for doc "
+                f"{sample['doc_id']}, expected {settings.samples}"
+            )
         scores = [float(task.process_results(sample["doc"], [a])[metric_name]) for a in answers]
         if any(s not in (0.0, 1.0) for s in scores):
-            raise InputError(f"benchmark {request.id}: metric '{metric_name}' is not 0/1 per sample; pass@k needs a "
-                             "correct/incorrect metric")
+            raise InputError(
+                f"benchmark {request.id}: metric '{metric_name}' is not 0/1 per sample; pass@k needs a "
+                "correct/incorrect metric"
+            )
         correct.append(int(sum(scores)))
     return {
         "task": resolved.name, "metric": request.metric, "filter": filter_name, **settings.as_dict(),
@@ -169,16 +189,21 @@ def sample_correct_counts(model: Any, tokenizer: Any, benchmark: Any, settings: 
     }  # fmt: skip
 
 
-def pass_at_k_result(counts: dict[str, Any], *, in_domain: bool = False, role: str | None = None
-                     ) -> dict[str, Any]:
+def pass_at_k_result(
+    counts: dict[str, Any], *, in_domain: bool = False, role: str | None = None
+) -> dict[str, Any]:
     """The record entry of one benchmark's pass@k: the settings, the curve ``{k: mean}`` for every
     ``k = 1..n`` and the per-item counts (from which any per-item pass@k follows)."""
     from oxstudy.stats.passk import pass_at_k_curve
 
     n = int(counts["samples"])
     curve = pass_at_k_curve(n, counts["correct"])
-    return {**counts, "in_domain": in_domain, "role": role,
-            "curve": {"k": list(curve), "value": [curve[k] for k in curve]}}
+    return {
+        **counts,
+        "in_domain": in_domain,
+        "role": role,
+        "curve": {"k": list(curve), "value": [curve[k] for k in curve]},
+    }
 
 
 def pass_at_k_outcomes(bench_id: str, entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,8 +221,12 @@ def pass_at_k_outcomes(bench_id: str, entry: dict[str, Any]) -> tuple[dict[str, 
             else None, "stderr": None, "n": len(per_item), "in_domain": entry.get("in_domain", False),
             "samples": n, "temperature": entry["temperature"], "source_metric": entry["metric"],
         }  # fmt: skip
-        items[key] = {"doc_id": entry["doc_id"], "doc_hash": entry["doc_hash"], "prompt_hash": entry["prompt_hash"],
-                      "score": per_item}
+        items[key] = {
+            "doc_id": entry["doc_id"],
+            "doc_hash": entry["doc_hash"],
+            "prompt_hash": entry["prompt_hash"],
+            "score": per_item,
+        }
     return metrics, items
 
 
@@ -209,6 +238,7 @@ def evaluate_pass_at_k(model: Any, tokenizer: Any, benchmarks: Sequence[Any]) ->
         if settings is None:
             continue
         counts = sample_correct_counts(model, tokenizer, benchmark, settings)
-        out[benchmark.id] = pass_at_k_result(counts, in_domain=bool(benchmark.in_domain),
-                                             role=getattr(benchmark, "role", None))
+        out[benchmark.id] = pass_at_k_result(
+            counts, in_domain=bool(benchmark.in_domain), role=getattr(benchmark, "role", None)
+        )
     return out

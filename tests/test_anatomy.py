@@ -15,9 +15,16 @@ def _llama(seed: int = 0, layers: int = 2):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=layers,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -71,8 +78,12 @@ def test_shares_and_heatmap_from_records() -> None:
         params["model.layers.0.self_attn.q_proj.weight"].add_(0.25)  # ||dW||^2 = 0.0625 * 256 = 16
         params["model.layers.1.self_attn.k_proj.weight"].add_(0.25)  # 16
         params["model.layers.1.mlp.up_proj.weight"][0, 0] += 4.0  # 16 -> q/k share = 32 / 48
-    record = {"run_id": "r1", "status": "done", "anatomy": weight_update_anatomy(model, base),
-              "cell": {"model": {"id": "m"}, "algorithm": {"id": "A", "method": "sft"}, "seed": 1, "training": {}}}
+    record = {
+        "run_id": "r1",
+        "status": "done",
+        "anatomy": weight_update_anatomy(model, base),
+        "cell": {"model": {"id": "m"}, "algorithm": {"id": "A", "method": "sft"}, "seed": 1, "training": {}},
+    }
     table = anatomy_table([record])
     per_run = per_run_quantities(table)
     assert per_run.loc[0, "share:q/k"] == pytest.approx(2 / 3, rel=1e-5)
@@ -92,8 +103,10 @@ def test_lora_merged_delta_equals_full_weight_computation() -> None:
 
     model = _llama(seed=1)
     base = StateDictWeights.copy_of(model)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj", "v_proj", "down_proj"],
-                                                  lora_dropout=0.0))
+    peft_model = get_peft_model(
+        model,
+        LoraConfig(r=4, lora_alpha=12, target_modules=["q_proj", "v_proj", "down_proj"], lora_dropout=0.0),
+    )
     torch.manual_seed(3)
     with torch.no_grad():
         for name, parameter in peft_model.named_parameters():
@@ -106,7 +119,9 @@ def test_lora_merged_delta_equals_full_weight_computation() -> None:
     adapted = [n for n in from_weights if any(m in n for m in ("q_proj", "v_proj", "down_proj"))]
     assert len(adapted) == 6 and all(from_weights[n]["update_norm"] > 0 for n in adapted)
     for name, row in from_weights.items():
-        assert from_adapters[name]["update_norm"] == pytest.approx(row["update_norm"], rel=1e-4, abs=1e-7), name
+        assert from_adapters[name]["update_norm"] == pytest.approx(row["update_norm"], rel=1e-4, abs=1e-7), (
+            name
+        )
         assert from_adapters[name]["base_norm"] == pytest.approx(row["base_norm"], rel=1e-6), name
         if row.get("erank") is not None:
             assert from_adapters[name]["erank"] == pytest.approx(row["erank"], rel=1e-3), name
@@ -163,16 +178,19 @@ def test_kl_drift_zero_for_same_model_positive_after_change(zoo_tiny) -> None:
     drift = kl_drift(trained, base, tokenizer, prompts, max_new_tokens=8, batch_size=4)
     assert drift["value"] > 0
     # one prompt by hand: the trained model's greedy continuation, KL at each generated position
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompts[0]}], tokenize=False,
-                                         add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompts[0]}], tokenize=False, add_generation_prompt=True
+    )
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         out = trained.generate(ids, do_sample=False, max_new_tokens=8, pad_token_id=tokenizer.pad_token_id)
-        gen = out[0, ids.shape[1]:].tolist()
+        gen = out[0, ids.shape[1] :].tolist()
         if tokenizer.eos_token_id in gen:
             gen = gen[: gen.index(tokenizer.eos_token_id) + 1]
         seq = out[:, : ids.shape[1] + len(gen)]
-        kl = token_kl(trained(seq).logits[0, ids.shape[1] - 1:-1], base(seq).logits[0, ids.shape[1] - 1:-1])
+        kl = token_kl(
+            trained(seq).logits[0, ids.shape[1] - 1 : -1], base(seq).logits[0, ids.shape[1] - 1 : -1]
+        )
     single = kl_drift(trained, base, tokenizer, prompts[:1], max_new_tokens=8)
     assert single["tokens"] == len(gen)
     assert single["value"] == pytest.approx(float(kl.mean()), rel=1e-4)

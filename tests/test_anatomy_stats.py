@@ -14,8 +14,18 @@ from oxstudy.stats.anatomy import analyze_post_training, forgetting, holm, t_int
 TYPES = ["q", "k", "v", "down"]
 
 
-def _record(run_id: str, algorithm: str, seed: int, update_sq: dict[str, float], *, in_domain: float,
-            knowledge: float, base_in: float = 0.2, base_knowledge: float = 0.6, frozen: bool = False) -> dict:
+def _record(
+    run_id: str,
+    algorithm: str,
+    seed: int,
+    update_sq: dict[str, float],
+    *,
+    in_domain: float,
+    knowledge: float,
+    base_in: float = 0.2,
+    base_knowledge: float = 0.6,
+    frozen: bool = False,
+) -> dict:
     """A done record whose anatomy has one 2-layer tensor per type, each with base norm 10."""
     names, kinds, layers, upd, basen = [], [], [], [], []
     for layer in (0, 1):
@@ -45,10 +55,26 @@ def _study() -> list[dict]:
     for seed in range(5):
         jitter = rng.normal(0, 0.02)
         # SFT: q/k share ~0.6, large update, forgets (knowledge drops); GRPO: q/k ~0.3, small, keeps knowledge
-        records.append(_record(f"s{seed}", "SFT", seed, {"q": 3 + jitter, "k": 3, "v": 2, "down": 2},
-                               in_domain=0.5 + jitter, knowledge=0.45 + jitter))
-        records.append(_record(f"g{seed}", "GRPO", seed, {"q": 0.3, "k": 0.3 + jitter / 10, "v": 0.7, "down": 0.7},
-                               in_domain=0.3 + jitter, knowledge=0.6 - jitter))
+        records.append(
+            _record(
+                f"s{seed}",
+                "SFT",
+                seed,
+                {"q": 3 + jitter, "k": 3, "v": 2, "down": 2},
+                in_domain=0.5 + jitter,
+                knowledge=0.45 + jitter,
+            )
+        )
+        records.append(
+            _record(
+                f"g{seed}",
+                "GRPO",
+                seed,
+                {"q": 0.3, "k": 0.3 + jitter / 10, "v": 0.7, "down": 0.7},
+                in_domain=0.3 + jitter,
+                knowledge=0.6 - jitter,
+            )
+        )
     return records
 
 
@@ -84,7 +110,9 @@ def test_forgetting_correlation_with_fisher_interval() -> None:
     corr = data["correlation"]
     assert corr["r"] == pytest.approx(r) and corr["p"] == pytest.approx(p)
     z, se = np.arctanh(r), 1 / math.sqrt(len(gains) - 3)
-    assert corr["low"] == pytest.approx(np.tanh(z - 1.96 * se)) and corr["high"] == pytest.approx(np.tanh(z + 1.96 * se))
+    assert corr["low"] == pytest.approx(np.tanh(z - 1.96 * se)) and corr["high"] == pytest.approx(
+        np.tanh(z + 1.96 * se)
+    )
     assert r < -0.5  # SFT gains more and forgets more
     # without role: knowledge the out-of-domain benchmarks are used
     records = _study()
@@ -123,8 +151,13 @@ claims:
 
     results = Results(table=pd.DataFrame(), kind="runs", source=root)
     verdicts = {c["id"]: c["verdict"] for c in verify(loaded, results)["claims"]}
-    assert verdicts == {"sft-qk": "SUPPORTED", "grpo-qk": "REFUTED", "sft-moves-more": "SUPPORTED",
-                        "grpo-moves-more": "REFUTED", "rl-forgets-less": "SUPPORTED"}
+    assert verdicts == {
+        "sft-qk": "SUPPORTED",
+        "grpo-qk": "REFUTED",
+        "sft-moves-more": "SUPPORTED",
+        "grpo-moves-more": "REFUTED",
+        "rl-forgets-less": "SUPPORTED",
+    }
 
 
 def test_claim_errors_are_located(tmp_path) -> None:
@@ -134,7 +167,9 @@ def test_claim_errors_are_located(tmp_path) -> None:
 
     root = _write_study(tmp_path, _study())
     bad_kind = tmp_path / "bad.yaml"
-    bad_kind.write_text("claims:\n  - {kind: update_concentration, algorithm: SFT, types: [q], at_least: 1.5}\n")
+    bad_kind.write_text(
+        "claims:\n  - {kind: update_concentration, algorithm: SFT, types: [q], at_least: 1.5}\n"
+    )
     with pytest.raises(SpecError, match=r"bad.yaml:2: claims\[0\].at_least"):
         load_claims(bad_kind)
     unknown = tmp_path / "unknown.yaml"

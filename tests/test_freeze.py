@@ -11,9 +11,21 @@ from oxstudy.spec import ParamSelection, TrainingSpec
 
 NAMES = [
     "model.embed_tokens.weight",
-    *[f"model.layers.{i}.{m}.weight" for i in range(4) for m in (
-        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
-        "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")],
+    *[
+        f"model.layers.{i}.{m}.weight"
+        for i in range(4)
+        for m in (
+            "self_attn.q_proj",
+            "self_attn.k_proj",
+            "self_attn.v_proj",
+            "self_attn.o_proj",
+            "mlp.gate_proj",
+            "mlp.up_proj",
+            "mlp.down_proj",
+            "input_layernorm",
+            "post_attention_layernorm",
+        )
+    ],
     "model.norm.weight",
     "lm_head.weight",
 ]
@@ -25,7 +37,9 @@ def test_patterns_and_layer_ranges() -> None:
     assert pattern_matches("q_proj", "model.layers.3.self_attn.q_proj.bias")
     assert pattern_matches("model.layers.1.*", "model.layers.1.mlp.up_proj.weight")
     assert not pattern_matches("q_proj", "model.layers.3.self_attn.k_proj.weight")
-    assert not pattern_matches("proj", "model.layers.3.self_attn.q_proj.weight")  # globs match whole components
+    assert not pattern_matches(
+        "proj", "model.layers.3.self_attn.q_proj.weight"
+    )  # globs match whole components
     assert parse_layers("0-3") == {0, 1, 2, 3}
     assert parse_layers("0-1, 3") == {0, 1, 3}
     assert parse_layers("2-", num_layers=4) == {2, 3}
@@ -37,10 +51,13 @@ def test_patterns_and_layer_ranges() -> None:
 def test_freeze_and_trainable_selections() -> None:
     freeze_qk = TrainingSpec(freeze=QK)  # the list shorthand
     frozen = frozen_parameters(NAMES, freeze_qk, 4)
-    assert sorted(frozen) == sorted(n for n in NAMES if ".q_proj." in n or ".k_proj." in n) and len(frozen) == 8
+    assert (
+        sorted(frozen) == sorted(n for n in NAMES if ".q_proj." in n or ".k_proj." in n) and len(frozen) == 8
+    )
     early_qk = TrainingSpec(freeze={"modules": QK, "layers": "0-1"})
     assert sorted(frozen_parameters(NAMES, early_qk, 4)) == sorted(
-        n for n in frozen if n.startswith(("model.layers.0.", "model.layers.1.")))
+        n for n in frozen if n.startswith(("model.layers.0.", "model.layers.1."))
+    )
     whole_layers = TrainingSpec(freeze={"layers": "2-"})
     assert all(".layers.2." in n or ".layers.3." in n for n in frozen_parameters(NAMES, whole_layers, 4))
     assert len(frozen_parameters(NAMES, whole_layers, 4)) == 18
@@ -62,10 +79,17 @@ def test_spec_rules_and_unchanged_run_ids() -> None:
 
 
 def test_located_errors_for_patterns_that_match_nothing() -> None:
-    training = TrainingSpec(freeze={"modules": ["layers.*.self_attn.q_proj", "layers.*.attn.c_attn"], "layers": "0-7"})
+    training = TrainingSpec(
+        freeze={"modules": ["layers.*.self_attn.q_proj", "layers.*.attn.c_attn"], "layers": "0-7"}
+    )
     problems = selection_problems(NAMES, training, 4, "training", "zoo:tiny")
-    assert any(p.startswith("training.freeze.modules[1]: pattern 'layers.*.attn.c_attn' matches no parameter of model "
-                            "zoo:tiny") for p in problems), problems
+    assert any(
+        p.startswith(
+            "training.freeze.modules[1]: pattern 'layers.*.attn.c_attn' matches no parameter of model "
+            "zoo:tiny"
+        )
+        for p in problems
+    ), problems
     assert any(p.startswith("training.freeze.layers: '0-7' reaches layer 7") for p in problems), problems
     assert not any("modules[0]" in p for p in problems)
     everything = TrainingSpec(trainable={"modules": ["nothing_like_this"]})
@@ -83,8 +107,10 @@ def test_preflight_checks_real_module_names(zoo_tiny) -> None:
     with pytest.raises(SpecError) as info:
         preflight([good, bad])
     (message,) = info.value.messages
-    assert message.startswith("training (model tiny, algorithm SFT-frozen).freeze.modules[0]: pattern "
-                              "'layers.*.self_attn.qkv_proj' matches no parameter of model zoo:tiny"), message
+    assert message.startswith(
+        "training (model tiny, algorithm SFT-frozen).freeze.modules[0]: pattern "
+        "'layers.*.self_attn.qkv_proj' matches no parameter of model zoo:tiny"
+    ), message
 
 
 @pytest.mark.slow
@@ -97,7 +123,9 @@ def test_frozen_parameters_bit_identical_after_real_sft_run(zoo_tiny, tmp_path) 
     from oxstudy.selfplay import prepare_data
     from oxstudy.training import train_cell
 
-    cell = make_cell("sft", training={"freeze": QK, "learning_rate": 5e-3, "weight_decay": 0.1, "max_steps": 3})
+    cell = make_cell(
+        "sft", training={"freeze": QK, "learning_rate": 5e-3, "weight_decay": 0.1, "max_steps": 3}
+    )
     data = prepare_data(cell, zoo_tiny, cache_dir=tmp_path / "sp", device="cpu")
     result = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path / "train", data=data, device="cpu")
     base = dict(AutoModelForCausalLM.from_pretrained(zoo_tiny).named_parameters())
@@ -123,4 +151,10 @@ def test_lora_freeze_restricts_adapter_targets(zoo_tiny, tmp_path) -> None:
     run = build_trainer(cell, model_path=zoo_tiny, output_dir=tmp_path / "train", data=data, device="cpu")
     adapted = {n.split(".lora_A")[0] for n, _ in run.trainer.model.named_parameters() if ".lora_A" in n}
     assert adapted and not any(n.endswith(("q_proj", "k_proj")) for n in adapted)
-    assert {n.rsplit(".", 1)[-1] for n in adapted} == {"v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert {n.rsplit(".", 1)[-1] for n in adapted} == {
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }

@@ -61,13 +61,19 @@ def _independent_counts(model, tokenizer, items, *, samples: int, temperature: f
     torch.manual_seed(seed)
     counts = []
     for item in items:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": item["prompt"]}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": item["prompt"]}], tokenize=False, add_generation_prompt=True
+        )
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"].repeat(samples, 1)
         with torch.no_grad():
-            out = model.generate(ids, do_sample=True, temperature=temperature, max_new_tokens=64,
-                                 pad_token_id=tokenizer.pad_token_id)
-        completions = tokenizer.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=False)
+            out = model.generate(
+                ids,
+                do_sample=True,
+                temperature=temperature,
+                max_new_tokens=64,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        completions = tokenizer.batch_decode(out[:, ids.shape[1] :], skip_special_tokens=False)
         correct = 0
         for completion in completions:
             for stop in ("<|end|>", "<|user|>", "\n\n"):
@@ -98,8 +104,9 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
     model = AutoModelForCausalLM.from_pretrained(zoo_tiny).eval()
     n, items, temperature = 8, 16, 0.6
     bench = BenchmarkSpec(id="arith", task="oxs_arith", limit=items, in_domain=True)
-    via_lm_eval = sample_correct_counts(model, tokenizer, bench,
-                                        PassAtKSettings(samples=n, temperature=temperature, seed=0))
+    via_lm_eval = sample_correct_counts(
+        model, tokenizer, bench, PassAtKSettings(samples=n, temperature=temperature, seed=0)
+    )
     docs = task_split("oxs_arith", "test", items)
     assert via_lm_eval["doc_id"] == list(range(items))
     loop = _independent_counts(model, tokenizer, docs, samples=n, temperature=temperature, seed=0)

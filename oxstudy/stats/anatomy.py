@@ -102,8 +102,11 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """Welch's t-test of mean(a) - mean(b)."""
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.size < 2 or y.size < 2:
-        return {"diff": float(x.mean() - y.mean()) if x.size and y.size else float("nan"), "t": float("nan"),
-                "p": float("nan")}
+        return {
+            "diff": float(x.mean() - y.mean()) if x.size and y.size else float("nan"),
+            "t": float("nan"),
+            "p": float("nan"),
+        }
     result = sps.ttest_ind(x, y, equal_var=False)
     return {"diff": float(x.mean() - y.mean()), "t": float(result.statistic), "p": float(result.pvalue)}
 
@@ -119,10 +122,15 @@ def per_run_quantities(table: pd.DataFrame, groups: dict[str, Sequence[str]] | N
         row["update_norm"] = math.sqrt(total_update)
         row["relative_update"] = math.sqrt(total_update / total_base) if total_base > 0 else float("nan")
         for name, types in groups.items():
-            row[f"share:{name}"] = (run.loc[run["type"].isin(types), "update_sq"].sum() / total_update
-                                    if total_update > 0 else float("nan"))
+            row[f"share:{name}"] = (
+                run.loc[run["type"].isin(types), "update_sq"].sum() / total_update
+                if total_update > 0
+                else float("nan")
+            )
         for kind, part in run.groupby("type"):
-            row[f"share_type:{kind}"] = part["update_sq"].sum() / total_update if total_update > 0 else float("nan")
+            row[f"share_type:{kind}"] = (
+                part["update_sq"].sum() / total_update if total_update > 0 else float("nan")
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -136,10 +144,16 @@ def heatmaps(table: pd.DataFrame) -> list[dict[str, Any]]:
         per_run = layered.groupby(["run_id", "layer", "type"])[["update_sq", "base_sq"]].sum().reset_index()
         per_run["relative"] = np.sqrt(per_run["update_sq"] / per_run["base_sq"])
         median = per_run.groupby(["layer", "type"])["relative"].median().unstack("type")
-        types = [t for t in ("q", "k", "v", "o", "gate", "up", "down", "attn_norm", "mlp_norm") if t in median.columns]
+        types = [
+            t
+            for t in ("q", "k", "v", "o", "gate", "up", "down", "attn_norm", "mlp_norm")
+            if t in median.columns
+        ]
         types += [t for t in median.columns if t not in types]
         median = median.reindex(columns=types)
-        flat = arm[arm["layer"].isna()].groupby(["run_id", "type"])[["update_sq", "base_sq"]].sum().reset_index()
+        flat = (
+            arm[arm["layer"].isna()].groupby(["run_id", "type"])[["update_sq", "base_sq"]].sum().reset_index()
+        )
         flat["relative"] = np.sqrt(flat["update_sq"] / flat["base_sq"])
         out.append({
             "model": model, "algorithm": algorithm, "seeds": int(arm["run_id"].nunique()),
@@ -155,11 +169,20 @@ def _contrasts(per_run: pd.DataFrame, quantity: str) -> list[dict[str, Any]]:
     for model, part in per_run.groupby("model", sort=False):
         algorithms = list(dict.fromkeys(part["algorithm"]))
         for i, a in enumerate(algorithms):
-            for b in algorithms[i + 1:]:
+            for b in algorithms[i + 1 :]:
                 x = part.loc[part["algorithm"] == a, quantity].dropna()
                 y = part.loc[part["algorithm"] == b, quantity].dropna()
-                rows.append({"model": model, "quantity": quantity, "a": a, "b": b, "n_a": int(x.size),
-                             "n_b": int(y.size), **welch(x, y)})
+                rows.append(
+                    {
+                        "model": model,
+                        "quantity": quantity,
+                        "a": a,
+                        "b": b,
+                        "n_a": int(x.size),
+                        "n_b": int(y.size),
+                        **welch(x, y),
+                    }
+                )
     for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
         row["p_holm"] = adjusted
     return rows
@@ -168,6 +191,12 @@ def _contrasts(per_run: pd.DataFrame, quantity: str) -> list[dict[str, Any]]:
 def _metric_value(metrics: dict[str, Any], bench: str) -> float | None:
     value = (metrics.get(bench) or {}).get("value")
     return float(value) if value is not None else None
+
+
+def _change(metrics: dict[str, Any], base: dict[str, Any], benches: list[str]) -> float:
+    """Mean over ``benches`` of trained minus base score."""
+    values = [(_metric_value(metrics, b), _metric_value(base, b)) for b in benches]
+    return float(np.mean([t - s for t, s in values if t is not None and s is not None]))
 
 
 def forgetting(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -183,16 +212,22 @@ def forgetting(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         in_domain = [b for b, m in plain.items() if m.get("in_domain")]
         knowledge = [b for b, m in plain.items() if m.get("role") == "knowledge"]
         if not knowledge:
-            knowledge, knowledge_rule = [b for b, m in plain.items() if not m.get("in_domain")], "in_domain: false"
+            knowledge, knowledge_rule = (
+                [b for b, m in plain.items() if not m.get("in_domain")],
+                "in_domain: false",
+            )
         if not in_domain or not knowledge:
             continue
 
-        def change(benches: list[str]) -> float:
-            values = [(_metric_value(metrics, b), _metric_value(base, b)) for b in benches]
-            return float(np.mean([t - s for t, s in values if t is not None and s is not None]))
-
-        rows.append({**_run_labels(record), "in_domain_gain": change(in_domain), "knowledge_change": change(knowledge),
-                     "in_domain": in_domain, "knowledge": knowledge})
+        rows.append(
+            {
+                **_run_labels(record),
+                "in_domain_gain": _change(metrics, base, in_domain),
+                "knowledge_change": _change(metrics, base, knowledge),
+                "in_domain": in_domain,
+                "knowledge": knowledge,
+            }
+        )
     out: dict[str, Any] = {"runs": rows, "knowledge_benchmarks": knowledge_rule}
     if len(rows) >= 4:
         x = np.array([r["in_domain_gain"] for r in rows])
@@ -200,13 +235,26 @@ def forgetting(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if x.std() > 0 and y.std() > 0:
             r = float(np.corrcoef(x, y)[0, 1])
             z, se = math.atanh(max(min(r, 0.999999), -0.999999)), 1 / math.sqrt(len(rows) - 3)
-            out["correlation"] = {"r": r, "low": math.tanh(z - 1.96 * se), "high": math.tanh(z + 1.96 * se),
-                                  "n": len(rows), "p": float(sps.pearsonr(x, y).pvalue), "method": "Pearson, Fisher-z CI"}
+            out["correlation"] = {
+                "r": r,
+                "low": math.tanh(z - 1.96 * se),
+                "high": math.tanh(z + 1.96 * se),
+                "n": len(rows),
+                "p": float(sps.pearsonr(x, y).pvalue),
+                "method": "Pearson, Fisher-z CI",
+            }
     arms: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         arms.setdefault((row["model"], row["algorithm"]), []).append(row)
-    out["arms"] = [{"model": m, "algorithm": a, "in_domain_gain": t_interval([r["in_domain_gain"] for r in rs]),
-                    "knowledge_change": t_interval([r["knowledge_change"] for r in rs])} for (m, a), rs in arms.items()]
+    out["arms"] = [
+        {
+            "model": m,
+            "algorithm": a,
+            "in_domain_gain": t_interval([r["in_domain_gain"] for r in rs]),
+            "knowledge_change": t_interval([r["knowledge_change"] for r in rs]),
+        }
+        for (m, a), rs in arms.items()
+    ]
     return out
 
 
@@ -217,12 +265,20 @@ def pass_at_k_curves(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if record.get("status") != "done" or not record.get("pass_at_k"):
             continue
         labels = _run_labels(record)
-        base_curves = ((record.get("base") or {}).get("pass_at_k") or {})
+        base_curves = (record.get("base") or {}).get("pass_at_k") or {}
         for bench, entry in record["pass_at_k"].items():
-            group = groups.setdefault((labels["model"], bench), {"model": labels["model"], "benchmark": bench,
-                                                                 "k": entry["curve"]["k"], "runs": {}, "base": None,
-                                                                 "samples": entry["samples"],
-                                                                 "temperature": entry["temperature"]})
+            group = groups.setdefault(
+                (labels["model"], bench),
+                {
+                    "model": labels["model"],
+                    "benchmark": bench,
+                    "k": entry["curve"]["k"],
+                    "runs": {},
+                    "base": None,
+                    "samples": entry["samples"],
+                    "temperature": entry["temperature"],
+                },
+            )
             group["runs"].setdefault(labels["algorithm"], []).append(entry["curve"]["value"])
             if bench in base_curves and group["base"] is None:
                 group["base"] = base_curves[bench]["curve"]["value"]
@@ -232,8 +288,12 @@ def pass_at_k_curves(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for algorithm, curves in group.pop("runs").items():
             matrix = np.asarray(curves, dtype=float)
             intervals = [t_interval(matrix[:, j]) for j in range(matrix.shape[1])]
-            algorithms[algorithm] = {"mean": [i["mean"] for i in intervals], "low": [i["low"] for i in intervals],
-                                     "high": [i["high"] for i in intervals], "seeds": int(matrix.shape[0])}
+            algorithms[algorithm] = {
+                "mean": [i["mean"] for i in intervals],
+                "low": [i["low"] for i in intervals],
+                "high": [i["high"] for i in intervals],
+                "seeds": int(matrix.shape[0]),
+            }
         out.append({**group, "algorithms": algorithms})
     return out
 
@@ -253,7 +313,10 @@ def frozen_comparisons(per_run: pd.DataFrame, records: Sequence[dict[str, Any]])
     score, the knowledge change and the total relative update (frozen minus unfrozen)."""
     scores: dict[str, dict[str, float]] = {}
     for row in forgetting(records)["runs"]:
-        scores[row["run_id"]] = {"in_domain_gain": row["in_domain_gain"], "knowledge_change": row["knowledge_change"]}
+        scores[row["run_id"]] = {
+            "in_domain_gain": row["in_domain_gain"],
+            "knowledge_change": row["knowledge_change"],
+        }
     frame = per_run.copy()
     for quantity in ("in_domain_gain", "knowledge_change"):
         frame[quantity] = [scores.get(r, {}).get(quantity, np.nan) for r in frame["run_id"]]
@@ -266,8 +329,16 @@ def frozen_comparisons(per_run: pd.DataFrame, records: Sequence[dict[str, Any]])
                 for quantity in ("in_domain_gain", "knowledge_change", "relative_update"):
                     x = part.loc[part["algorithm"] == f, quantity].dropna()
                     y = part.loc[part["algorithm"] == u, quantity].dropna()
-                    out.append({"model": model, "method": method, "frozen": f, "unfrozen": u, "quantity": quantity,
-                                **welch(x, y)})
+                    out.append(
+                        {
+                            "model": model,
+                            "method": method,
+                            "frozen": f,
+                            "unfrozen": u,
+                            "quantity": quantity,
+                            **welch(x, y),
+                        }
+                    )
     for row, adjusted in zip(out, holm([r["p"] for r in out]), strict=True):
         row["p_holm"] = adjusted
     return out
@@ -277,9 +348,17 @@ def analyze_post_training(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Every analysis of the section "What changed inside the model"; parts without data are empty."""
     records = [r for r in records if r.get("status") == "done"]
     table = anatomy_table(records)
-    out: dict[str, Any] = {"conventions": CONVENTIONS, "runs_with_anatomy": 0, "heatmaps": [], "shares": [],
-                           "contrasts": [], "forgetting": forgetting(records), "pass_at_k": pass_at_k_curves(records),
-                           "kl": kl_summary(records), "frozen": []}
+    out: dict[str, Any] = {
+        "conventions": CONVENTIONS,
+        "runs_with_anatomy": 0,
+        "heatmaps": [],
+        "shares": [],
+        "contrasts": [],
+        "forgetting": forgetting(records),
+        "pass_at_k": pass_at_k_curves(records),
+        "kl": kl_summary(records),
+        "frozen": [],
+    }
     if table.empty:
         return out
     per_run = per_run_quantities(table)
@@ -287,8 +366,12 @@ def analyze_post_training(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out["heatmaps"] = heatmaps(table)
     share_columns = [c for c in per_run.columns if c.startswith("share")]
     for (model, algorithm), arm in per_run.groupby(["model", "algorithm"], sort=False):
-        row = {"model": model, "algorithm": algorithm, "relative_update": t_interval(arm["relative_update"]),
-               "update_norm": t_interval(arm["update_norm"])}
+        row = {
+            "model": model,
+            "algorithm": algorithm,
+            "relative_update": t_interval(arm["relative_update"]),
+            "update_norm": t_interval(arm["update_norm"]),
+        }
         row.update({c: t_interval(arm[c].fillna(0.0)) for c in share_columns})
         out["shares"].append(row)
     for quantity in ("share:q/k", "relative_update"):

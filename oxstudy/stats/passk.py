@@ -44,17 +44,23 @@ def pass_at_k(n: int | Sequence[int] | np.ndarray, c: int | Sequence[int] | np.n
     return out
 
 
-def pass_at_k_table(n: int, correct: Sequence[int] | np.ndarray, ks: Sequence[int] | None = None) -> dict[int, np.ndarray]:
+def pass_at_k_table(
+    n: int, correct: Sequence[int] | np.ndarray, ks: Sequence[int] | None = None
+) -> dict[int, np.ndarray]:
     """``{k: per-item pass@k}`` for ``ks`` (default: every k = 1..n) from per-item counts."""
     ks = list(range(1, n + 1)) if ks is None else [int(k) for k in ks]
     counts = np.asarray(correct, dtype=np.int64)
     return {k: pass_at_k(n, counts, k) for k in ks}
 
 
-def pass_at_k_curve(n: int, correct: Sequence[int] | np.ndarray, ks: Sequence[int] | None = None) -> dict[int, float]:
+def pass_at_k_curve(
+    n: int, correct: Sequence[int] | np.ndarray, ks: Sequence[int] | None = None
+) -> dict[int, float]:
     """``{k: mean over items of pass@k}`` (the benchmark's pass@k curve)."""
-    return {k: float(values.mean()) if values.size else float("nan")
-            for k, values in pass_at_k_table(n, correct, ks).items()}
+    return {
+        k: float(values.mean()) if values.size else float("nan")
+        for k, values in pass_at_k_table(n, correct, ks).items()
+    }
 
 
 def default_ks(n: int) -> list[int]:
