@@ -95,15 +95,16 @@ def _repeats_task_class():
 
 def repeats_task(task: str, settings: PassAtKSettings, gen_kwargs: dict[str, Any] | None = None):
     """The lm-eval task object for ``task`` with ``repeats: n``, sampling and per-repeat filters."""
-    from lm_eval.tasks import get_task_dict
-
     from oxstudy.evaluation import _task_manager, resolve_task
 
     if settings.temperature <= 0:
         raise InputError(f"pass@k: temperature must be > 0 to sample (got {settings.temperature})")
     resolved = resolve_task(task)
     manager = _task_manager(resolved)
-    original = get_task_dict([resolved.name], manager)[resolved.name]
+    tasks = manager.load([resolved.name])["tasks"]
+    if resolved.name not in tasks:
+        raise InputError(f"pass@k: '{resolved.name}' is a group of tasks; name one generative task")
+    original = tasks[resolved.name]
     if getattr(original, "OUTPUT_TYPE", None) != "generate_until":
         raise InputError(
             f"pass@k: task '{resolved.name}' is not generative (output_type "

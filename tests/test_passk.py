@@ -93,6 +93,7 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
     Checked instead: the pooled success rates agree (Fisher exact test) and per-item rates
     agree item by item (the items' difficulty differs a lot, so both paths must rank them alike).
     """
+    import torch
     from scipy import stats
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,6 +101,7 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
     from oxstudy.spec import BenchmarkSpec
     from oxstudy.tasks import task_split
 
+    torch.set_num_threads(1)  # one thread: on a shared 2-core machine more threads are far slower
     tokenizer = AutoTokenizer.from_pretrained(zoo_tiny)
     model = AutoModelForCausalLM.from_pretrained(zoo_tiny).eval()
     n, items, temperature = 8, 16, 0.6
