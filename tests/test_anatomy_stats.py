@@ -178,3 +178,21 @@ def test_claim_errors_are_located(tmp_path) -> None:
 
     with pytest.raises(InputError, match=r"unknown.yaml:2: claims\[0\].b: unknown algorithm 'PPO'"):
         verify(load_claims(unknown), Results(table=pd.DataFrame(), kind="runs", source=root))
+
+
+def test_report_section_renders_or_notes() -> None:
+    import re
+
+    from oxstudy.report.build import build_report, build_sections
+
+    post = analyze_post_training(_study())
+    _, sections = build_sections({"post_training": post}, {"study": "s"})
+    section = next(s for s in sections if s.id == "anatomy")
+    assert section.available and len(section.figures) == 3  # heatmaps, q/k shares, forgetting (no pass@k here)
+    assert {t.name for t in section.tables} >= {"anatomy-shares", "anatomy-contrasts", "forgetting", "kl-drift"}
+    assert any("No pass@k curves" in p for p in section.paragraphs)
+    html = build_report({"post_training": post}, {"study": "s"})
+    body = html[html.index('id="anatomy"'):]
+    assert body.count("<svg") == 3 and re.search(r"r = -0\.\d\d \(95% CI", body)
+    _, empty = build_sections({}, {"study": "s"})
+    assert next(s for s in empty if s.id == "anatomy").note.startswith("No post-training measurements")
