@@ -90,8 +90,10 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
 
     Not sample-for-sample equal: lm-eval seeds torch once and samples requests in its own
     batching order (sorted by length, batched with padding), so the two RNG streams differ.
-    Checked instead: the pooled success rates agree (Fisher exact test) and per-item rates
-    agree item by item (the items' difficulty differs a lot, so both paths must rank them alike).
+    Checked instead (Fisher exact tests at 0.001): the pooled success rates (pass@1) agree, the
+    shares of items solved at least once (pass@n) agree, and the same items are the easy ones
+    (positive rank correlation of per-item counts). With 16 items and a 4-layer model this only
+    catches gross differences (e.g. greedy decoding, a lost temperature, mis-scored samples).
     """
     import torch
     from scipy import stats
@@ -119,6 +121,9 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
     table = [[lm.sum(), n * items - lm.sum()], [hand.sum(), n * items - hand.sum()]]
     assert stats.fisher_exact(table).pvalue > 0.001, (lm, hand)
     assert stats.spearmanr(lm, hand).statistic > 0, (lm, hand)  # the same items are the easy ones
-    for k in (1, 4, 8):
-        a, b = pass_at_k(n, lm, k).mean(), pass_at_k(n, hand, k).mean()
-        assert abs(a - b) < 0.25, (k, a, b)
+    # pass@n is the share of items with any correct sample: the same test on items instead of samples
+    solved = [[int((lm > 0).sum()), int((lm == 0).sum())], [int((hand > 0).sum()), int((hand == 0).sum())]]
+    assert stats.fisher_exact(solved).pvalue > 0.001, (lm, hand)
+    assert pass_at_k(n, lm, 1).mean() == pytest.approx(
+        lm.sum() / (n * items)
+    )  # pass@1 = the sample success rate
