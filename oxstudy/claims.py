@@ -503,3 +503,18 @@ def _regime_kinds() -> None:
     from oxstudy.claims_regime import REGIME_CLAIM_KINDS
 
     CLAIM_KINDS.update(REGIME_CLAIM_KINDS)
+
+
+# --------------------------------------------------------------------------------------------
+# post-training claim kinds (update_concentration, larger_update, forgets_less): oxstudy/claims_anatomy.py
+
+
+def _register_post_training_kinds() -> None:
+    from oxstudy import claims_anatomy
+
+    CLAIM_KINDS.update(claims_anatomy.CLAIM_KINDS)
+    for kind, check in claims_anatomy.VERIFIERS.items():
+        setattr(_Verifier, kind, lambda self, i, claim, _check=check: _check(self, i, claim))
+
+
+_register_post_training_kinds()

@@ -131,6 +131,9 @@ def preflight(cells: list[Cell], on_step: Any = None, *, progress: Any = None,
         if on_step is not None:
             on_step(f"data {data.source}")
         load_examples(data)
+    from oxstudy.freezing import preflight_freeze
+
+    preflight_freeze(cells)  # freeze / trainable patterns against the models' real parameter names
     return resolved
 
 
@@ -220,6 +223,23 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
     )  # fmt: skip
     timings["eval_s"] = round(time.perf_counter() - started, 3)
 
+    # Post-training measurements (oxstudy/anatomy.py): what changed inside the model.
+    from oxstudy.anatomy import measure_after_training
+    from oxstudy.passk import pass_at_k_outcomes
+
+    started = time.perf_counter()
+    measured = measure_after_training(cell, result.model, result.tokenizer, model_path, store_root=store.root,
+                                      device=device, progress=lambda name: progress(name, force=True))
+    timings["measure_s"] = round(time.perf_counter() - started, 3)
+    timings.update(measured.pop("timings"))
+    for bench_id, entry in (measured["pass_at_k"] or {}).items():
+        extra_metrics, extra_items = pass_at_k_outcomes(bench_id, entry)
+        evaluation["metrics"].update(extra_metrics)
+        evaluation["items"].update(extra_items)
+    roles = {b.id: b.role for b in cell.benchmarks if getattr(b, "role", None)}
+    for bench_id, role in roles.items():
+        evaluation["metrics"][bench_id]["role"] = role
+
     return {
         "params": params,
         "metrics": evaluation["metrics"],
@@ -234,6 +254,7 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
             **result.regime,
         },
         "device": _device_name(device),
+        "measurements": {**measured, "frozen_parameters": result.frozen},
         "inputs": _input_provenance(cell, model_path, result, evaluation),
     }  # fmt: skip
 
@@ -334,6 +355,7 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
             status="done", error=None, timings=timings, params=result["params"], metrics=result["metrics"],
             items=result["items"], curves=result["curves"], train=result["train"],
             provenance={**provenance(device=result["device"]), "inputs": result["inputs"]},
+            **result["measurements"],
         )  # fmt: skip
         store.write_record(record)
         print(f"== done in {timings['total_s']} s", flush=True)

@@ -30,6 +30,7 @@ from oxstudy.spec import (
     EvaluationSpec,
     ExecutionSpec,
     LoraSpec,
+    MeasureSpec,
     ModelSpec,
     StudySpec,
     TrainingSpec,
@@ -63,6 +64,8 @@ class Cell(BaseModel):
     benchmarks: list[BenchmarkSpec]
     execution: ExecutionSpec
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    #: post-training measurements (anatomy, KL drift, base evaluation): not part of the run id
+    measure: MeasureSpec = MeasureSpec()
 
     @property
     def label(self) -> str:
@@ -235,6 +238,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         benchmarks=benchmarks,
                         execution=spec.execution,
                         evaluation=spec.evaluation,
+                        measure=spec.measure,
                     )
                 )
     # a clash is reported once per algorithm, not per seed

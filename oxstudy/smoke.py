@@ -23,6 +23,7 @@ SMOKE_TRAINING = {
 #: Out-of-domain replacements, cycled: one generative, one multiple-choice.
 SMOKE_OOD = [("oxs_sequence", "exact_match,strict-match"), ("oxs_compare", "acc,none")]
 SMOKE_ITEMS = 16
+SMOKE_PASS_SAMPLES, SMOKE_PASS_ITEMS = 4, 8
 
 
 def smoke_spec(spec: StudySpec) -> StudySpec:
@@ -70,6 +71,13 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
             ood += 1
         benchmark.update(task=task, metric=metric, num_fewshot=0, limit=SMOKE_ITEMS, apply_chat_template=True,
                          fewshot_as_multiturn=False, gen_kwargs={}, backend=None)
+        if benchmark.get("pass_at_k"):  # a few samples of a few items (oxstudy/passk.py)
+            ks = [k for k in benchmark["pass_at_k"].get("k", []) if k <= SMOKE_PASS_SAMPLES]
+            benchmark["pass_at_k"].update(samples=SMOKE_PASS_SAMPLES, k=ks, limit=SMOKE_PASS_ITEMS)
+            if task != "oxs_arith":
+                benchmark.pop("pass_at_k")
+    data.setdefault("measure", {}).update(effective_rank=min(data["measure"].get("effective_rank", 0), 4))
+    data["measure"].setdefault("kl_drift", {}).update(prompts=None, n=8, max_new_tokens=16)
     data["evaluation"] = {**data.get("evaluation", {}), "backend": "hf"}  # a CPU run: no vLLM
     data["execution"] = {**data.get("execution", {}), "backend": "local", "gpus_per_run": 0, "retries": 0,
                          "max_parallel": 2, "timeout_s": 900,

@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     create_model,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -34,6 +35,45 @@ Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+@-]*$", description="Short
 
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- freezing
+class ParamSelection(StrictModel):
+    """Parameters selected by module-name globs and/or decoder-layer ranges (see oxstudy/freezing.py).
+
+    A bare list is shorthand for ``{modules: [...]}``. A parameter is selected when its module
+    path matches one of ``modules`` (any dot-aligned suffix, fnmatch globs) and, if ``layers``
+    is given, it belongs to one of those layers.
+    """
+
+    modules: list[str] = Field(default_factory=list, description='Module-name globs, e.g. "layers.*.self_attn.q_proj".')
+    layers: str | None = Field(None, description='Decoder layers: "0-3", "0-3,6", "12-" (to the last).')
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"modules": value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ParamSelection:
+        if not self.modules and self.layers is None:
+            raise ValueError("select modules and/or layers")
+        if self.layers is not None:
+            from oxstudy.freezing import parse_layers
+
+            try:
+                parse_layers(self.layers, num_layers=10**6)
+            except ValueError as exc:
+                raise ValueError(f"layers: {exc}") from None
+        return self
+
+
+def _drop_none(data: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Leave optional fields out of a dump while unset, so adding them changed no existing run id."""
+    for key in keys:
+        if key in data and data[key] is None:
+            del data[key]
+    return data
 
 
 # --------------------------------------------------------------------------- training
@@ -62,6 +102,20 @@ class TrainingSpec(StrictModel):
     max_steps: int | None = Field(None, gt=0, description="Cap on optimizer steps (overrides epochs).")
     gradient_checkpointing: bool = False
     logging_steps: int = Field(1, gt=0)
+    freeze: ParamSelection | None = Field(
+        None, description="Parameters kept frozen during training (identical for every algorithm unless overridden)."
+    )
+    trainable: ParamSelection | None = Field(None, description="The inverse of freeze: only these parameters train.")
+
+    @model_validator(mode="after")
+    def _freeze_or_trainable(self) -> TrainingSpec:
+        if self.freeze is not None and self.trainable is not None:
+            raise ValueError("give freeze or trainable, not both")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: Any) -> dict[str, Any]:
+        return _drop_none(handler(self), ("freeze", "trainable"))
 
 
 def _optional_copy(model: type[BaseModel], name: str) -> type[BaseModel]:
@@ -272,6 +326,25 @@ AlgorithmSpec.model_rebuild()
 
 
 # --------------------------------------------------------------------------- benchmarks
+class PassAtKSpec(StrictModel):
+    """pass@k by the unbiased estimator of Chen et al. (2021) from ``samples`` completions per item,
+    sampled through lm-eval's ``repeats`` (oxstudy/passk.py)."""
+
+    samples: int = Field(16, gt=0, description="n: completions sampled per item.")
+    k: list[int] = Field(default_factory=list, description="k values reported (default: powers of two up to n, and n).")
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    seed: int = Field(0, description="Sampling seed (the same for every run: base and trained models see one draw).")
+    limit: int | None = Field(None, gt=0, description="Items sampled (default: the benchmark's limit).")
+
+    @model_validator(mode="after")
+    def _k_within_samples(self) -> PassAtKSpec:
+        bad = [k for k in self.k if k < 1 or k > self.samples]
+        if bad:
+            raise ValueError(f"k {bad} outside 1..samples ({self.samples})")
+        return self
+
+
 class BenchmarkSpec(StrictModel):
     """One evaluation through lm-eval-harness."""
 
@@ -288,6 +361,14 @@ class BenchmarkSpec(StrictModel):
     backend: Literal["auto", "hf", "vllm"] | None = Field(
         None, description="lm-eval model type for this benchmark; None = evaluation.backend."
     )
+    role: Literal["knowledge"] | None = Field(
+        None, description="knowledge: a knowledge-style benchmark for the forgetting analysis (in-domain gain vs change here)."
+    )
+    pass_at_k: PassAtKSpec | None = Field(None, description="Also estimate pass@k from sampled completions (generative tasks).")
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler: Any) -> dict[str, Any]:
+        return _drop_none(handler(self), ("role", "pass_at_k"))
 
 
 class EvaluationSpec(StrictModel):
@@ -352,6 +433,33 @@ class AnalysisSpec(StrictModel):
     regime: RegimeSpec | None = Field(None, description="Difficulty / data-regime analyses (steps-to-match...).")
 
 
+class KLDriftSpec(StrictModel):
+    """Output drift: mean per-token KL(trained || base) on a fixed held-out prompt set."""
+
+    enabled: bool = True
+    prompts: str | None = Field(
+        None, description="task:NAME (its test split) or a .jsonl with a prompt column; default: the data task's test split."
+    )
+    n: int = Field(32, gt=0, description="Prompts used.")
+    max_new_tokens: int = Field(32, gt=0, description="Greedy continuation length (from the trained model).")
+
+
+class MeasureSpec(StrictModel):
+    """Post-training measurements run in the worker (not part of run ids: they do not change training)."""
+
+    anatomy: bool = Field(True, description="Weight-update anatomy per layer and module type (oxstudy/anatomy.py).")
+    effective_rank: int = Field(
+        0, ge=0, description="Top singular values for the effective rank of attention/MLP updates (0 = off)."
+    )
+    module_types: dict[str, str] = Field(
+        default_factory=dict, description="Extra or replacing module-type regexes on parameter names (Llama/Qwen2 built in)."
+    )
+    kl_drift: KLDriftSpec = Field(default_factory=KLDriftSpec)
+    base_eval: bool = Field(
+        True, description="Evaluate the base model once per model (cached in the store): changes from base per run."
+    )
+
+
 class RaySpec(StrictModel):
     address: str | None = Field(None, description="Existing cluster (ray://... or auto); None starts a local instance.")
 
@@ -414,6 +522,7 @@ class StudySpec(StrictModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    measure: MeasureSpec = Field(default_factory=MeasureSpec)
     exclude: list[Exclusion] = Field(default_factory=list)
     method_defaults: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -692,6 +801,7 @@ def check_spec(spec: StudySpec) -> list[Problem]:
     for i, benchmark in enumerate(spec.benchmarks):
         if benchmark.task.endswith((".yaml", ".yml")) and not spec.resolve_path(benchmark.task).exists():
             problems.append((("benchmarks", i, "task"), f"task file {benchmark.task} does not exist"))
+    problems += _measure_problems(spec)
     if spec.analysis.claims and not spec.resolve_path(spec.analysis.claims).exists():
         problems.append((("analysis", "claims"), f"claims file {spec.analysis.claims} does not exist"))
 
@@ -721,6 +831,29 @@ def check_spec(spec: StudySpec) -> list[Problem]:
     problems += clashes
     if not cells:
         problems.append((("exclude",) if spec.exclude else ("models",), "the run matrix is empty after subsets and exclusions"))
+    return problems
+
+
+def _measure_problems(spec: StudySpec) -> list[Problem]:
+    """pass@k only on generative bundled tasks; a KL prompt source that exists."""
+    from oxstudy.tasks import TASKS
+
+    problems: list[Problem] = []
+    for i, benchmark in enumerate(spec.benchmarks):
+        task = TASKS.get(benchmark.task)
+        if benchmark.pass_at_k is not None and task is not None and task.output_type != "generate_until":
+            problems.append((("benchmarks", i, "pass_at_k"), f"task {benchmark.task} is {task.output_type}: pass@k "
+                             "needs a generative task"))
+    prompts = spec.measure.kl_drift.prompts
+    if prompts is not None:
+        kind = source_kind(prompts)
+        if kind == "task" and prompts.split(":", 1)[1] not in TASKS:
+            problems.append((("measure", "kl_drift", "prompts"), f"unknown bundled task '{prompts}' "
+                             f"(bundled: {', '.join(TASKS)})"))
+        elif kind == "path" and not spec.resolve_path(prompts).exists():
+            problems.append((("measure", "kl_drift", "prompts"), f"prompt file {prompts} does not exist"))
+        elif kind == "hub":
+            problems.append((("measure", "kl_drift", "prompts"), "use task:NAME or a local .jsonl with a prompt column"))
     return problems
 
 

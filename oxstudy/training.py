@@ -65,6 +65,8 @@ class TrainResult:
     adapter_dir: str | None = None
     #: data-regime measurements: completions the first reward scored (online RL), the reward used.
     regime: dict[str, Any] = field(default_factory=dict)
+    #: parameters kept frozen by ``training.freeze`` / ``training.trainable`` (full fine-tuning)
+    frozen: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -399,6 +401,7 @@ class PreparedRun:
     curves: dict[str, list[Any]]
     lora: bool
     setup_s: float
+    frozen: list[str] = field(default_factory=list)
 
 
 def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
@@ -427,6 +430,7 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
         from oxstudy.spec import LoraSpec
 
         peft_config = lora_config(cell.model.lora or LoraSpec())
+    frozen = _apply_freeze(cell, model, peft_config)
     if info.family == "online-rl" and reward_funcs is None:
         from oxstudy.rewards import reward_functions
 
@@ -438,7 +442,28 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
     trainer.remove_callback(PrinterCallback)  # logs go to the curves, not stdout
     trainer.remove_callback(ProgressCallback)
     return PreparedRun(trainer=trainer, tokenizer=tokenizer, method=method, config=args, curves=curves,
-                       lora=peft_config is not None, setup_s=time.perf_counter() - started)
+                       lora=peft_config is not None, setup_s=time.perf_counter() - started, frozen=frozen)
+
+
+def _apply_freeze(cell: Any, model: Any, peft_config: Any) -> list[str]:
+    """``training.freeze`` / ``training.trainable`` (oxstudy/freezing.py): full fine-tuning turns
+    off ``requires_grad`` of the frozen parameters; LoRA puts adapters only on linear modules
+    with no frozen parameter. Returns the frozen parameter names (full fine-tuning)."""
+    training = cell.training
+    if getattr(training, "freeze", None) is None and getattr(training, "trainable", None) is None:
+        return []
+    from oxstudy import freezing
+
+    if peft_config is None:
+        return freezing.apply_freeze(model, training)
+    targets = freezing.lora_target_modules(model, training)
+    if peft_config.target_modules != "all-linear" and not isinstance(peft_config.target_modules, str):
+        wanted = set(peft_config.target_modules)
+        targets = [t for t in targets if t.split(".")[-1] in wanted or t in wanted]
+        if not targets:
+            raise SpecError("training.freeze: no LoRA target module of models[].lora.target_modules is left trainable")
+    peft_config.target_modules = targets
+    return []
 
 
 def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
@@ -488,7 +513,7 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
     return TrainResult(model=trained, tokenizer=run.tokenizer, curves=curves, final_loss=final_loss,
                        steps=int(trainer.state.global_step), train_s=train_s, setup_s=run.setup_s,
                        method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir,
-                       regime=_regime_measurements(cell, trainer))
+                       regime=_regime_measurements(cell, trainer), frozen=run.frozen)
 
 
 def _regime_measurements(cell: Any, trainer: Any) -> dict[str, Any]:

@@ -22,6 +22,9 @@ SECTIONS = [
     ("ExecutionSpec (`execution`)", s.ExecutionSpec),
     ("RolloutSpec (`execution.rollouts`)", s.RolloutSpec), ("RaySpec (`execution.ray`)", s.RaySpec),
     ("SlurmSpec (`execution.slurm`)", s.SlurmSpec), ("Exclusion (`exclude[]`)", s.Exclusion),
+    ("ParamSelection (`training.freeze`, `training.trainable`)", s.ParamSelection),
+    ("PassAtKSpec (`benchmarks[].pass_at_k`)", s.PassAtKSpec), ("MeasureSpec (`measure`)", s.MeasureSpec),
+    ("KLDriftSpec (`measure.kl_drift`)", s.KLDriftSpec),
 ]  # fmt: skip
 
 

@@ -23,7 +23,7 @@ from oxstudy.stats.analyze import analyze
 
 HOSTILE = "<script>alert(1)</script>"
 SECTION_IDS = ["summary", "results", "seeds", "comparisons", "pairwise", "scaling", "rankings", "factorial",
-               "leverage", "power", "claims", "curves"]
+               "leverage", "power", "claims", "curves", "anatomy"]
 
 
 def long_table(algorithms=("dpo", "ipo", "simpo"), seeds=4, models=None, benchmarks=("gsm8k", "math")):
@@ -132,7 +132,7 @@ def test_empty_analysis_still_renders_every_section_with_a_note() -> None:
     assert all(not s.available for s in sections[1:])
     assert all(s.note and "\n" not in s.note for s in sections[1:])
     html = build_report({}, {"study": "empty"})
-    assert html.count('class="note"') == 11
+    assert html.count('class="note"') == len(SECTION_IDS) - 1
 
 
 def test_headline_wording_bonferroni() -> None:

@@ -8,7 +8,7 @@ exception and JavaScript dialog, then asserts:
 
 * the only request is the report file itself (no CDN, font, image or any http(s) fetch);
 * no console error or warning, no exception, no dialog (an injected ``alert`` would open one);
-* all 12 sections are laid out, the figures have a size, the page has no script element,
+* all 13 sections are laid out, the figures have a size, the page has no script element,
   the hostile algorithm name shows as literal text, and nothing overflows a 1366-px laptop
   viewport horizontally.
 
@@ -348,7 +348,7 @@ def test_report_opens_cleanly_in_chromium(chromium: str, report_path: Path) -> N
     assert console == [] and logs == [] and exceptions == [], (console, logs, exceptions)
     assert dialogs == [], f"a script ran and opened a dialog: {dialogs}"
 
-    assert observed["sections"] == 12, observed["section_ids"]
+    assert observed["sections"] == 13, observed["section_ids"]
     assert observed["scripts"] == 0
     assert HOSTILE in observed["text"], "the hostile algorithm name must show as literal text"
     assert observed["title"] == "browser <b>check</b> study · oxstudy report"

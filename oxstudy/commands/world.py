@@ -204,10 +204,19 @@ def eval_command(
         bool, typer.Option("--items", help="Include per-item outcomes in --json output.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print scores as JSON on stdout.")] = False,
+    pass_at_k: Annotated[
+        str | None, typer.Option("--pass-at-k", help="Also estimate pass@k at these k (e.g. 1,8,64) from sampled "
+                                 "completions (generative tasks; unbiased estimator of Chen et al. 2021).")
+    ] = None,
+    samples: Annotated[int, typer.Option("--samples", help="n: completions sampled per item for --pass-at-k.")] = 16,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature for --pass-at-k.")] = 1.0,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed for --pass-at-k.")] = 0,
 ) -> None:
     """Evaluate a checkpoint (base model, trained run, LoRA adapter) on benchmarks through lm-eval.
 
     Example: oxstudy eval --model zoo:tiny --benchmarks oxs_arith,oxs_compare --limit 100
+
+    pass@k: oxstudy eval -m zoo:tiny -b oxs_arith --limit 50 --pass-at-k 1,8,64 --samples 64
     """
     from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model, resolve_task
     from oxstudy.zoo import resolve_model_source
@@ -236,6 +245,8 @@ def eval_command(
 
         result = evaluate_model(path, requests, on_benchmark=on_benchmark)
         progress.update(bar, completed=len(requests), description="evaluated")
+        if pass_at_k is not None:
+            result = _with_pass_at_k(result, path, requests, pass_at_k, samples, temperature, seed, progress)
     if as_json:
         payload: dict[str, Any] = {"model": model, "path": path, "metrics": result["metrics"]}
         if with_items:
@@ -250,10 +261,36 @@ def eval_command(
             "-" if m["value"] is None else f"{m['value']:.4f}",
             "-" if m["stderr"] is None else f"{m['stderr']:.4f}",
             str(m["n"]),
-            str(m["num_fewshot"]),
+            str(m.get("num_fewshot", "-")),
         )
     console.print(f"model {model} ({path})", markup=False)
     console.print(table)
+
+
+def _with_pass_at_k(result: dict[str, Any], path: str, requests: list[Any], ks: str, samples: int,
+                    temperature: float, seed: int, progress: Any) -> dict[str, Any]:
+    """Add ``<bench>.pass@<k>`` metrics and items (oxstudy/passk.py) for the generative benchmarks."""
+    from oxstudy.errors import InputError
+    from oxstudy.evaluation import load_model
+    from oxstudy.passk import PassAtKSettings, pass_at_k_outcomes, pass_at_k_result, sample_correct_counts
+
+    try:
+        k_values = [int(k) for k in ks.split(",") if k.strip()]
+    except ValueError:
+        raise InputError(f"--pass-at-k: '{ks}' is not a comma-separated list of integers") from None
+    settings = PassAtKSettings(samples=samples, k=k_values, temperature=temperature, seed=seed)
+    settings.ks()  # k within 1..samples
+    model, tokenizer = load_model(path)
+    for request in requests:
+        if result["metrics"][request.id].get("output_type") != "generate_until":
+            continue
+        bar = progress.add_task(f"pass@k {request.id} ({samples} samples per item)", total=None)
+        entry = pass_at_k_result(sample_correct_counts(model, tokenizer, request, settings))
+        metrics, items = pass_at_k_outcomes(request.id, entry)
+        result["metrics"].update(metrics)
+        result["items"].update(items)
+        progress.update(bar, description=f"pass@k {request.id} done", total=1, completed=1)
+    return result
 
 
 def register(app: typer.Typer) -> None:

@@ -828,7 +828,7 @@ def build_sections(
     claims: list[dict[str, Any]] | None = None,
     curves: list[dict[str, Any]] | None = None,
 ) -> tuple[ReportMeta, list[Section]]:
-    """The report's 12 sections, in order, each either filled or carrying a one-line note."""
+    """The report's 13 sections, in order, each either filled or carrying a one-line note."""
     meta = ReportMeta.coerce(meta)
     if not meta.generated_at:
         meta.generated_at = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -848,11 +848,19 @@ def build_sections(
         _power_section(view),
         _claims_section(claims),
         _curves_section(view, meta, curves, styles),
+        _post_training_section(analysis),
     ]
     from oxstudy.report.regime_section import regime_sections  # data-regime / alignment (issue 13)
 
     sections += regime_sections(analysis, styles)
     return meta, sections
+
+
+def _post_training_section(analysis: dict[str, Any]) -> Section:
+    """"What changed inside the model" (oxstudy/report/anatomy_section.py), from ``analysis["post_training"]``."""
+    from oxstudy.report.anatomy_section import anatomy_section
+
+    return anatomy_section(analysis.get("post_training"), Section, _figure)
 
 
 def _environment():

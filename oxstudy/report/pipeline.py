@@ -135,8 +135,12 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
 
         if progress:
             progress("reading study records")
-        meta, curves = meta_from_study(load_study(studies[0], with_items=False), source=results.source)
+        tables = load_study(studies[0], with_items=False)
+        meta, curves = meta_from_study(tables, source=results.source)
         meta.seed_values = seed_values(results.table)
+        from oxstudy.stats.anatomy import analyze_post_training  # "What changed inside the model"
+
+        analysis["post_training"] = analyze_post_training(tables.records)
     else:
         first = Path(options.inputs[0]) if options.inputs else Path("results")
         name = (results.spec or {}).get("name") or (first.stem if first.is_file() else first.name)
