@@ -172,7 +172,7 @@ def _checkpoints_cell(block: dict | None, alpha: float) -> str:
 
 
 def print_analysis(result: dict) -> None:
-    """Readable tables of an ``oxstudy.analysis/1`` result."""
+    """Readable tables of an ``oxstudy.analysis/2`` result."""
     conv = result["conventions"]
     ppu = conv["points_per_unit"]
     console.print(f"[bold]{result['input']['kind']} input[/]: {escape(str(result['input']['source']))} "

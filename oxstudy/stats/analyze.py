@@ -1,4 +1,4 @@
-"""The full analysis of a results table, as one JSON-able dict (schema ``oxstudy.analysis/1``).
+"""The full analysis of a results table, as one JSON-able dict (schema ``oxstudy.analysis/2``).
 
 Input is a normalised table (see :mod:`oxstudy.results_io`):
 
@@ -69,7 +69,7 @@ def analyze(
     source: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Analyse a results table; return the ``oxstudy.analysis/1`` dict.
+    """Analyse a results table; return the ``oxstudy.analysis/2`` dict.
 
     Parameters mirror ``oxstudy analyze``: ``baseline`` (required for ``family="vs-baseline"``;
     without one the family falls back to pairwise with a warning), ``correction`` in
