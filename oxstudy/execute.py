@@ -136,10 +136,14 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None) -> None:
             problems.append(locate(("benchmarks", bench_index.get(bench.id, bench.id), field_name), message))
     if problems:
         raise OxstudyError(*dict.fromkeys(problems))
+    from oxstudy.tracking import missing_trackers
+
+    chosen = sorted({name for cell in cells for name in cell.execution.report_to})
+    problems = [locate(("execution", "report_to"), message) for message in missing_trackers(chosen)]
     index = {section: {item.id: i for i, item in enumerate(getattr(spec, section, []) or [])}
              for section in ("algorithms", "models")}
-    problems = [locate((section, index[section].get(item_id, item_id), *rest), message)
-                for (section, item_id, *rest), message in trainer_config_problems(cells, on_step=step)]
+    problems += [locate((section, index[section].get(item_id, item_id), *rest), message)
+                 for (section, item_id, *rest), message in trainer_config_problems(cells, on_step=step)]
     if problems:
         from oxstudy.errors import SpecError
 
@@ -390,6 +394,7 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
     """The pipeline proper; raises on failure."""
     from oxstudy.evaluation import evaluate_model
     from oxstudy.selfplay import prepare_data
+    from oxstudy.tracking import tracking_env
     from oxstudy.training import train_cell
     from oxstudy.zoo import model_param_count, resolve_model_source
 
@@ -405,10 +410,11 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
 
     progress("train", force=True)
     started = time.perf_counter()
-    result = train_cell(
-        cell, model_path=model_path, output_dir=work / "train", data=data,
-        progress=lambda step, total: progress("train", step, total), device=device,
-    )  # fmt: skip
+    with tracking_env(cell, store.root):
+        result = train_cell(
+            cell, model_path=model_path, output_dir=work / "train", data=data,
+            progress=lambda step, total: progress("train", step, total), device=device,
+        )  # fmt: skip
     timings["train_s"] = round(time.perf_counter() - started, 3)
 
     progress("eval", 0, len(cell.benchmarks), force=True)

@@ -194,6 +194,9 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
     kwargs = shared_arguments(cell.training, seed=cell.seed, output_dir=output_dir, device=device,
                               processes=num_processes(cell))
     kwargs.update(method_arguments(method, cell.training, hyperparameters))
+    from oxstudy.tracking import tracking_arguments
+
+    kwargs.update(tracking_arguments(cell))  # execution.report_to, run name (env: oxstudy.tracking)
     if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         # Online RL batches count completions: each step's batch must hold whole groups.
         generations = int(kwargs.get("num_generations", 2))
