@@ -278,6 +278,7 @@ def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tupl
     ``__post_init__``, before any cell trains.
     """
     import tempfile
+    import warnings
 
     device = _preflight_device(cells)
     seen: set[str] = set()
@@ -294,7 +295,9 @@ def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tupl
             try:
                 from oxstudy.training import build_config
 
-                build_config(cell, scratch, device)
+                with warnings.catch_warnings():  # deprecation notices belong in the cells' logs, not here
+                    warnings.simplefilter("ignore")
+                    build_config(cell, scratch, device)
             except OxstudyError as exc:
                 for message in exc.messages:
                     # build_config names the field as "algorithms[ID].field: ..." / "models[ID].field: ..."

@@ -64,14 +64,14 @@ def children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def training_cell(store_dir: Path) -> str | None:
-    """The run id of a cell whose progress says it is training, if any."""
+def training_cell(store_dir: Path, phase: str = "train") -> str | None:
+    """The run id of a cell whose progress is at ``phase``, if any."""
     cells = store_dir / "cells"
     if not cells.exists():
         return None
     for cell in cells.iterdir():
         with contextlib.suppress(OSError, ValueError):
-            if json.loads((cell / "progress.json").read_text()).get("phase") == "train":
+            if json.loads((cell / "progress.json").read_text()).get("phase") == phase:
                 return cell.name
     return None
 
@@ -160,8 +160,9 @@ def test_zombie_driver_is_dead_to_its_workers_and_to_the_lock(tmp_path: Path) ->
                               stdout=subprocess.PIPE, text=True)
     try:
         driver = int(parent.stdout.readline())
-        wait_for(lambda: training_cell(store_dir) is not None, what="a training cell")
-        run_id = training_cell(store_dir)
+        # killed while evaluating: its trainer has been built (tqdm's semaphore, if any, exists)
+        wait_for(lambda: training_cell(store_dir, "eval") is not None, what="a cell at evaluation")
+        run_id = training_cell(store_dir, "eval")
         workers = [cell for server in children(driver) for cell in children(server)]
         assert workers, "no cell process found"
         os.kill(driver, signal.SIGKILL)
