@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from oxstudy.store import Store
 
 FileSignature = tuple[int, int] | None
+#: how ``describe_os_error`` starts for a store that refuses writes (strerror of the STORAGE_ERRNOS)
+STORAGE_REASONS = ("No space left on device", "Read-only file system", "Permission denied",
+                   "Operation not permitted", "Disk quota exceeded", "File too large")
 
 
 def file_signature(path: os.PathLike[str] | str) -> FileSignature:
@@ -45,6 +48,14 @@ def short_reason(exc: BaseException, limit: int = 300) -> str:
     lines = [line.strip() for line in str(target).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     return f"{type(target).__name__}: {text}"[:limit] if text else type(target).__name__
+
+
+def unrecorded_reason(outcome: Any) -> str | None:
+    """The reason a worker's ``execute_cell`` outcome gives for writing no record (a full or
+    read-only store), or None."""
+    if isinstance(outcome, dict) and outcome.get("recorded") is False:
+        return outcome.get("reason")
+    return None
 
 
 @dataclass
@@ -125,21 +136,31 @@ class AttemptBook:
         ``crash_reason``: what the engine reported when the worker wrote nothing (killed,
         timed out, cancelled). Ignored if the worker did write a record for this attempt.
         """
-        from oxstudy.execute import DETERMINISTIC, LOG_NAME, log_tail, record_failure
+        from oxstudy.execute import DETERMINISTIC, LOG_NAME, TRANSIENT, log_tail, record_failure
+        from oxstudy.store import StoreWriteError, describe_os_error, is_storage_error
 
         cell = attempt.cell
         wall = time.monotonic() - attempt.submitted
         status, reason, failure_class = self.recorded(attempt)
         if status is None:
             reason = crash_reason or "the worker ended without writing a record"
-            record_failure(
-                self.store,
-                cell,
-                attempt=attempt.attempt,
-                reason=reason,
-                log_tail=log_tail(self.store.cell_dir(cell.run_id) / LOG_NAME),
-                kind="killed",
-            )
+            storage = reason.startswith(STORAGE_REASONS)
+            failure_class = DETERMINISTIC if storage else TRANSIENT
+            try:
+                record_failure(
+                    self.store,
+                    cell,
+                    attempt=attempt.attempt,
+                    reason=reason,
+                    log_tail=log_tail(self.store.cell_dir(cell.run_id) / LOG_NAME),
+                    kind="storage" if storage else "killed",
+                    failure_class=failure_class,
+                )
+            except OSError as exc:
+                if not is_storage_error(exc):
+                    raise
+                cause = reason if storage else describe_os_error(exc)
+                raise StoreWriteError(f"{cause} (cell {cell.label}; the study was stopped)") from None
             status = "failed"
         detail: dict[str, Any] = {"attempt": attempt.attempt, "wall_s": round(wall, 3)}
         if status == "done":

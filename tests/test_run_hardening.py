@@ -276,24 +276,42 @@ def tmpfs(path: Path, size: str):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def fill(filesystem: Path, keep_bytes: int) -> None:
+    """Fill ``filesystem`` until only ``keep_bytes`` are free."""
+    stats = os.statvfs(filesystem)
+    free = stats.f_bavail * stats.f_frsize
+    with open(filesystem / "filler", "wb") as handle, contextlib.suppress(OSError):
+        handle.write(b"x" * max(0, free - keep_bytes))
+
+
 @pytest.mark.slow
-def test_full_store_reports_no_space_in_one_line(tmp_path: Path) -> None:
-    """A store of 64 KB: the cell's record cannot be written. No traceback, no 'without writing a
-    record': the real cause reaches the user (and the record, where a small one still fits)."""
-    with tmpfs(tmp_path / "small", "64k") as store_root:
-        spec = study_spec(tmp_path, "full", output_dir=store_root / "study")
-        result = cli("run", str(spec), "--json")
-        assert "Traceback" not in result.stderr, result.stderr[-3000:]
-        assert "without writing a record" not in result.stderr + result.stdout
-        if result.returncode == 2:  # nothing could be recorded
-            (line,) = error_lines(result.stderr)
-            assert "No space left on device writing" in line and str(store_root) in line
+@pytest.mark.parametrize("keep_kb", [0, 8])
+def test_disk_full_during_a_cell_reports_the_cause_in_one_line(tmp_path: Path, keep_kb: int) -> None:
+    """The store's disk fills while a cell evaluates (a 1 MB tmpfs). With 8 KB left, the small
+    failed record still fits and carries the cause; with nothing left, the run stops with it
+    (exit 2). Never a traceback, never "exited ... without writing a record"."""
+    with tmpfs(tmp_path / "small", "1m") as store_root:
+        store_dir = store_root / "study"
+        spec = study_spec(tmp_path, "full", output_dir=store_dir)
+        proc = subprocess.Popen([sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: training_cell(store_dir, "eval") is not None, what="a cell at evaluation")
+        fill(store_root, keep_kb * 1024)
+        out, err = proc.communicate(timeout=900)
+        assert "Traceback" not in err, err[-3000:]
+        assert "without writing a record" not in err + out
+        if keep_kb == 0:  # nothing could be recorded: one line with the cause, exit 2
+            assert proc.returncode == 2, err[-2000:]
+            (line,) = error_lines(err)
+            assert "No space left on device writing" in line and str(store_dir / "runs") in line
+            assert not Store(store_dir).record_paths()
         else:
-            assert result.returncode == 1, result.stderr[-2000:]
-            (record,) = load_study(store_root / "study").records
-            assert "No space left on device writing" in record["error"]["reason"]
-            assert record["error"]["failure_class"] == "deterministic"
-            assert "retry" not in result.stderr  # a full disk is not retried
+            assert proc.returncode == 1, err[-2000:]
+            (record,) = load_study(store_dir).records
+            assert record["status"] == "failed"
+            assert record["error"]["reason"].startswith(f"No space left on device writing {store_dir / 'runs'}")
+            assert record["error"]["failure_class"] == "deterministic" and record["error"]["kind"] == "storage"
+            assert "retry" not in err  # a full disk is not retried (retries: 1)
 
 
 @pytest.mark.slow
