@@ -275,27 +275,49 @@ def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tupl
     Builds the TRL config of every distinct setting exactly as a worker does, without a
     model: catches what oxstudy's registry rejects (unknown or ignored hyperparameters,
     LoRA where a method cannot use it) and what TRL's own config rejects in its
-    ``__post_init__``, before any cell trains.
+    ``__post_init__``, before any cell trains. The configs are built in a child of the
+    local backend's fork server (torch and TRL already imported there): building a GPU
+    config initialises CUDA, which must not happen in the driver.
     """
+    distinct: dict[str, Cell] = {}
+    for cell in cells:
+        key = json.dumps([cell.model.finetune, cell.algorithm.model_dump(mode="json"),
+                          cell.training.model_dump(mode="json"), cell.execution.gpus_per_run], sort_keys=True)
+        distinct.setdefault(key, cell)
+    if on_step is not None:
+        on_step(f"settings of {', '.join(dict.fromkeys(c.algorithm.id for c in distinct.values()))}")
+    payload = [cell.model_dump(mode="json") for cell in distinct.values()]
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["oxstudy._preload"])  # the same server the local runner uses
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_config_problems_child, args=(payload, _preflight_device(cells), send),
+                              name="oxstudy-preflight")
+    process.start()
+    send.close()
+    try:
+        found = receive.recv()
+    except EOFError:  # the checker died: leave the settings to the cells rather than block the run
+        found = []
+    finally:
+        receive.close()
+        process.join()
+    return [(tuple(where), message) for where, message in found]
+
+
+def _config_problems_child(payload: list[dict[str, Any]], device: str, send: Any) -> None:
     import tempfile
     import warnings
 
-    device = _preflight_device(cells)
-    seen: set[str] = set()
-    problems: list[tuple[str, str]] = []
-    with tempfile.TemporaryDirectory(prefix="oxstudy-preflight-") as scratch:
-        for cell in cells:
-            key = json.dumps([cell.model.finetune, cell.algorithm.model_dump(mode="json"),
-                              cell.training.model_dump(mode="json"), cell.execution.gpus_per_run], sort_keys=True)
-            if key in seen:
-                continue
-            seen.add(key)
-            if on_step is not None:
-                on_step(f"settings of {cell.algorithm.id}")
-            try:
-                from oxstudy.training import build_config
+    from oxstudy.training import build_config
 
-                with warnings.catch_warnings():  # deprecation notices belong in the cells' logs, not here
+    problems: list[tuple[list[str], str]] = []
+    with tempfile.TemporaryDirectory(prefix="oxstudy-preflight-") as scratch:
+        for data in payload:
+            cell = Cell.model_validate(data)
+            try:
+                with warnings.catch_warnings():  # deprecation notices belong in the cells' logs
                     warnings.simplefilter("ignore")
                     build_config(cell, scratch, device)
             except OxstudyError as exc:
@@ -304,14 +326,15 @@ def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tupl
                     found = re.match(r"(algorithms|models)\[([^\]]+)\]((?:\.\w+)*): (.*)", message, re.DOTALL)
                     if found:
                         section, item_id, fields, text = found.groups()
-                        problems.append(((section, item_id, *filter(None, fields.split("."))), text))
+                        problems.append(([section, item_id, *filter(None, fields.split("."))], text))
                     else:
-                        problems.append((("algorithms", cell.algorithm.id), message))
+                        problems.append((["algorithms", cell.algorithm.id], message))
             except (TypeError, ValueError) as exc:  # TRL / transformers reject a value
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                problems.append((("algorithms", cell.algorithm.id),
+                problems.append((["algorithms", cell.algorithm.id],
                                  f"{cell.algorithm.method}: TRL rejects these settings: {text}"))
-    return problems
+    send.send(problems)
+    send.close()
 
 
 def _preflight_device(cells: list[Cell]) -> str:
