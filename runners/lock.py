@@ -199,8 +199,12 @@ class StudyLock:
         try:
             os.write(fd, json.dumps(payload, indent=1).encode())
             os.fsync(fd)
-        finally:
+        except OSError as exc:  # a full disk: leave no empty lock behind, and name the file
             os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+        os.close(fd)
         self._token = payload["token"]
         return True
 
