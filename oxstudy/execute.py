@@ -107,11 +107,12 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None) -> None:
     1. every benchmark task resolves (a bundled task, a task YAML path, or a task in
        lm-eval's registry) and every benchmark's ``metric`` is a ``metric,filter`` key that
        task produces (see :func:`task_metric_keys`);
-    2. every method's settings are accepted by its TRL config (oxstudy's registry checks,
-       then the real TRL config object is constructed, as the worker would);
+    2. the chosen ``report_to`` trackers are installed;
     3. each distinct model source is resolved (zoo models are built here once instead of
        by several workers at a time; a hub id that is not available offline fails now);
-    4. the training data is loaded.
+    4. every method's settings are accepted by its TRL config (oxstudy's registry checks,
+       then the real TRL config object is constructed, as the worker would);
+    5. the training data is loaded.
 
     ``spec``: the study spec the cells come from; problems are then located
     ``FILE:LINE: benchmarks[i].metric: ...`` in its YAML. Raises ``OxstudyError`` with one
@@ -142,15 +143,18 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None) -> None:
     problems = [locate(("execution", "report_to"), message) for message in missing_trackers(chosen)]
     index = {section: {item.id: i for i, item in enumerate(getattr(spec, section, []) or [])}
              for section in ("algorithms", "models")}
-    problems += [locate((section, index[section].get(item_id, item_id), *rest), message)
-                 for (section, item_id, *rest), message in trainer_config_problems(cells, on_step=step)]
+    if problems:
+        raise OxstudyError(*dict.fromkeys(problems))
+    for source in dict.fromkeys(cell.model.source for cell in cells):
+        step(f"model {source}")
+        resolve_model_source(source)
+    for where, message in trainer_config_problems(cells, on_step=step):
+        section, item, *rest = where
+        problems.append(locate((section, index[section].get(item, item), *rest) if section in index else where, message))
     if problems:
         from oxstudy.errors import SpecError
 
         raise SpecError(*dict.fromkeys(problems))
-    for source in dict.fromkeys(cell.model.source for cell in cells):
-        step(f"model {source}")
-        resolve_model_source(source)
     for data in {json.dumps(cell.data.model_dump(mode="json"), sort_keys=True): cell.data for cell in cells}.values():
         step(f"data {data.source}")
         load_examples(data)
@@ -324,9 +328,13 @@ def _config_problems_child(payload: list[dict[str, Any]], device: str, send: Any
                 for message in exc.messages:
                     # build_config names the field as "algorithms[ID].field: ..." / "models[ID].field: ..."
                     found = re.match(r"(algorithms|models)\[([^\]]+)\]((?:\.\w+)*): (.*)", message, re.DOTALL)
+                    shared = re.match(r"(training|execution)((?:\.\w+)+): (.*)", message, re.DOTALL)
                     if found:
                         section, item_id, fields, text = found.groups()
                         problems.append(([section, item_id, *filter(None, fields.split("."))], text))
+                    elif shared:
+                        section, fields, text = shared.groups()
+                        problems.append(([section, *filter(None, fields.split("."))], text))
                     else:
                         problems.append((["algorithms", cell.algorithm.id], message))
             except (TypeError, ValueError) as exc:  # TRL / transformers reject a value

@@ -108,9 +108,10 @@ def test_concurrent_runs_never_delete_or_retrain_a_finished_cell(tmp_path: Path)
     first = subprocess.Popen([sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"], cwd=REPO,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (store_dir / LOCK_NAME).exists(), what="the first run's lock")
-    seconds: list[subprocess.CompletedProcess[str]] = []
-    while first.poll() is None:  # second runs, one after another, for the whole first run
-        seconds.append(cli("run", str(spec), "--json"))
+    seconds = [cli("run", str(spec), "--json")]  # one while the first cell runs
+    wait_for(lambda: len(Store(store_dir).record_paths()) >= 1 or first.poll() is not None, what="a first record")
+    while first.poll() is None:  # then one after another until the first run ends: one of them
+        seconds.append(cli("run", str(spec), "--json"))  # straddles the moment the last cell finishes
     seconds.append(cli("run", str(spec), "--json"))  # and one right after it
     out, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-2000:]
