@@ -244,21 +244,7 @@ def test_trainer_config_problems_name_the_algorithm() -> None:
         (("algorithms", "GRPO3"), True)]
 
 
-# ----------------------------------------------------------------------------- failure classes
-
-
-@pytest.mark.slow
-def test_nan_loss_is_deterministic_and_not_retried(tmp_path: Path) -> None:
-    spec = study_spec(tmp_path, "nan", algorithms=[
-        {"id": "Exploding", "method": "sft", "training": {"learning_rate": 1e30, "max_steps": 4, "warmup_ratio": 0.0,
-                                                         "lr_scheduler": "constant"}}])
-    result = cli("run", str(spec), "--json")  # retries: 1
-    assert result.returncode == 1, result.stderr[-2000:]
-    (outcome,) = json.loads(result.stdout)["outcomes"]
-    assert outcome["status"] == "failed" and outcome["attempts"] == 1
-    assert "retry" not in result.stderr
-    (record,) = load_study(tmp_path / "studies" / "nan").records
-    assert record["error"]["failure_class"] == "deterministic" and record["error"]["kind"] == "non-finite-loss"
+# (a NaN loss is deterministic and not retried: tests/test_run_faults.py)
 
 
 # ----------------------------------------------------------------------------- item 4: storage

@@ -107,8 +107,14 @@ def run(
     # trained again.
     with (
         store_errors(store.root),  # disk full / read-only anywhere below: one line, exit 2
-        StudyLock(store.root, break_lock=break_lock, on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}")),
+        StudyLock(store.root, break_lock=break_lock, on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}")) as lock,
     ):
+        if lock.took_over is not None:
+            # The dead holder's cell processes stop within DRIVER_WATCH_S of its death (they
+            # test its liveness exactly as the lock does): let them, before reading the store.
+            from runners.local import DRIVER_WATCH_S
+
+            time.sleep(2 * DRIVER_WATCH_S)
         statuses, corrupt = store.statuses()
         for problem in corrupt:
             err.print(f"[yellow]warning:[/] corrupt record, will re-run: {problem}")
