@@ -334,7 +334,8 @@ def _config_problems_child(payload: list[dict[str, Any]], device: str, send: Any
                         problems.append(([section, item_id, *filter(None, fields.split("."))], text))
                     elif shared:
                         section, fields, text = shared.groups()
-                        problems.append(([section, *filter(None, fields.split("."))], text))
+                        problems.append(([section, *filter(None, fields.split("."))],
+                                         f"{text} (algorithm {cell.algorithm.id})"))
                     else:
                         problems.append((["algorithms", cell.algorithm.id], message))
             except (TypeError, ValueError) as exc:  # TRL / transformers reject a value

@@ -11,7 +11,8 @@ oxstudy sets both per cell, identically on every backend (the worker calls
   ``WANDB_TAGS``; TensorBoard has no tags, so the run directory carries them:
   ``<study>/tracking/tensorboard/<model>/<algorithm>/seed<seed>-<run_id>``);
 - nothing leaves the machine unless asked: MLflow writes a file store under
-  ``<study>/tracking/mlruns`` (``MLFLOW_TRACKING_URI``), W&B runs with ``WANDB_MODE=offline``
+  ``<study>/tracking/mlruns`` (``MLFLOW_TRACKING_URI``; ``MLFLOW_ALLOW_FILE_STORE=true``, which
+  MLflow 3 requires for a file store), W&B runs with ``WANDB_MODE=offline``
   into ``<study>/tracking``. A value already in the environment wins, so
   ``MLFLOW_TRACKING_URI=http://... oxstudy run`` or ``WANDB_MODE=online`` reach a server.
 
@@ -69,6 +70,10 @@ def tracking_environment(cell: Any, store_root: str | Path) -> dict[str, str]:
             root / "tensorboard" / cell.model.id / cell.algorithm.id / f"seed{cell.seed}-{cell.run_id}")
     if "mlflow" in chosen:
         env["MLFLOW_TRACKING_URI"] = os.environ.get("MLFLOW_TRACKING_URI") or (root / "mlruns").as_uri()
+        if env["MLFLOW_TRACKING_URI"].startswith("file:"):
+            # MLflow 3 keeps the file store in maintenance mode and refuses it unless asked: it is
+            # the one backend that needs neither a server nor a database package
+            env["MLFLOW_ALLOW_FILE_STORE"] = "true"
         env["MLFLOW_EXPERIMENT_NAME"] = os.environ.get("MLFLOW_EXPERIMENT_NAME") or cell.study
         env["MLFLOW_TAGS"] = json.dumps(run_tags(cell))
     if "wandb" in chosen:
