@@ -67,7 +67,8 @@ def tracking_environment(cell: Any, store_root: str | Path) -> dict[str, str]:
     env: dict[str, str] = {}
     if "tensorboard" in chosen:
         env["TENSORBOARD_LOGGING_DIR"] = str(
-            root / "tensorboard" / cell.model.id / cell.algorithm.id / f"seed{cell.seed}-{cell.run_id}")
+            root / "tensorboard" / cell.model.id / cell.algorithm.id / f"seed{cell.seed}-{cell.run_id}"
+        )
     if "mlflow" in chosen:
         env["MLFLOW_TRACKING_URI"] = os.environ.get("MLFLOW_TRACKING_URI") or (root / "mlruns").as_uri()
         if env["MLFLOW_TRACKING_URI"].startswith("file:"):
@@ -108,5 +109,7 @@ def missing_trackers(names: list[str]) -> list[str]:
     for name in names:
         modules, package = TRACKERS[name]
         if not any(importlib.util.find_spec(module) is not None for module in modules):
-            problems.append(f"{name} is not installed: pip install {package} (or pip install 'oxstudy[tracking]')")
+            problems.append(
+                f"{name} is not installed: pip install {package} (or pip install 'oxstudy[tracking]')"
+            )
     return problems

@@ -29,8 +29,14 @@ if TYPE_CHECKING:
 
 FileSignature = tuple[int, int] | None
 #: how ``describe_os_error`` starts for a store that refuses writes (strerror of the STORAGE_ERRNOS)
-STORAGE_REASONS = ("No space left on device", "Read-only file system", "Permission denied",
-                   "Operation not permitted", "Disk quota exceeded", "File too large")
+STORAGE_REASONS = (
+    "No space left on device",
+    "Read-only file system",
+    "Permission denied",
+    "Operation not permitted",
+    "Disk quota exceeded",
+    "File too large",
+)
 
 
 def file_signature(path: os.PathLike[str] | str) -> FileSignature:
@@ -128,7 +134,11 @@ class AttemptBook:
         if record.get("attempts") != attempt.attempt:
             return None, None, None
         status = record.get("status", "failed")
-        return status, (record.get("error") or {}).get("reason"), failure_class_of(record) if status != "done" else None
+        return (
+            status,
+            (record.get("error") or {}).get("reason"),
+            failure_class_of(record) if status != "done" else None,
+        )
 
     def settle(self, attempt: Attempt, *, crash_reason: str | None = None) -> bool:
         """Record the end of ``attempt``; returns True when the cell should be tried again.

@@ -212,8 +212,11 @@ def test_zombie_holder_is_dead_to_the_lock(tmp_path: Path) -> None:
     """os.kill(pid, 0) succeeds on a zombie; the lock (and the cells' driver watch, which uses the
     same pid_alive) must still see it as dead."""
     study = tmp_path / "study"
-    parent = subprocess.Popen([sys.executable, "-c", ZOMBIE_PARENT, HOLDER.format(root=str(ROOT)), str(study)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ZOMBIE_PARENT, HOLDER.format(root=str(ROOT)), str(study)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         holder = int(parent.stdout.readline())
         os.kill(holder, signal.SIGKILL)

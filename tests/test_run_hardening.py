@@ -32,22 +32,36 @@ def study_spec(tmp_path: Path, name: str, *, seeds=(1,), output_dir: Path | None
         "models": [{"id": "tiny", "source": "zoo:tiny"}],
         "algorithms": [{"id": "SFT", "method": "sft"}],
         "seeds": list(seeds),
-        "training": {"learning_rate": 1e-4, "max_steps": 2, "effective_batch_size": 4, "per_device_batch_size": 4,
-                     "max_length": 128, "max_prompt_length": 64, "max_completion_length": 32},
+        "training": {
+            "learning_rate": 1e-4,
+            "max_steps": 2,
+            "effective_batch_size": 4,
+            "per_device_batch_size": 4,
+            "max_length": 128,
+            "max_prompt_length": 64,
+            "max_completion_length": 32,
+        },
         "data": {"source": "task:oxs_arith", "train_size": 8},
         "benchmarks": [{"id": "arith", "task": "oxs_arith", "in_domain": True, "limit": 8}],
         "execution": {"max_parallel": 1, "retries": 1, "timeout_s": 600},
     }
     for key, value in overrides.items():
-        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
+        spec[key] = (
+            {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
+        )
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
 def cli(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "oxstudy.cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "oxstudy.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def wait_for(predicate, timeout: float = 300.0, what: str = "") -> None:
@@ -95,7 +109,11 @@ def test_lock_is_taken_before_selection_and_preflight(tmp_path: Path) -> None:
         refused = cli("run", str(spec))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     lines = error_lines(refused.stderr)
-    assert len(lines) == 1 and "locked by another oxstudy run" in lines[0] and "oxstudy run other.yaml" in lines[0]
+    assert (
+        len(lines) == 1
+        and "locked by another oxstudy run" in lines[0]
+        and "oxstudy run other.yaml" in lines[0]
+    )
     assert "corrupt record" not in refused.stderr and "not-offline-model" not in refused.stderr
 
 
@@ -105,11 +123,18 @@ def test_concurrent_runs_never_delete_or_retrain_a_finished_cell(tmp_path: Path)
     while the first holds the lock, and afterwards finds every cell done."""
     spec = study_spec(tmp_path, "concurrent", seeds=(1, 2))
     store_dir = tmp_path / "studies" / "concurrent"
-    first = subprocess.Popen([sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for(lambda: (store_dir / LOCK_NAME).exists(), what="the first run's lock")
     seconds = [cli("run", str(spec), "--json")]  # one while the first cell runs
-    wait_for(lambda: len(Store(store_dir).record_paths()) >= 1 or first.poll() is not None, what="a first record")
+    wait_for(
+        lambda: len(Store(store_dir).record_paths()) >= 1 or first.poll() is not None, what="a first record"
+    )
     while first.poll() is None:  # then one after another until the first run ends: one of them
         seconds.append(cli("run", str(spec), "--json"))  # straddles the moment the last cell finishes
     seconds.append(cli("run", str(spec), "--json"))  # and one right after it
@@ -125,7 +150,9 @@ def test_concurrent_runs_never_delete_or_retrain_a_finished_cell(tmp_path: Path)
             assert second.returncode == 0 and json.loads(second.stdout)["ran"] == 0, second.stderr[-1000:]
     assert seconds[-1].returncode == 0
     # every record is the first run's (same file, one attempt) and its cell log was never deleted
-    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in Store(store_dir).record_paths()} == first_records
+    assert {
+        p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in Store(store_dir).record_paths()
+    } == first_records
     for record_path in Store(store_dir).record_paths():
         record = Store.read_record(record_path)
         assert record["status"] == "done" and record["attempts"] == 1
@@ -157,8 +184,11 @@ def _state(pid: int) -> str | None:
 def test_zombie_driver_is_dead_to_its_workers_and_to_the_lock(tmp_path: Path) -> None:
     spec = study_spec(tmp_path, "zombie", execution={"retries": 0})
     store_dir = tmp_path / "studies" / "zombie"
-    parent = subprocess.Popen([sys.executable, "-c", ZOMBIE_PARENT, str(spec), str(REPO), str(tmp_path / "driver.err")],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ZOMBIE_PARENT, str(spec), str(REPO), str(tmp_path / "driver.err")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         driver = int(parent.stdout.readline())
         # killed while evaluating: its trainer has been built (tqdm's semaphore, if any, exists)
@@ -194,13 +224,21 @@ def test_zombie_driver_is_dead_to_its_workers_and_to_the_lock(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("benchmark", "field", "expected"),
     [
-        ({"id": "arith", "task": "oxs_arithm", "in_domain": True, "limit": 8}, "task", "did you mean 'oxs_arith'"),
-        ({"id": "arith", "task": "oxs_arith", "metric": "exact_match,strict_match", "limit": 8}, "metric",
-         "it reports: exact_match,flexible-extract, exact_match,strict-match"),
+        (
+            {"id": "arith", "task": "oxs_arithm", "in_domain": True, "limit": 8},
+            "task",
+            "did you mean 'oxs_arith'",
+        ),
+        (
+            {"id": "arith", "task": "oxs_arith", "metric": "exact_match,strict_match", "limit": 8},
+            "metric",
+            "it reports: exact_match,flexible-extract, exact_match,strict-match",
+        ),
     ],
 )
-def test_typo_in_task_or_metric_fails_in_seconds_with_nothing_trained(tmp_path: Path, benchmark, field,
-                                                                       expected) -> None:
+def test_typo_in_task_or_metric_fails_in_seconds_with_nothing_trained(
+    tmp_path: Path, benchmark, field, expected
+) -> None:
     spec = study_spec(tmp_path, "typo", seeds=(1, 2), benchmarks=[benchmark])
     started = time.monotonic()
     result = cli("run", str(spec))
@@ -232,13 +270,19 @@ def test_trainer_config_problems_name_the_algorithm() -> None:
     from oxstudy.plan import plan
     from oxstudy.spec import load_spec_data
 
-    spec = load_spec_data({
-        "name": "cfg", "models": [{"id": "tiny", "source": "zoo:tiny"}],
-        "algorithms": [{"id": "SFT", "method": "sft"},
-                       {"id": "GRPO3", "method": "grpo", "hyperparameters": {"num_generations": 3}}],
-        "seeds": [1], "training": {"effective_batch_size": 4, "per_device_batch_size": 4},
-        "benchmarks": [{"id": "arith", "task": "oxs_arith"}],
-    })
+    spec = load_spec_data(
+        {
+            "name": "cfg",
+            "models": [{"id": "tiny", "source": "zoo:tiny"}],
+            "algorithms": [
+                {"id": "SFT", "method": "sft"},
+                {"id": "GRPO3", "method": "grpo", "hyperparameters": {"num_generations": 3}},
+            ],
+            "seeds": [1],
+            "training": {"effective_batch_size": 4, "per_device_batch_size": 4},
+            "benchmarks": [{"id": "arith", "task": "oxs_arith"}],
+        }
+    )
     (problem,) = trainer_config_problems(plan(spec))
     where, message = problem
     assert where == ("training", "effective_batch_size")
@@ -254,8 +298,9 @@ def test_trainer_config_problems_name_the_algorithm() -> None:
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str):
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or mounted.returncode}): needs root")
     try:
@@ -281,8 +326,13 @@ def test_disk_full_during_a_cell_reports_the_cause_in_one_line(tmp_path: Path, k
     with tmpfs(tmp_path / "small", "1m") as store_root:
         store_dir = store_root / "study"
         spec = study_spec(tmp_path, "full", output_dir=store_dir)
-        proc = subprocess.Popen([sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"], cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oxstudy.cli", "run", str(spec), "--json"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(lambda: training_cell(store_dir, "eval") is not None, what="a cell at evaluation")
         fill(store_root, keep_kb * 1024)
         out, err = proc.communicate(timeout=900)
@@ -297,8 +347,12 @@ def test_disk_full_during_a_cell_reports_the_cause_in_one_line(tmp_path: Path, k
             assert proc.returncode == 1, err[-2000:]
             (record,) = load_study(store_dir).records
             assert record["status"] == "failed"
-            assert record["error"]["reason"].startswith(f"No space left on device writing {store_dir / 'runs'}")
-            assert record["error"]["failure_class"] == "deterministic" and record["error"]["kind"] == "storage"
+            assert record["error"]["reason"].startswith(
+                f"No space left on device writing {store_dir / 'runs'}"
+            )
+            assert (
+                record["error"]["failure_class"] == "deterministic" and record["error"]["kind"] == "storage"
+            )
             assert "retry" not in err  # a full disk is not retried (retries: 1)
 
 
@@ -332,8 +386,9 @@ def test_read_only_store_exits_2_with_the_cause(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tensorboard_and_mlflow_tracking_of_a_real_cell(tmp_path: Path, zoo_tiny: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensorboard_and_mlflow_tracking_of_a_real_cell(
+    tmp_path: Path, zoo_tiny: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -367,7 +422,12 @@ def test_tensorboard_and_mlflow_tracking_of_a_real_cell(tmp_path: Path, zoo_tiny
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == f"tracked/tiny/SFT/seed1/{cell.run_id}"
     assert {k: run.data.tags[k] for k in ("study", "model", "algorithm", "seed", "run_id")} == {
-        "study": "tracked", "model": "tiny", "algorithm": "SFT", "seed": "1", "run_id": cell.run_id}
+        "study": "tracked",
+        "model": "tiny",
+        "algorithm": "SFT",
+        "seed": "1",
+        "run_id": cell.run_id,
+    }
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == record["curves"]["step"]
     assert history[-1].value == pytest.approx(record["train"]["final_loss"], rel=1e-5)
