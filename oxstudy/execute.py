@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -43,21 +44,31 @@ class ProgressWriter:
     """Writes the cell's phase to ``cells/<run_id>/progress.json`` for the driver to show.
 
     A file rather than a pipe, so the same mechanism works for local workers, Ray tasks
-    and SLURM jobs on a shared filesystem. Throttled: at most every ``interval`` seconds.
+    and SLURM jobs on a shared filesystem. Throttled to one write every ``interval``
+    seconds, except that a new phase and the last step of a phase are always written (a
+    short training run would otherwise never get past ``train 0/0``). The latest training
+    step stays in the file as ``train: [step, total]`` through the later phases.
     """
 
     def __init__(self, path: Path, interval: float = 0.5) -> None:
         self.path = path
         self.interval = interval
         self._last = 0.0
+        self._phase: str | None = None
+        self.train: list[int] | None = None
 
     def __call__(self, phase: str, step: int = 0, total: int = 0, force: bool = False) -> None:
+        if phase == "train" and total:
+            self.train = [int(step), int(total)]
         now = time.monotonic()
-        if not force and now - self._last < self.interval:
+        boundary = phase != self._phase or (total and step >= total)
+        if not force and not boundary and now - self._last < self.interval:
             return
-        self._last = now
-        payload = {"phase": phase, "step": step, "total": total, "updated_at": time.time()}
-        with contextlib.suppress(OSError):
+        self._last, self._phase = now, phase
+        payload: dict[str, Any] = {"phase": phase, "step": step, "total": total, "updated_at": time.time()}
+        if self.train is not None:
+            payload["train"] = self.train
+        with contextlib.suppress(OSError):  # progress is a courtesy: never fail a cell over it
             atomic_write_text(self.path, json.dumps(payload))
 
 
@@ -81,41 +92,85 @@ def redirect_output(path: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            with contextlib.suppress(OSError):  # a full disk must not hide the cell's own error
+                sys.stdout.flush()
+                sys.stderr.flush()
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
 
 
-def preflight(cells: list[Cell], on_step: Any = None, *, progress: Any = None,
+def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progress: Any = None,
               check_machine: bool = True) -> dict[str, Any]:
-    """Check, once in the driver, what every cell would otherwise discover on its own.
+    """Check, once in the driver, everything a cell would otherwise discover on its own.
 
-    Each distinct model source is resolved (zoo models are built here once instead of by
-    several workers at a time; hub models and ``hf:`` datasets are downloaded here, with a
-    bar in ``progress`` when given, or taken from the local cache when ``HF_HUB_OFFLINE`` /
-    ``HF_DATASETS_OFFLINE`` is set; a gated, missing or uncached repo fails now, with one line
-    naming it) and the training data is loaded. With ``check_machine`` (cells run on this
-    machine) a vLLM backend asked for explicitly must be usable here. Returns the resolved
-    hub commits ``{"models": {source: {...}}, "datasets": {source: {...}}}``. Raises ``OxstudyError``.
+    In order of cost, so that a typo fails within seconds:
+
+    1. every benchmark task resolves (a bundled task, a task YAML path, or a task in
+       lm-eval's registry) and every benchmark's ``metric`` is a ``metric,filter`` key that
+       task produces (see :func:`task_metric_keys`);
+    2. the chosen ``report_to`` trackers are installed; with ``check_machine`` (cells run on
+       this machine) a vLLM backend asked for explicitly must be usable here;
+    3. each distinct model source is resolved (zoo models are built here once instead of
+       by several workers at a time; hub models are downloaded here, with a bar in
+       ``progress`` when given, or taken from the local cache when ``HF_HUB_OFFLINE`` is set;
+       a gated, missing or uncached repo fails now, with one line naming it);
+    4. every method's settings are accepted by its TRL config (oxstudy's registry checks,
+       then the real TRL config object is constructed, as the worker would);
+    5. ``hf:`` datasets are resolved like models and the training data is loaded;
+    6. ``training.freeze`` / ``trainable`` patterns match the models' real parameter names.
+
+    ``spec``: the study spec the cells come from; problems are then located
+    ``FILE:LINE: benchmarks[i].metric: ...`` in its YAML. Returns the resolved hub commits
+    ``{"models": {source: {...}}, "datasets": {source: {...}}}``. Raises ``OxstudyError`` with
+    one line per problem.
     """
     from oxstudy.hub import parse_hub_source, resolve
     from oxstudy.selfplay import load_examples
     from oxstudy.zoo import resolve_model_source
 
-    resolved: dict[str, dict[str, Any]] = {"models": {}, "datasets": {}}
+    def step(what: str) -> None:
+        if on_step is not None:
+            on_step(what)
+
+    locate = _locator(spec)
+    bench_index = {b.id: i for i, b in enumerate(getattr(spec, "benchmarks", []) or [])}
+    benchmarks = {json.dumps(b.model_dump(mode="json"), sort_keys=True): b for c in cells for b in c.benchmarks}
+    problems: list[str] = []
+    for bench in benchmarks.values():
+        step(f"benchmark {bench.id} ({bench.task})")
+        problem = benchmark_problem(bench)
+        if problem:
+            field_name, message = problem
+            problems.append(locate(("benchmarks", bench_index.get(bench.id, bench.id), field_name), message))
+    if problems:
+        raise OxstudyError(*dict.fromkeys(problems))
+    from oxstudy.tracking import missing_trackers
+
+    chosen = sorted({name for cell in cells for name in cell.execution.report_to})
+    problems = [locate(("execution", "report_to"), message) for message in missing_trackers(chosen)]
+    index = {section: {item.id: i for i, item in enumerate(getattr(spec, section, []) or [])}
+             for section in ("algorithms", "models")}
+    if problems:
+        raise OxstudyError(*dict.fromkeys(problems))
     if check_machine:
         _check_engines(cells)
+    resolved: dict[str, dict[str, Any]] = {"models": {}, "datasets": {}}
     for source, revision in dict.fromkeys((cell.model.source, cell.model.revision) for cell in cells):
-        if on_step is not None:
-            on_step(f"model {source}" + (f"@{revision}" if revision else ""))
+        step(f"model {source}" + (f"@{revision}" if revision else ""))
         path = resolve_model_source(source, revision=revision, progress=progress)
         if parse_hub_source(source) is not None:
             from oxstudy.hub import source_provenance
 
             resolved["models"][source] = source_provenance(source, path, revision)
+    for where, message in trainer_config_problems(cells, on_step=step):
+        section, item, *rest = where
+        problems.append(locate((section, index[section].get(item, item), *rest) if section in index else where, message))
+    if problems:
+        from oxstudy.errors import SpecError
+
+        raise SpecError(*dict.fromkeys(problems))
     datasets = {json.dumps(cell.data.model_dump(mode="json"), sort_keys=True): cell.data for cell in cells}
     for data in datasets.values():
         hub_sources = [(data.source, data.revision)]
@@ -124,12 +179,10 @@ def preflight(cells: list[Cell], on_step: Any = None, *, progress: Any = None,
         for source, revision in hub_sources:
             repo_id = parse_hub_source(source) if source.startswith("hf:") else None
             if repo_id is not None:
-                if on_step is not None:
-                    on_step(f"dataset {source}")
+                step(f"dataset {source}")
                 snapshot = resolve(repo_id, repo_type="dataset", revision=revision, progress=progress)
                 resolved["datasets"][source] = snapshot.provenance()
-        if on_step is not None:
-            on_step(f"data {data.source}")
+        step(f"data {data.source}")
         load_examples(data)
     from oxstudy.freezing import preflight_freeze
 
@@ -153,23 +206,253 @@ def _check_engines(cells: list[Cell]) -> None:
             raise OxstudyError(f"{wants[0]}: vLLM asked for but {reason}; use hf / auto, or {VLLM_INSTALL_HINT}")
 
 
+def _locator(spec: Any):
+    """``(path, message) -> "FILE:LINE: path: message"`` for the spec's YAML (``<spec>:1`` without one)."""
+    from oxstudy.yamlsource import SourceMap, located
+
+    source = SourceMap()
+    path = getattr(spec, "spec_path", None)
+    if path is not None:
+        from oxstudy.spec import _read_with_extends
+
+        with contextlib.suppress(OxstudyError, OSError):
+            source = _read_with_extends(Path(path))[1]
+    return lambda key, message: located(source, key, message)
+
+
+def task_metric_keys(task: str) -> set[str] | None:
+    """The ``metric,filter`` result keys lm-eval reports for ``task``, from its config.
+
+    ``metric_list`` x ``filter_list`` names (``none`` without filters; lm-eval's defaults for
+    the output type without a metric list). None when the keys cannot be known without
+    running the task (a group, a Python-class task, a metric given as a function).
+    Raises ``InputError`` when the task does not resolve.
+    """
+    from lm_eval.api.registry import DEFAULT_METRIC_REGISTRY
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from oxstudy.errors import InputError
+    from oxstudy.evaluation import _task_manager, resolve_task
+
+    resolved = resolve_task(task)
+    if resolved.source == "lm-eval":
+        entry = lm_eval_task_index().get(resolved.name)
+        if entry is None:
+            raise InputError(f"{task}: not a bundled task, a task YAML path, or an lm-eval task name")
+        kind, yaml_path = entry
+    else:
+        found = _task_manager(resolved).task_index.get(resolved.name)
+        if found is None:
+            raise InputError(f"{task}: not a bundled task, a task YAML path, or an lm-eval task name")
+        kind, yaml_path = getattr(found.kind, "name", str(found.kind)), found.yaml_path
+    if kind != "TASK" or yaml_path is None:
+        return None
+    try:
+        config = load_yaml(yaml_path, resolve_func=False)
+    except Exception:  # noqa: BLE001 - an unreadable config is lm-eval's to report at run time
+        return None
+    if "class" in config:
+        return None
+    metric_list = config.get("metric_list")
+    if metric_list is None:
+        metrics = list(DEFAULT_METRIC_REGISTRY.get(config.get("output_type", "generate_until"), []))
+    else:
+        metrics = [m.get("metric") if isinstance(m, dict) else None for m in metric_list]
+    if not metrics or not all(isinstance(m, str) for m in metrics):
+        return None
+    filters = [f.get("name") for f in config.get("filter_list") or [] if isinstance(f, dict)] or ["none"]
+    return {f"{metric},{name}" for metric in metrics for name in filters}
+
+
+def lm_eval_task_index() -> dict[str, tuple[str, str | None]]:
+    """lm-eval's built-in tasks: ``name -> (kind, yaml path)``, cached per lm-eval version.
+
+    Indexing lm-eval's ~14,700 task YAMLs takes ~6 s on an idle machine (a minute on a busy
+    one); pre-flight needs only names and paths, so the index is kept as one JSON file under
+    the oxstudy cache and built once per installed lm-eval.
+    """
+    import lm_eval
+
+    from oxstudy.evaluation import _manager, lm_eval_version
+    from oxstudy.store import atomic_write_text
+    from oxstudy.tasks.suite import cache_root
+
+    path = cache_root() / "lm_eval_index" / f"{lm_eval_version()}-{_short_digest(str(Path(lm_eval.__file__).parent))}.json"
+    with contextlib.suppress(OSError, ValueError):
+        return {name: (kind, yaml_path) for name, (kind, yaml_path) in json.loads(path.read_text()).items()}
+    index = {name: (getattr(entry.kind, "name", str(entry.kind)), str(entry.yaml_path) if entry.yaml_path else None)
+             for name, entry in _manager(None, True).task_index.items()}
+    with contextlib.suppress(OSError):  # a read-only cache only costs the next run the index again
+        atomic_write_text(path, json.dumps(index))
+    return index
+
+
+def _short_digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _did_you_mean(task: str) -> str:
+    import difflib
+
+    from oxstudy.tasks import TASKS
+
+    names = list(TASKS)
+    if task not in TASKS and not task.endswith((".yaml", ".yml")):
+        with contextlib.suppress(Exception):
+            names += list(lm_eval_task_index())
+    close = difflib.get_close_matches(task, names, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def benchmark_problem(bench: Any) -> tuple[str, str] | None:
+    """``(field, message)`` if ``bench``'s task does not resolve or does not produce its metric."""
+    try:
+        keys = task_metric_keys(bench.task)
+    except OxstudyError as exc:
+        return "task", "; ".join(exc.messages) + _did_you_mean(bench.task)
+    if keys is not None and bench.metric not in keys:
+        return "metric", (f"'{bench.metric}' is not a result of task '{bench.task}' "
+                          f"(it reports: {', '.join(sorted(keys))})")
+    return None
+
+
+def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tuple[tuple[str, ...], str]]:
+    """``((section, id, field...), message)`` for every method setting its TRL config would reject
+    (``section`` is ``algorithms`` or ``models``).
+
+    Builds the TRL config of every distinct setting exactly as a worker does, without a
+    model: catches what oxstudy's registry rejects (unknown or ignored hyperparameters,
+    LoRA where a method cannot use it) and what TRL's own config rejects in its
+    ``__post_init__``, before any cell trains. The configs are built in a child of the
+    local backend's fork server (torch and TRL already imported there): building a GPU
+    config initialises CUDA, which must not happen in the driver.
+    """
+    distinct: dict[str, Cell] = {}
+    for cell in cells:
+        key = json.dumps([cell.model.finetune, cell.algorithm.model_dump(mode="json"),
+                          cell.training.model_dump(mode="json"), cell.execution.gpus_per_run], sort_keys=True)
+        distinct.setdefault(key, cell)
+    if on_step is not None:
+        on_step(f"settings of {', '.join(dict.fromkeys(c.algorithm.id for c in distinct.values()))}")
+    payload = [cell.model_dump(mode="json") for cell in distinct.values()]
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["oxstudy._preload"])  # the same server the local runner uses
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_config_problems_child, args=(payload, _preflight_device(cells), send),
+                              name="oxstudy-preflight")
+    process.start()
+    send.close()
+    try:
+        found = receive.recv()
+    except EOFError:  # the checker died: leave the settings to the cells rather than block the run
+        found = []
+    finally:
+        receive.close()
+        process.join()
+    return [(tuple(where), message) for where, message in found]
+
+
+def _config_problems_child(payload: list[dict[str, Any]], device: str, send: Any) -> None:
+    import tempfile
+    import warnings
+
+    from oxstudy.training import build_config
+
+    problems: list[tuple[list[str], str]] = []
+    with tempfile.TemporaryDirectory(prefix="oxstudy-preflight-") as scratch:
+        for data in payload:
+            cell = Cell.model_validate(data)
+            try:
+                with warnings.catch_warnings():  # deprecation notices belong in the cells' logs
+                    warnings.simplefilter("ignore")
+                    build_config(cell, scratch, device)
+            except OxstudyError as exc:
+                for message in exc.messages:
+                    # build_config names the field as "algorithms[ID].field: ..." / "models[ID].field: ..."
+                    found = re.match(r"(algorithms|models)\[([^\]]+)\]((?:\.\w+)*): (.*)", message, re.DOTALL)
+                    shared = re.match(r"(training|execution)((?:\.\w+)+): (.*)", message, re.DOTALL)
+                    if found:
+                        section, item_id, fields, text = found.groups()
+                        problems.append(([section, item_id, *filter(None, fields.split("."))], text))
+                    elif shared:
+                        section, fields, text = shared.groups()
+                        problems.append(([section, *filter(None, fields.split("."))],
+                                         f"{text} (algorithm {cell.algorithm.id})"))
+                    else:
+                        problems.append((["algorithms", cell.algorithm.id], message))
+            except (TypeError, ValueError) as exc:  # TRL / transformers reject a value
+                text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                problems.append((["algorithms", cell.algorithm.id],
+                                 f"{cell.algorithm.method}: TRL rejects these settings: {text}"))
+    send.send(problems)
+    send.close()
+
+
+def _preflight_device(cells: list[Cell]) -> str:
+    """The device the workers will train on, without initialising CUDA in the driver."""
+    from runners.local import detect_gpus
+
+    return "cuda" if detect_gpus() else "cpu"
+
+
+# ----------------------------------------------------------------- failures
+
+
+#: ``error.failure_class`` of a failed record. Deterministic failures repeat on every
+#: attempt (bad settings, an unknown task or metric, a NaN loss from a seeded
+#: configuration, a store that cannot be written) and are not retried; transient ones
+#: (a killed worker, out of memory, a timeout, an unexpected exception) are.
+DETERMINISTIC = "deterministic"
+TRANSIENT = "transient"
+
+
+def classify_failure(exc: BaseException) -> tuple[str, str]:
+    """``(kind, failure_class)`` of an exception raised by a cell."""
+    from oxstudy.store import is_storage_error
+
+    name = type(exc).__name__
+    if name == "NonFiniteLossError":
+        return "non-finite-loss", DETERMINISTIC
+    if name == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return "out-of-memory", TRANSIENT
+    if is_storage_error(exc):
+        return "storage", DETERMINISTIC
+    if isinstance(exc, OxstudyError):
+        return "input", DETERMINISTIC
+    return "exception", TRANSIENT
+
+
 def _base_record(cell: Cell, attempt: int) -> dict[str, Any]:
     return {"run_id": cell.run_id, "study": cell.study, "cell": cell.model_dump(mode="json"), "attempts": attempt}
 
 
 def record_failure(store: Store, cell: Cell | dict[str, Any], *, attempt: int, reason: str, log_tail: str = "",
-                   timings: dict[str, Any] | None = None) -> None:
-    """Write a ``failed`` record (used by workers and by drivers for timeouts and kills)."""
+                   timings: dict[str, Any] | None = None, kind: str = "exception",
+                   failure_class: str = TRANSIENT) -> None:
+    """Write a ``failed`` record (used by workers and by drivers for timeouts and kills).
+
+    ``kind`` names what failed (``killed``, ``timeout``, ``non-finite-loss``, ``storage``,
+    ``input``, ...); ``failure_class`` is ``deterministic`` (not retried) or ``transient``.
+    """
     cell = cell if isinstance(cell, Cell) else Cell.model_validate(cell)
     record = _base_record(cell, attempt)
     record.update(
         status="failed",
-        error={"reason": reason, "log_tail": log_tail},
+        error={"reason": reason, "kind": kind, "failure_class": failure_class, "log_tail": log_tail},
         timings=timings or {"finished_at": now_iso()},
         metrics={}, items={}, curves={},
         provenance=provenance(),
     )  # fmt: skip
     store.write_record(record)
+
+
+def failure_class_of(record: dict[str, Any]) -> str:
+    """A failed record's class (records written before classes existed count as transient)."""
+    return (record.get("error") or {}).get("failure_class") or TRANSIENT
 
 
 def _device() -> str:
@@ -192,6 +475,7 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
     """The pipeline proper; raises on failure."""
     from oxstudy.evaluation import evaluate_model
     from oxstudy.selfplay import prepare_data
+    from oxstudy.tracking import tracking_env
     from oxstudy.training import train_cell
     from oxstudy.zoo import model_param_count, resolve_model_source
 
@@ -207,10 +491,11 @@ def _run(cell: Cell, store: Store, progress: ProgressWriter, timings: dict[str, 
 
     progress("train", force=True)
     started = time.perf_counter()
-    result = train_cell(
-        cell, model_path=model_path, output_dir=work / "train", data=data,
-        progress=lambda step, total: progress("train", step, total), device=device,
-    )  # fmt: skip
+    with tracking_env(cell, store.root):
+        result = train_cell(
+            cell, model_path=model_path, output_dir=work / "train", data=data,
+            progress=lambda step, total: progress("train", step, total), device=device,
+        )  # fmt: skip
     timings["train_s"] = round(time.perf_counter() - started, 3)
 
     progress("eval", 0, len(cell.benchmarks), force=True)
@@ -314,13 +599,57 @@ def _input_provenance(cell: Cell, model_path: str, result: Any, evaluation: dict
 
 def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int = 1, threads: int | None = None,
                  redirect: bool = True) -> dict[str, Any]:
-    """Run one cell and write its record; return ``{run_id, status, attempts, reason, wall_s}``.
+    """Run one cell and write its record; return ``{run_id, status, attempts, reason, failure_class,
+    recorded, wall_s}``.
 
     Never raises for a failure of the cell itself. ``threads`` caps torch's intra-op threads
-    (local workers divide the machine's cores between them).
+    (local workers divide the machine's cores between them). When the store cannot be
+    written (disk full, read-only), the outcome carries the real cause as ``reason`` and
+    ``recorded`` is False: the driver then knows why there is no record.
     """
+    from oxstudy.store import describe_os_error, is_storage_error
+
     cell = cell if isinstance(cell, Cell) else Cell.model_validate(cell)
     store = Store(store_root)
+    _no_interprocess_tqdm_lock()
+    outcome: dict[str, Any] = {"run_id": cell.run_id, "attempts": attempt, "recorded": True}
+    wall = time.perf_counter()
+    try:
+        return _execute_cell(cell, store, outcome, attempt=attempt, threads=threads, redirect=redirect)
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        # The store refused a write outside the pipeline (the log, the record itself): try
+        # the small failed record; if even that cannot be written, the outcome says why.
+        reason = describe_os_error(exc)
+        try:
+            record_failure(store, cell, attempt=attempt, reason=reason, kind="storage", failure_class=DETERMINISTIC)
+        except OSError:
+            outcome["recorded"] = False
+        outcome.update(status="failed", reason=reason, failure_class=DETERMINISTIC,
+                       wall_s=round(time.perf_counter() - wall, 3))
+        return outcome
+
+
+def _no_interprocess_tqdm_lock() -> None:
+    """Keep tqdm from creating its multiprocessing lock in a cell process.
+
+    tqdm's first progress bar (datasets' ``map`` in every TRL trainer) creates a
+    ``multiprocessing.RLock``: a named POSIX semaphore registered with the resource tracker
+    shared with the driver. A cell killed before it exits (by the driver on a timeout or an
+    interrupt, by the OOM killer) never unregisters it, and the tracker prints "There
+    appear to be 1 leaked semaphore objects to clean up at shutdown". A cell's output goes
+    to its own log, so tqdm's thread lock is all it needs.
+    """
+    with contextlib.suppress(ImportError):
+        from tqdm.std import TqdmDefaultWriteLock
+
+        if not hasattr(TqdmDefaultWriteLock, "mp_lock"):
+            TqdmDefaultWriteLock.mp_lock = None
+
+
+def _execute_cell(cell: Cell, store: Store, outcome: dict[str, Any], *, attempt: int, threads: int | None,
+                  redirect: bool) -> dict[str, Any]:
     work = store.cell_dir(cell.run_id)
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / LOG_NAME
@@ -331,23 +660,29 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
         import torch
 
         torch.set_num_threads(threads)
-    outcome: dict[str, Any] = {"run_id": cell.run_id, "attempts": attempt}
     output = redirect_output(log_path) if redirect else contextlib.nullcontext()
     with output:
         print(f"== oxstudy cell {cell.label} run {cell.run_id} attempt {attempt} at {timings['started_at']}", flush=True)
         try:
             result = _run(cell, store, progress, timings)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+            from oxstudy.store import describe_os_error, is_storage_error
+
             if isinstance(exc, OxstudyError):
                 reason = "; ".join(exc.messages)
+            elif is_storage_error(exc):
+                reason = describe_os_error(exc)  # type: ignore[arg-type]
             else:
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-            traceback.print_exc()
-            sys.stderr.flush()
+            kind, failure_class = classify_failure(exc)
+            with contextlib.suppress(OSError):  # the log may be on the full disk
+                traceback.print_exc()
+                sys.stderr.flush()
             timings.update(total_s=round(time.perf_counter() - wall, 3), finished_at=now_iso())
-            record_failure(store, cell, attempt=attempt, reason=reason, log_tail=log_tail(log_path), timings=timings)
+            record_failure(store, cell, attempt=attempt, reason=reason, log_tail=log_tail(log_path), timings=timings,
+                           kind=kind, failure_class=failure_class)
             progress("failed", force=True)
-            outcome.update(status="failed", reason=reason, wall_s=timings["total_s"])
+            outcome.update(status="failed", reason=reason, failure_class=failure_class, wall_s=timings["total_s"])
             return outcome
         timings.update(total_s=round(time.perf_counter() - wall, 3), finished_at=now_iso())
         record = _base_record(cell, attempt)
@@ -358,10 +693,11 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
             **result["measurements"],
         )  # fmt: skip
         store.write_record(record)
-        print(f"== done in {timings['total_s']} s", flush=True)
+        with contextlib.suppress(OSError):
+            print(f"== done in {timings['total_s']} s", flush=True)
     if not cell.execution.keep_checkpoints:
         shutil.rmtree(work / "train", ignore_errors=True)
         shutil.rmtree(work / EVAL_CHECKPOINT, ignore_errors=True)
     progress("done", force=True)
-    outcome.update(status="done", reason=None, wall_s=timings["total_s"])
+    outcome.update(status="done", reason=None, failure_class=None, wall_s=timings["total_s"])
     return outcome

@@ -494,7 +494,19 @@ class ExecutionSpec(StrictModel):
     timeout_s: int | None = Field(None, gt=0, description="Per-cell wall-clock limit.")
     keep_checkpoints: bool = False
     rollouts: RolloutSpec = Field(default_factory=RolloutSpec)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list,
+        description="Experiment trackers every trainer logs to (none by default; `none` or one name also accepted). "
+        "Offline by default: TensorBoard files and an MLflow file store under <study>/tracking, WANDB_MODE=offline.",
+    )
     ray: RaySpec = Field(default_factory=RaySpec)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        if value is None or value == "none" or value == ["none"]:
+            return []
+        return [value] if isinstance(value, str) else value
     slurm: SlurmSpec = Field(default_factory=SlurmSpec)
 
 

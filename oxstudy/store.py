@@ -21,6 +21,8 @@ missing: the runner runs that cell again, and the new record replaces it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -37,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from oxstudy.errors import InputError
+from oxstudy.errors import InputError, OxstudyError
 
 RECORD_SCHEMA = "oxstudy.record/1"
 RUN_COLUMNS = [
@@ -71,18 +73,58 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class StoreWriteError(OxstudyError):
+    """The store cannot be written (disk full, read-only, no permission): one line naming
+    the cause and the path, e.g. ``No space left on device writing studies/x/plan.json``."""
+
+
+#: errno values that mean "this filesystem will not take the write", not a bug in oxstudy
+STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+
+
+def describe_os_error(exc: OSError, path: str | Path | None = None) -> str:
+    """``<strerror> writing <path>`` for an OSError from a write (the path from the error if it has one)."""
+    where = exc.filename if exc.filename is not None else path
+    what = exc.strerror or type(exc).__name__
+    return f"{what} writing {where}" if where is not None else what
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
+
+
+@contextlib.contextmanager
+def store_errors(path: str | Path, doing: str = "") -> Iterator[None]:
+    """Turn a failed write under ``path`` (disk full, read-only, ...) into a one-line ``StoreWriteError``."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        context = f" ({doing})" if doing else ""
+        raise StoreWriteError(describe_os_error(exc, path) + context) from None
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one.
+
+    An ``OSError`` raised here always names ``path`` (a full disk reports ENOSPC from
+    ``write`` or ``fsync``, where Python's error has no file name).
+    """
     tmp = path.parent / f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
-        if tmp.exists():
+        with contextlib.suppress(OSError):
             tmp.unlink()
     _fsync_dir(path.parent)
 

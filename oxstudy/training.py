@@ -218,6 +218,9 @@ def build_config(cell: Any, output_dir: str | Path, device: str | None = None):
         kwargs["shuffle_dataset"] = False
         if curriculum_steps(curriculum) is not None:
             kwargs["max_steps"] = curriculum_steps(curriculum)
+    from oxstudy.tracking import tracking_arguments
+
+    kwargs.update(tracking_arguments(cell))  # execution.report_to, run name (env: oxstudy.tracking)
     if info.config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         # Online RL batches count completions: each step's batch must hold whole groups.
         generations = int(kwargs.get("num_generations", 2))

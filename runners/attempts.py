@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from oxstudy.store import Store
 
 FileSignature = tuple[int, int] | None
+#: how ``describe_os_error`` starts for a store that refuses writes (strerror of the STORAGE_ERRNOS)
+STORAGE_REASONS = (
+    "No space left on device",
+    "Read-only file system",
+    "Permission denied",
+    "Operation not permitted",
+    "Disk quota exceeded",
+    "File too large",
+)
 
 
 def file_signature(path: os.PathLike[str] | str) -> FileSignature:
@@ -45,6 +54,14 @@ def short_reason(exc: BaseException, limit: int = 300) -> str:
     lines = [line.strip() for line in str(target).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     return f"{type(target).__name__}: {text}"[:limit] if text else type(target).__name__
+
+
+def unrecorded_reason(outcome: Any) -> str | None:
+    """The reason a worker's ``execute_cell`` outcome gives for writing no record (a full or
+    read-only store), or None."""
+    if isinstance(outcome, dict) and outcome.get("recorded") is False:
+        return outcome.get("reason")
+    return None
 
 
 @dataclass
@@ -102,20 +119,26 @@ class AttemptBook:
     def max_retries(self, cell: Cell) -> int:
         return cell.execution.retries if self.retries is None else self.retries
 
-    def recorded(self, attempt: Attempt) -> tuple[str | None, str | None]:
-        """(status, reason) of a record this attempt wrote, or (None, None)."""
+    def recorded(self, attempt: Attempt) -> tuple[str | None, str | None, str | None]:
+        """(status, reason, failure_class) of a record this attempt wrote, or (None, None, None)."""
+        from oxstudy.execute import failure_class_of
         from oxstudy.store import CorruptRecord
 
         path = self.store.record_path(attempt.run_id)
         if file_signature(path) == attempt.record_before:
-            return None, None
+            return None, None, None
         try:
             record = self.store.read_record(path)
         except (CorruptRecord, FileNotFoundError):
-            return None, None
+            return None, None, None
         if record.get("attempts") != attempt.attempt:
-            return None, None
-        return record.get("status", "failed"), (record.get("error") or {}).get("reason")
+            return None, None, None
+        status = record.get("status", "failed")
+        return (
+            status,
+            (record.get("error") or {}).get("reason"),
+            failure_class_of(record) if status != "done" else None,
+        )
 
     def settle(self, attempt: Attempt, *, crash_reason: str | None = None) -> bool:
         """Record the end of ``attempt``; returns True when the cell should be tried again.
@@ -123,20 +146,31 @@ class AttemptBook:
         ``crash_reason``: what the engine reported when the worker wrote nothing (killed,
         timed out, cancelled). Ignored if the worker did write a record for this attempt.
         """
-        from oxstudy.execute import LOG_NAME, log_tail, record_failure
+        from oxstudy.execute import DETERMINISTIC, LOG_NAME, TRANSIENT, log_tail, record_failure
+        from oxstudy.store import StoreWriteError, describe_os_error, is_storage_error
 
         cell = attempt.cell
         wall = time.monotonic() - attempt.submitted
-        status, reason = self.recorded(attempt)
+        status, reason, failure_class = self.recorded(attempt)
         if status is None:
             reason = crash_reason or "the worker ended without writing a record"
-            record_failure(
-                self.store,
-                cell,
-                attempt=attempt.attempt,
-                reason=reason,
-                log_tail=log_tail(self.store.cell_dir(cell.run_id) / LOG_NAME),
-            )
+            storage = reason.startswith(STORAGE_REASONS)
+            failure_class = DETERMINISTIC if storage else TRANSIENT
+            try:
+                record_failure(
+                    self.store,
+                    cell,
+                    attempt=attempt.attempt,
+                    reason=reason,
+                    log_tail=log_tail(self.store.cell_dir(cell.run_id) / LOG_NAME),
+                    kind="storage" if storage else "killed",
+                    failure_class=failure_class,
+                )
+            except OSError as exc:
+                if not is_storage_error(exc):
+                    raise
+                cause = reason if storage else describe_os_error(exc)
+                raise StoreWriteError(f"{cause} (cell {cell.label}; the study was stopped)") from None
             status = "failed"
         detail: dict[str, Any] = {"attempt": attempt.attempt, "wall_s": round(wall, 3)}
         if status == "done":
@@ -144,7 +178,8 @@ class AttemptBook:
             self.emit(RunnerEvent("done", cell.run_id, detail))
             return False
         detail["reason"] = reason
-        if attempt.attempt <= self.max_retries(cell):
+        # a deterministic failure (bad settings, unknown task or metric, NaN loss) would only repeat
+        if attempt.attempt <= self.max_retries(cell) and failure_class != DETERMINISTIC:
             self.emit(RunnerEvent("retry", cell.run_id, detail))
             return True
         self.outcomes[cell.run_id] = CellOutcome(cell.run_id, "failed", attempt.attempt, reason, wall)

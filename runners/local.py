@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runners.base import CellOutcome, EventSink, Runner, RunnerEvent
+from runners.lock import process_start
 
 if TYPE_CHECKING:
     from oxstudy.plan import Cell
@@ -28,32 +29,57 @@ if TYPE_CHECKING:
 #: Imported once by the fork server; every cell process starts with them loaded.
 PRELOAD = ["oxstudy._preload"]
 POLL_S = 0.2
+#: how often a cell process checks that its driver is alive (the lock's stale check waits longer)
+DRIVER_WATCH_S = 0.5
 
 
 def _cell_process(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None,
-                  gpu_ids: list[int] | None, driver_pid: int) -> None:
-    """Entry point of a cell process (runs in the fork server's child)."""
+                  gpu_ids: list[int] | None, driver_pid: int, driver_start: str | None, report: Any) -> None:
+    """Entry point of a cell process (runs in the fork server's child).
+
+    ``report``: the write end of a pipe to the driver, for the one thing a record cannot
+    carry: why no record could be written (a full or read-only store).
+    """
     import sys
     import threading
+
+    from runners.lock import pid_alive
 
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
 
     def watch_driver() -> None:
         # If the driver dies (SIGKILL), stop: a resumed run will redo this cell, and an
-        # orphan finishing later would only race with it.
+        # orphan finishing later would only race with it. "Dies" is decided exactly as the
+        # study lock decides it (a zombie driver is dead, a reused pid is not the driver):
+        # a resumed run takes the lock over only when these processes have stopped.
         while True:
-            time.sleep(1.0)
-            try:
-                os.kill(driver_pid, 0)
-            except ProcessLookupError:
+            time.sleep(DRIVER_WATCH_S)
+            if not pid_alive(driver_pid, driver_start):
                 os._exit(3)
 
     threading.Thread(target=watch_driver, daemon=True).start()
     from oxstudy.execute import execute_cell
 
     outcome = execute_cell(cell, store_root, attempt=attempt, threads=threads)
+    try:
+        report.send({k: outcome.get(k) for k in ("status", "reason", "failure_class", "recorded")})
+        report.close()
+    except OSError:
+        pass
     sys.exit(0 if outcome["status"] == "done" else 1)
+
+
+def _read_report(connection: Any) -> dict[str, Any] | None:
+    """What the cell process sent before exiting (None if it died first)."""
+    if connection is None:
+        return None
+    try:
+        return connection.recv() if connection.poll() else None
+    except (EOFError, OSError):
+        return None
+    finally:
+        connection.close()
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -75,6 +101,7 @@ class _Running:
     process: Any
     started: float
     gpu_ids: list[int] | None = None
+    report: Any = None  # the driver's end of the cell's report pipe
 
 
 @dataclass
@@ -120,14 +147,19 @@ class LocalRunner(Runner):
         running: dict[str, _Running] = {}
         outcomes: dict[str, CellOutcome] = {}
 
+        driver_start = process_start(os.getpid())
+
         def start(cell: Cell, attempt: int, gpus: list[int] | None) -> None:
+            receive, send = context.Pipe(duplex=False)
             process = context.Process(
                 target=_cell_process,
-                args=(cell.model_dump(mode="json"), str(store.root), attempt, None if gpus else threads, gpus, os.getpid()),
+                args=(cell.model_dump(mode="json"), str(store.root), attempt, None if gpus else threads, gpus,
+                      os.getpid(), driver_start, send),
                 name=f"oxstudy-{cell.run_id}",
             )
             process.start()
-            running[cell.run_id] = _Running(cell, attempt, process, time.monotonic(), gpus)
+            send.close()
+            running[cell.run_id] = _Running(cell, attempt, process, time.monotonic(), gpus, receive)
             emit(RunnerEvent("start", cell.run_id, {"attempt": attempt, "gpus": gpus}))
 
         def launch() -> None:
@@ -141,34 +173,49 @@ class LocalRunner(Runner):
                 start(by_id[run_id], attempts[run_id], [gpu_ids[i] for i in slots])
 
         def finish(run: _Running, timed_out: bool) -> None:
-            from oxstudy.execute import log_tail, record_failure
-            from oxstudy.store import CorruptRecord
+            from oxstudy.execute import DETERMINISTIC, TRANSIENT, failure_class_of, log_tail, record_failure
+            from oxstudy.store import CorruptRecord, StoreWriteError, describe_os_error, is_storage_error
 
             run_id = run.cell.run_id
             del running[run_id]
             if scheduler is not None:
                 scheduler.release(run_id)
             wall = time.monotonic() - run.started
+            report = _read_report(run.report)
             # Only a record written by this attempt counts: a crash after an earlier failed
             # attempt must not be mistaken for that attempt's outcome.
-            status, reason = None, None
+            status, reason, failure_class = None, None, TRANSIENT
             try:
                 record = store.read_record(store.record_path(run_id))
                 if record.get("attempts") == run.attempt:
                     status = record.get("status", "failed")
                     reason = (record.get("error") or {}).get("reason")
+                    failure_class = failure_class_of(record)
             except (CorruptRecord, FileNotFoundError):
                 pass
             if timed_out or status is None:
                 status = "failed"
-                reason = f"timeout after {self.timeout_s:.0f} s" if timed_out else _exit_reason(run.process.exitcode)
-                record_failure(store, run.cell, attempt=run.attempt, reason=reason,
-                               log_tail=log_tail(store.cell_dir(run_id) / "log.txt"))
+                if timed_out:
+                    reason, kind = f"timeout after {self.timeout_s:.0f} s", "timeout"
+                elif report and report.get("reason"):  # the worker knows why it wrote nothing
+                    reason, kind = report["reason"], "storage"
+                    failure_class = report.get("failure_class") or DETERMINISTIC
+                else:
+                    reason, kind = _exit_reason(run.process.exitcode), "killed"
+                try:
+                    record_failure(store, run.cell, attempt=run.attempt, reason=reason, kind=kind,
+                                   failure_class=failure_class, log_tail=log_tail(store.cell_dir(run_id) / "log.txt"))
+                except OSError as exc:
+                    if not is_storage_error(exc):
+                        raise
+                    # Nothing can be recorded: stop the study with the real cause, not a traceback.
+                    cause = reason if kind == "storage" else describe_os_error(exc)
+                    raise StoreWriteError(f"{cause} (cell {run.cell.label}; the study was stopped)") from None
             if status == "done":
                 outcomes[run_id] = CellOutcome(run_id, "done", run.attempt, None, wall)
                 emit(RunnerEvent("done", run_id, {"attempt": run.attempt, "wall_s": wall}))
                 return
-            if run.attempt <= self.retries:
+            if run.attempt <= self.retries and failure_class != DETERMINISTIC:
                 attempts[run_id] = run.attempt + 1
                 emit(RunnerEvent("retry", run_id, {"attempt": run.attempt, "reason": reason}))
                 if scheduler is not None:
@@ -179,7 +226,8 @@ class LocalRunner(Runner):
                     pending.append((run.cell, run.attempt + 1))
                 return
             outcomes[run_id] = CellOutcome(run_id, "failed", run.attempt, reason, wall)
-            emit(RunnerEvent("failed", run_id, {"attempt": run.attempt, "reason": reason}))
+            emit(RunnerEvent("failed", run_id, {"attempt": run.attempt, "reason": reason,
+                                                "failure_class": failure_class}))
 
         try:
             launch()
@@ -204,6 +252,8 @@ class LocalRunner(Runner):
             for run in running.values():  # interrupted: leave no orphan behind
                 run.process.kill()
                 run.process.join(5)
+                if run.report is not None:
+                    run.report.close()
         return [outcomes[c.run_id] for c in cells if c.run_id in outcomes]
 
 

@@ -50,7 +50,7 @@ class StudyLocked(OxstudyError):
     """The study directory is locked by another ``oxstudy run``."""
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (Linux), to detect pid reuse."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -61,8 +61,16 @@ def _process_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+_process_start = process_start  # the former private name
+
+
 def pid_alive(pid: int, pid_start: str | None = None) -> bool:
-    """Whether ``pid`` is a live process on this host (and the same one, when ``pid_start`` is known)."""
+    """Whether ``pid`` is a live process on this host (and the same one, when ``pid_start`` is known).
+
+    A zombie (killed, never reaped by its parent) is dead: it holds nothing and will never
+    act again, although ``os.kill(pid, 0)`` still succeeds on it. The study lock and the
+    cell processes watching their driver both decide liveness here, so they always agree.
+    """
     if pid <= 0:
         return False
     try:
@@ -72,7 +80,7 @@ def pid_alive(pid: int, pid_start: str | None = None) -> bool:
     except PermissionError:  # alive, owned by someone else
         pass
     if pid_start is not None:
-        current = _process_start(pid)
+        current = process_start(pid)
         if current is not None and current != pid_start:
             return False  # the pid was reused by another process
     try:  # a zombie (killed, not yet reaped by its parent) holds nothing
@@ -179,7 +187,7 @@ class StudyLock:
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": self.command,
             "token": uuid.uuid4().hex,
-            "pid_start": _process_start(pid),
+            "pid_start": process_start(pid),
         }
 
     def _try_create(self) -> bool:
@@ -191,8 +199,12 @@ class StudyLock:
         try:
             os.write(fd, json.dumps(payload, indent=1).encode())
             os.fsync(fd)
-        finally:
+        except OSError as exc:  # a full disk: leave no empty lock behind, and name the file
             os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from exc
+        os.close(fd)
         self._token = payload["token"]
         return True
 

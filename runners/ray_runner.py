@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runners.attempts import Attempt, AttemptBook, short_reason
+from runners.attempts import Attempt, AttemptBook, short_reason, unrecorded_reason
 from runners.base import CellOutcome, EventSink, Runner, RunnerEvent
 
 if TYPE_CHECKING:
@@ -160,8 +160,7 @@ class RayRunner(Runner):
                 for ref in ready:
                     attempt = inflight[ref]
                     try:
-                        ray.get(ref)
-                        crash = None
+                        crash = unrecorded_reason(ray.get(ref))
                     except ray.exceptions.RayError as exc:
                         crash = _crash_reason(exc)
                     settle(attempt, crash)

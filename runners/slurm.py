@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runners.attempts import Attempt, AttemptBook, short_reason
+from runners.attempts import Attempt, AttemptBook, short_reason, unrecorded_reason
 from runners.base import CellOutcome, EventSink, Runner, RunnerEvent
 
 if TYPE_CHECKING:
@@ -226,8 +226,7 @@ class SlurmRunner(Runner):
                     job = attempt.handle
                     if job.done():
                         try:
-                            job.result()
-                            crash = None
+                            crash = unrecorded_reason(job.result())
                         except Exception as exc:  # submitit raises several kinds
                             crash = _job_reason(job, exc)
                         settle(attempt, crash)

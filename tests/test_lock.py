@@ -195,3 +195,39 @@ def test_release_does_not_remove_a_lock_that_was_broken_and_retaken(tmp_path: Pa
     assert json.loads((study / LOCK_NAME).read_text())["token"] == second._token
     second.release()
     assert not (study / LOCK_NAME).exists()
+
+
+# A parent that starts a lock holder and never waits on it: once killed, the holder is a zombie.
+ZOMBIE_PARENT = """
+import subprocess, sys, time
+holder = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2], "600"], stdout=subprocess.PIPE, text=True)
+assert holder.stdout.readline().startswith("LOCKED")
+print(holder.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to see a zombie")
+def test_zombie_holder_is_dead_to_the_lock(tmp_path: Path) -> None:
+    """os.kill(pid, 0) succeeds on a zombie; the lock (and the cells' driver watch, which uses the
+    same pid_alive) must still see it as dead."""
+    study = tmp_path / "study"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ZOMBIE_PARENT, HOLDER.format(root=str(ROOT)), str(study)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        holder = int(parent.stdout.readline())
+        os.kill(holder, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{holder}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the holder never became a zombie"
+            time.sleep(0.05)
+        os.kill(holder, 0)  # the kernel still answers for it...
+        assert not pid_alive(holder)  # ...but it is dead
+        with StudyLock(study, on_warning=lambda m: None) as lock:
+            assert lock.took_over["pid"] == holder
+    finally:
+        parent.kill()
+        parent.wait()

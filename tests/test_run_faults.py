@@ -103,8 +103,9 @@ def test_sigkill_the_runner_then_resume_equals_an_uninterrupted_run(tmp_path: Pa
 
 
 def test_corrupt_record_is_detected_and_rerun_and_failures_are_isolated(tmp_path: Path) -> None:
-    # a constant learning rate of 1e30 drives the loss to NaN by step 3: that cell must fail alone
-    spec = study_spec(tmp_path, "faults", seeds=(1, 2),
+    # a constant learning rate of 1e30 drives the loss to NaN by step 3: that cell must fail alone,
+    # and, being deterministic, it is not retried although retries allow it
+    spec = study_spec(tmp_path, "faults", seeds=(1, 2), retries=1,
                       extra_algorithms=[{"id": "Exploding", "method": "sft",
                                          "training": {"learning_rate": 1e30, "max_steps": 4, "warmup_ratio": 0.0,
                                                       "lr_scheduler": "constant"}}])
@@ -113,9 +114,13 @@ def test_corrupt_record_is_detected_and_rerun_and_failures_are_isolated(tmp_path
     assert first.returncode == 1  # some cells failed
     summary = json.loads(first.stdout)
     assert summary["done"] == 2 and summary["failed"] == 2
+    assert all(o["attempts"] == 1 for o in summary["outcomes"]) and "retry" not in first.stderr
     tables = load_study(store_dir)
     assert set(tables.failed["algorithm"]) == {"Exploding"}
     assert all("non-finite" in reason.lower() or "nan" in reason.lower() for reason in tables.failed["reason"])
+    failed_records = [r for r in tables.records if r["status"] == "failed"]
+    assert [(r["error"]["kind"], r["error"]["failure_class"]) for r in failed_records] == [
+        ("non-finite-loss", "deterministic")] * 2
 
     # corrupt one good record: it is reported, treated as missing and run again
     victim = Store(store_dir).record_path(tables.runs["run_id"].iloc[0])

@@ -72,8 +72,9 @@ def test_two_real_cells_each_end_with_one_done_record(local_ray, tmp_path: Path)
 
 @pytest.mark.slow
 def test_failures_are_recorded_retried_and_isolated(local_ray, tmp_path: Path) -> None:
-    """A cell whose model cannot load fails with its reason and is retried; a cell whose
-    worker is SIGKILLed mid-run gets a failed record naming the crash; the study goes on."""
+    """A cell whose model cannot load fails with its reason and is not retried (deterministic); a
+    cell whose worker is SIGKILLed mid-run gets a failed record naming the crash and is retried
+    (transient); the study goes on."""
     missing = tmp_path / "no-such-model"
     broken = tiny_cells("ray-fail", [1])[0]
     broken = broken.model_copy(update={"model": broken.model.model_copy(update={"source": str(missing)})})
@@ -111,16 +112,13 @@ def test_failures_are_recorded_retried_and_isolated(local_ray, tmp_path: Path) -
 
     stored = records(store)
     assert sorted(stored) == sorted([broken.run_id, victim.run_id])
-    # the broken cell: failed twice (1 retry) with the loader's reason, one record in the end
-    assert outcomes[broken.run_id].status == "failed" and outcomes[broken.run_id].attempts == 2
-    assert stored[broken.run_id]["attempts"] == 2
+    # the broken cell: failed with the loader's reason; a missing model is certain to be missing
+    # again (a deterministic failure), so it is not retried
+    assert outcomes[broken.run_id].status == "failed" and outcomes[broken.run_id].attempts == 1
+    assert stored[broken.run_id]["attempts"] == 1
     assert "model path does not exist" in stored[broken.run_id]["error"]["reason"]
-    assert [e.kind for e in events if e.run_id == broken.run_id and e.kind != "phase"] == [
-        "start",
-        "retry",
-        "start",
-        "failed",
-    ]
+    assert stored[broken.run_id]["error"]["failure_class"] == "deterministic"
+    assert [e.kind for e in events if e.run_id == broken.run_id and e.kind != "phase"] == ["start", "failed"]
     # the victim: its first worker was killed -> a failed attempt recorded by the driver, then
     # the retry ran to completion in a fresh worker
     victim_events = [e for e in events if e.run_id == victim.run_id and e.kind != "phase"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,23 @@ def _select(cells: list[Any], statuses: dict[str, str], *, rerun_failed: bool, o
     return selected
 
 
+def _dry_run(spec: Any, cells: list[Any], store: Any, *, rerun_failed: bool, only: str | None, as_json: bool) -> None:
+    """What ``run`` would do now (read-only: takes no lock)."""
+    statuses, corrupt = store.statuses()
+    for problem in corrupt:
+        err.print(f"[yellow]warning:[/] corrupt record, will re-run: {problem}")
+    selected = _select(cells, statuses, rerun_failed=rerun_failed, only=only)
+    done = sum(statuses.get(c.run_id) == "done" for c in cells)
+    failed_before = sum(statuses.get(c.run_id) == "failed" for c in cells)
+    rows = [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in selected]
+    if as_json:
+        print(json.dumps({"study": spec.name, "store": str(store.root), "would_run": rows}, indent=2))
+        return
+    console.print(f"{spec.name}: would run {len(rows)} of {len(cells)} cells ({done} done, {failed_before} failed) into {store.root}")
+    for row in rows:
+        console.print(f"  {row['run_id']}  {row['model']}/{row['algorithm']}/seed{row['seed']}")
+
+
 def run(
     spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="The study spec.", show_default=False)],
     smoke: Annotated[bool, typer.Option("--smoke", help="Zoo model, bundled tasks, 2 steps, first seed: test any spec on a CPU.")] = False,
@@ -53,7 +71,7 @@ def run(
     """
     from oxstudy.plan import plan
     from oxstudy.spec import load_spec
-    from oxstudy.store import Store
+    from oxstudy.store import Store, store_errors
 
     spec = load_spec(spec_path)
     if smoke:
@@ -62,37 +80,14 @@ def run(
         spec = smoke_spec(spec)
     cells = plan(spec)
     store = Store(spec.store_dir)
-    statuses, corrupt = store.statuses()
-    for problem in corrupt:
-        err.print(f"[yellow]warning:[/] corrupt record, will re-run: {problem}")
-    selected = _select(cells, statuses, rerun_failed=rerun_failed, only=only)
-    done = sum(statuses.get(c.run_id) == "done" for c in cells)
-    failed_before = sum(statuses.get(c.run_id) == "failed" for c in cells)
     if dry_run:
-        rows = [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in selected]
-        if as_json:
-            print(json.dumps({"study": spec.name, "store": str(store.root), "would_run": rows}, indent=2))
-        else:
-            console.print(f"{spec.name}: would run {len(rows)} of {len(cells)} cells ({done} done, {failed_before} failed) into {store.root}")
-            for row in rows:
-                console.print(f"  {row['run_id']}  {row['model']}/{row['algorithm']}/seed{row['seed']}")
+        _dry_run(spec, cells, store, rerun_failed=rerun_failed, only=only, as_json=as_json)
         return
 
     from runners.base import get_runner
     from runners.lock import StudyLock
 
     backend = backend or spec.execution.backend
-    if selected and not no_preflight:
-        from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
-
-        from oxstudy.execute import preflight
-
-        # One live display: the step line and the hub download bars (oxstudy.hub.rich_tqdm).
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                      console=err, transient=True) as bars:
-            step = bars.add_task("checking models and data (building zoo models on first use)", total=None)
-            preflight(selected, on_step=lambda what: bars.update(step, description=f"checking {what}"),
-                      progress=bars, check_machine=backend == "local")
     options: dict[str, Any] = {"max_parallel": max_parallel or spec.execution.max_parallel,
                                "retries": spec.execution.retries, "timeout_s": spec.execution.timeout_s}
     if backend == "ray":
@@ -104,17 +99,46 @@ def run(
     except ImportError as exc:
         raise OxstudyError(f"backend '{backend}' needs an extra: pip install 'oxstudy[{backend}]' ({exc.name} missing)") from None
 
-    store.root.mkdir(parents=True, exist_ok=True)
-    with StudyLock(store.root, break_lock=break_lock, on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}")):
-        store.clean_partial()
-        for cell in selected:  # partial outputs of a killed attempt
-            import shutil
+    with store_errors(store.root, "creating the study directory"):
+        store.root.mkdir(parents=True, exist_ok=True)
+    # The lock comes first: which cells are pending is only known while no other run can
+    # finish (or start) one, so selection, pre-flight and the clean-up of partial outputs
+    # all happen under it. Otherwise a cell another run finishes meanwhile is deleted and
+    # trained again.
+    with (
+        store_errors(store.root),  # disk full / read-only anywhere below: one line, exit 2
+        StudyLock(store.root, break_lock=break_lock, on_warning=lambda m: err.print(f"[yellow]warning:[/] {m}")) as lock,
+    ):
+        if lock.took_over is not None:
+            # The dead holder's cell processes stop within DRIVER_WATCH_S of its death (they
+            # test its liveness exactly as the lock does): let them, before reading the store.
+            from runners.local import DRIVER_WATCH_S
 
-            shutil.rmtree(store.cell_dir(cell.run_id), ignore_errors=True)
-        store.save_plan(
-            spec.model_dump(mode="json", exclude_none=True),
-            [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in cells],
-        )
+            time.sleep(2 * DRIVER_WATCH_S)
+        statuses, corrupt = store.statuses()
+        for problem in corrupt:
+            err.print(f"[yellow]warning:[/] corrupt record, will re-run: {problem}")
+        selected = _select(cells, statuses, rerun_failed=rerun_failed, only=only)
+        done = sum(statuses.get(c.run_id) == "done" for c in cells)
+        if selected and not no_preflight:
+            from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
+
+            from oxstudy.execute import preflight
+
+            # One live display: the step line and the hub download bars (oxstudy.hub.rich_tqdm).
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                          console=err, transient=True) as bars:
+                step = bars.add_task("checking tasks, settings, models and data", total=None)
+                preflight(selected, on_step=lambda what: bars.update(step, description=f"checking {what}"),
+                          spec=spec, progress=bars, check_machine=backend == "local")
+        with store_errors(store.root, "preparing the study directory"):
+            store.clean_partial()
+            for cell in selected:  # partial outputs of a killed attempt
+                shutil.rmtree(store.cell_dir(cell.run_id), ignore_errors=True)
+            store.save_plan(
+                spec.model_dump(mode="json", exclude_none=True),
+                [{"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed} for c in cells],
+            )
         started = time.perf_counter()
         if not as_json:
             console.print(
