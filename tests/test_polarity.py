@@ -14,6 +14,9 @@ from oxstudy.algorithms import registry
 from oxstudy.algorithms.polarity import method_weights, polarity_advantages
 from tests.algorithms_helpers import make_cell
 
+#: every polarity method is tested here (tests/test_algorithms_losses.py counts them as covered)
+POLARITY_METHODS = ["psr", "nsr", "w-reinforce"]
+
 REWARDS = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, float("nan")])
 
 
@@ -29,7 +32,7 @@ def paper_advantage(reward: float, method: str, lam: float = 0.1) -> float:
     return lam if correct else -1.0
 
 
-@pytest.mark.parametrize("method", ["psr", "nsr", "w-reinforce"])
+@pytest.mark.parametrize("method", POLARITY_METHODS)
 def test_advantages_follow_the_paper(method):
     positive, negative = method_weights(method, registry.resolve_hyperparameters(method))
     got = polarity_advantages(REWARDS, positive, negative).tolist()
