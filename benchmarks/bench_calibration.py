@@ -14,9 +14,10 @@ hypothesis oxstudy's tests are about: the benchmark (its items) is fixed, seeds 
 Under the alternative, arm A's offset is solved so that the true difference is ``2 x`` the
 regime's run-level sd (d ~ 2), the same standardised effect in every regime.
 
-Printed per regime: type-I error at alpha 0.05 of every test that can set a ``significant`` flag
-(the flag rule, which is Welch over seeds; Student, Mann-Whitney and permutation, reported without a flag), of McNemar between two checkpoints (which
-oxstudy reports, labelled, with no flag) and of the two item-level methods oxstudy no longer uses
+Printed per regime: type-I error at alpha 0.05 of the flag rule (Welch over seeds, Hsu's df where
+oxstudy uses it: the only test that sets a ``significant`` flag, report marker or claim verdict,
+whatever ``--test`` is), of Student, Mann-Whitney and permutation (reported beside it, no flag), of
+McNemar between two checkpoints (which oxstudy reports, labelled, with no flag) and of the two item-level methods oxstudy no longer uses
 for inference (McNemar summed over seed pairs, the hierarchical seeds x items bootstrap); their power
 at the fixed difference; the coverage of the 95% cell-mean and difference intervals, of the old
 percentile seed bootstrap and of the t replicates that now feed rankings, Kendall tau, leverage
