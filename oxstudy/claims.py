@@ -50,7 +50,10 @@ class _Claim(_Strict):
 class _Tested(_Claim):
     correction: Correction | None = Field(None, description="Multiple-comparison correction (default: defaults).")
     alpha: float | None = Field(None, gt=0, lt=1)
-    test: Test | None = Field(None, description="Seed-level test behind the p-value (default welch).")
+    test: Test | None = Field(None, description="Extra seed-level test to report beside Welch (student, "
+                              "mannwhitney, permutation; default welch). Welch (Hsu's df for small unequal "
+                              "arms) decides every verdict: the others are not calibrated under unequal "
+                              "variances (docs/analysis.md, Calibration).")
 
     @field_validator("test", mode="before")
     @classmethod
@@ -280,8 +283,15 @@ class _Verifier:
                    "family": family, "family_size": row.get("family_size"),
                    "mean_a": row.get("mean_a") if sign > 0 else row.get("mean_b"),
                    "mean_b": row.get("mean_b") if sign > 0 else row.get("mean_a")}
+        reported = row.get("reported_test")
+        if reported:  # the user's test: shown, never the verdict (analyze's FLAG_RULE)
+            numbers["reported_test"] = reported
+            numbers[f"p_value_{reported}"] = row.get(f"p_value_{reported}")
         sig = stat.get("significant")
-        desc = f"{c.a} - {c.b} = {diff:+.4g} (p_adj={_fmt(stat.get('p_adjusted'))}, {stat.get('test') or 'no test'})"
+        desc = f"{c.a} - {c.b} = {diff:+.4g} (p_adj={_fmt(stat.get('p_adjusted'))}, {stat.get('test') or 'no test'}"
+        if reported:
+            desc += f"; {reported} p={_fmt(row.get(f'p_value_{reported}'))} reported, sets no verdict"
+        desc += ")"
         if sig is None:
             return INCONCLUSIVE, f"{desc}: {stat.get('note') or 'the test is undefined'}", numbers
         if c.direction == "none":

@@ -204,3 +204,26 @@ def test_names_that_look_like_markup_print_as_themselves(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "MarkupError" not in proc.stderr
     assert all(name in proc.stdout for name in names.values())
+
+
+def test_analyze_with_student_reports_it_and_flags_by_welch(tmp_path):
+    """`--test student` on 5 narrow vs 3 wide seeds: the JSON's flag comes from Welch (Hsu), Student's
+    p-value is a labelled extra field and an extra table column that sets no flag."""
+    from scipy import stats
+
+    narrow, wide = [0.50, 0.51, 0.49, 0.50, 0.52], [0.55, 0.75, 0.65]
+    table = tmp_path / "runs.csv"
+    table.write_text("model,algorithm,seed,benchmark,metric,value\n" + "".join(
+        f"m,{alg},{s},x,acc,{v}\n" for alg, vals in (("wide", wide), ("narrow", narrow)) for s, v in enumerate(vals)))
+    proc = oxstudy("analyze", str(table), "--baseline", "narrow", "--test", "student", "--resamples", "200",
+                   "--json", "-")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    row = result["comparisons"][0]
+    assert row["flag_set_by"] == "welch-hsu" and row["significant"] is False
+    assert row["p_value_student"] == pytest.approx(stats.ttest_ind(wide, narrow).pvalue)
+    assert row["p_value_student"] < 0.05 < row["p_value"]
+    assert result["conventions"]["test"] == "welch" and "sets no flag" in result["conventions"]["reported_test"]["label"]
+    proc = oxstudy("analyze", str(table), "--baseline", "narrow", "--test", "student", "--resamples", "200")
+    assert proc.returncode == 0, proc.stderr
+    assert "p student (no flag)" in proc.stdout and "welch test sets the flags" in proc.stdout

@@ -88,3 +88,33 @@ def test_unknown_names_are_located_input_errors(tmp_path, results):
     path = _claims(tmp_path, "claims:\n  - kind: best\n    algorithm: ipo\n    model: m70b\n    benchmark: bench0\n")
     with pytest.raises(InputError, match=r"claims.yaml:4: claims\[0\].model: unknown model 'm70b'"):
         verify(load_claims(path), results, n_resamples=200)
+
+
+def test_a_claim_with_an_uncalibrated_test_gets_its_verdict_from_welch(tmp_path):
+    """5 narrow seeds vs 3 wide ones: Student's p = 0.014 would make the claim SUPPORTED, but Student is
+    not calibrated there (type-I 0.138 in bench_calibration): Welch on Hsu's df (p = 0.128) decides, so
+    the verdict is INCONCLUSIVE and Student's p is only reported."""
+    from scipy import stats
+
+    narrow, wide = [0.50, 0.51, 0.49, 0.50, 0.52], [0.55, 0.75, 0.65]
+    table = tmp_path / "runs.csv"
+    table.write_text("model,algorithm,seed,benchmark,metric,value\n" + "".join(
+        f"m,{alg},{s},x,acc,{v}\n" for alg, vals in (("wide", wide), ("narrow", narrow)) for s, v in enumerate(vals)))
+    path = _claims(tmp_path, """\
+defaults: {baseline: narrow, test: student}
+claims:
+  - {kind: difference, a: wide, b: narrow, model: m, benchmark: x, direction: greater, significant: true}
+  - {kind: none_better_than_baseline, model: m, benchmark: x, test: mannwhitney}
+""")
+    report = verify(load_claims(path), load_results([table]), n_resamples=200)
+    diff, none_better = report["claims"]
+    # Mann-Whitney's exact p = 2/56 < 0.05 would refute "none better"; Welch does not
+    assert diff["verdict"] == "INCONCLUSIVE" and none_better["verdict"] == "SUPPORTED"
+    numbers = diff["numbers"]
+    assert numbers["flag_set_by"] == numbers["test"] == "welch-hsu"
+    welch = stats.ttest_ind(wide, narrow, equal_var=False)
+    assert numbers["p_value"] == pytest.approx(2 * stats.t.sf(welch.statistic, 2))
+    assert numbers["reported_test"] == "student"
+    assert numbers["p_value_student"] == pytest.approx(stats.ttest_ind(wide, narrow).pvalue)
+    assert numbers["p_value_student"] < 0.05  # Student alone would have supported the claim
+    assert "sets no verdict" in diff["message"]

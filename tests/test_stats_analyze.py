@@ -149,3 +149,47 @@ def test_deterministic(study):
     a = analyze(runs, items=items, baseline="dpo", n_resamples=500, sections=["comparisons", "rankings"])
     b = analyze(runs, items=items, baseline="dpo", n_resamples=500, sections=["rankings", "comparisons"])
     assert a == b
+
+
+# 5 seeds with a small sd against 3 seeds with a 10x larger sd: the regime where Student rejected in
+# 0.138 of null studies (bench_calibration). Student's pooled p is 0.014; Welch on Hsu's df 2 is 0.128.
+NARROW_5 = [0.50, 0.51, 0.49, 0.50, 0.52]
+WIDE_3 = [0.55, 0.75, 0.65]
+
+
+def _unequal_study() -> pd.DataFrame:
+    return pd.DataFrame([{"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
+                         for alg, vals in (("wide", WIDE_3), ("narrow", NARROW_5)) for s, v in enumerate(vals)])
+
+
+@pytest.mark.parametrize("test", ["student", "mannwhitney", "permutation"])
+def test_a_chosen_uncalibrated_test_is_reported_and_welch_sets_the_flag(test):
+    """--test student|mannwhitney|permutation: Welch (Hsu) sets significant/flag_set_by; the chosen test
+    is computed (equal to scipy) and reported as p_value_<test>, labelled as setting no flag."""
+    res = analyze(_unequal_study(), baseline="narrow", test=test, correction="none", sections=["comparisons"])
+    row = res["comparisons"][0]
+    welch = stats.ttest_ind(WIDE_3, NARROW_5, equal_var=False)
+    hsu_p = 2 * stats.t.sf(abs(welch.statistic), 2)  # Hsu's df = min(3, 5) - 1, written out
+    reference = {"student": stats.ttest_ind(WIDE_3, NARROW_5).pvalue,
+                 "mannwhitney": stats.mannwhitneyu(WIDE_3, NARROW_5, alternative="two-sided").pvalue,
+                 "permutation": 2 / 56}  # the one most extreme split of C(8, 3) = 56, either sign
+    assert row[f"p_value_{test}"] == pytest.approx(reference[test])
+    assert row["reported_test"] == test and row["test"] == row["flag_set_by"] == "welch-hsu"
+    assert row["p_value"] == pytest.approx(hsu_p) and hsu_p > 0.05
+    assert row[f"p_value_{test}"] < 0.05  # the chosen test alone would set the flag ...
+    assert row["significant"] is False  # ... but sets no flag
+    assert "sets no flag" in row["note"]
+    conv = res["conventions"]
+    assert conv["test"] == "welch" and conv["reported_test"]["test"] == test
+    assert "sets no flag" in conv["reported_test"]["label"] and "welch" in conv["significance"]["rule"]
+    json.dumps(res, allow_nan=False)
+
+
+def test_chosen_test_reported_from_summary_statistics():
+    """A summary table with --test student: Student's p from the sds, Welch sets the flag."""
+    summary = pd.DataFrame([{"model": "m", "algorithm": alg, "benchmark": "x", "mean": np.mean(v),
+                             "sd": np.std(v, ddof=1), "n": len(v)}
+                            for alg, v in (("wide", WIDE_3), ("narrow", NARROW_5))])
+    row = analyze(summary, baseline="narrow", test="student", sections=["comparisons"])["comparisons"][0]
+    assert row["p_value_student"] == pytest.approx(stats.ttest_ind(WIDE_3, NARROW_5).pvalue)
+    assert row["flag_set_by"] == "welch-hsu" and row["significant"] is False

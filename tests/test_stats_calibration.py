@@ -304,7 +304,7 @@ def test_lm_eval_output_with_two_filters_analyses_without_metric(tmp_path):
 
 
 def test_equal_variance_tests_say_so_when_sample_sds_differ():
-    """Student and permutation measured 0.068 at a 3x sd ratio: such comparisons carry a note."""
+    """Student and permutation assume equal variances: reported beside Welch with a note, no flag."""
     rows = [
         {"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
         for alg, vals in (
@@ -313,16 +313,22 @@ def test_equal_variance_tests_say_so_when_sample_sds_differ():
         )
         for s, v in enumerate(vals)
     ]
+    wide, narrow = [0.40, 0.60, 0.50, 0.45, 0.58], [0.50, 0.51, 0.49, 0.50, 0.52]
     for test in ("student", "permutation"):
         res = analyze(pd.DataFrame(rows), baseline="narrow", test=test, sections=["comparisons"])
-        assert "assumes equal variances" in res["comparisons"][0]["note"]
-        assert any("welch holds its error rate" in w for w in res["warnings"])
+        row = res["comparisons"][0]
+        assert "assumes equal variances" in row["note"] and "sets no flag" in row["note"]
+        assert row["flag_set_by"] == "welch" and row["reported_test"] == test
+        assert row["p_value"] == pytest.approx(stats.ttest_ind(wide, narrow, equal_var=False).pvalue)
+        assert any("sets no flag" in w for w in res["warnings"])
     res = analyze(pd.DataFrame(rows), baseline="narrow", test="welch", sections=["comparisons"])
     assert res["comparisons"][0]["note"] is None and not res["warnings"]
+    assert "reported_test" not in res["comparisons"][0]
 
 
 def test_rank_and_split_tests_say_when_they_can_never_be_significant():
-    """Mann-Whitney / permutation with 3 vs 3 seeds: smallest p = 2/20 = 0.1 > 0.05, whatever the data."""
+    """Mann-Whitney / permutation with 3 vs 3 seeds: smallest p = 2/20 = 0.1 > 0.05, whatever the data;
+    reported beside Welch, which sets the flag."""
     rows = [
         {"model": "m", "algorithm": alg, "seed": s, "benchmark": "x", "value": v}
         for alg, vals in (("hi", [0.90, 0.91, 0.92]), ("lo", [0.10, 0.11, 0.12]))
@@ -332,7 +338,7 @@ def test_rank_and_split_tests_say_when_they_can_never_be_significant():
         row = analyze(pd.DataFrame(rows), baseline="lo", test=test, sections=["comparisons"])["comparisons"][
             0
         ]
-        assert row["p_value"] == pytest.approx(0.1) and row["significant"] is False
-        assert "can never be significant" in row["note"]
+        assert row[f"p_value_{test}"] == pytest.approx(0.1) and row["significant"] is True
+        assert row["flag_set_by"] == "welch" and "cannot reach p < 0.1" in row["note"]
     row = analyze(pd.DataFrame(rows), baseline="lo", test="welch", sections=["comparisons"])["comparisons"][0]
     assert row["significant"] is True and row["note"] is None

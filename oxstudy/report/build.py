@@ -390,13 +390,16 @@ def comparison_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Tab
     table = Table(name=name, caption=caption, columns=list(_COMPARISON_COLUMNS))
     present = {k for r in rows for k in r}
     table.columns = [c for c in _COMPARISON_COLUMNS if c in present or c == "ci"]
+    reported = next((r["reported_test"] for r in rows if r.get("reported_test")), None)
+    reported_columns = [f"p_value_{reported}"] if reported else []  # the user's --test: shown, sets no flag
+    table.columns += reported_columns
     table.columns += [c for c in _CHECKPOINT_COLUMNS if any(r.get(c) is not None for r in rows)]
     for row in rows:
         cells = []
         for column in table.columns:
             if column == "ci":
                 cells.append(TableCell(fmt_ci(row.get("ci_low"), row.get("ci_high")), ("num",)))
-            elif column in ("p_value", "p_adjusted"):
+            elif column in ("p_value", "p_adjusted", *reported_columns):
                 cells.append(TableCell(fmt_p(row.get(column)), ("num",)))
             elif column == "significant":
                 sig = bool(row.get(column))
@@ -407,8 +410,16 @@ def comparison_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Tab
                 cells.append(TableCell(fmt(row.get(column)) if row.get(column) is not None else MISSING))
         table.rows.append(cells)
         table.numeric.append({k: row.get(k) for k in (*_COMPARISON_COLUMNS, "ci_low", "ci_high",
-                                                      *_CHECKPOINT_COLUMNS) if k != "ci"})
+                                                      *reported_columns, *_CHECKPOINT_COLUMNS) if k != "ci"})
     return table
+
+
+def _reported_note(view: AnalysisView) -> str:
+    """The label of a --test other than welch: its p-value column is shown and sets no marker."""
+    reported = view.conventions.get("reported_test")
+    if not isinstance(reported, dict):
+        return ""
+    return f" Column p_value_{reported['test']}: {reported['label']}."
 
 
 def _comparisons_section(view: AnalysisView, styles: dict[str, plots.Style]) -> Section:
@@ -425,6 +436,7 @@ def _comparisons_section(view: AnalysisView, styles: dict[str, plots.Style]) -> 
                      f"markers and * are significant by the {test} test over seeds (column flag_set_by) after "
                      f"{correction} correction at family alpha {view.alpha:g} over a family of m comparisons "
                      "(family_size); hollow markers are not."
+                     + _reported_note(view)
                      + (" checkpoint_mcnemar compares single trained runs (McNemar per seed pair at p < 0.05, uncorrected): "
                         "it is not a test between algorithms and sets no marker." if any(r.get("checkpoints")
                                                                                       for r in rows) else ""))
@@ -451,7 +463,7 @@ def _pairwise_section(view: AnalysisView) -> Section:
         return section
     test = view.conventions.get("test") or "welch"
     section.intro = (f"Difference row minus column; * marks pairs significant by the {test} test over seeds "
-                     "after correction.")
+                     "after correction." + _reported_note(view))
     for benchmark in view.benchmarks:
         panels = []
         for model in view.models:

@@ -10,7 +10,9 @@ Input is a normalised table (see :mod:`oxstudy.results_io`):
 An optional items table (``model, algorithm, seed, benchmark[, metric], doc_id, score``) enables
 the item-level standard error and McNemar's test between two checkpoints (two trained runs),
 which compares those runs on these items and sets no significance flag. Algorithms are compared
-by the seed-level test alone: every ``significant`` flag comes from it (``flag_set_by``).
+by Welch's seed-level test alone (Hsu's df for small unequal arms): every ``significant`` flag comes
+from it (``flag_set_by``); a ``test`` of student/mannwhitney/permutation is reported beside it
+(``p_value_<test>``) and sets no flag, as it is not calibrated under unequal variances (:data:`FLAG_RULE`).
 The structure of the result is documented in ``docs/analysis.md``.
 """
 
@@ -38,6 +40,18 @@ CONDITIONS_ON = ("the benchmark's items (fixed); training seeds are the random r
 RANK_OR_SPLIT_TESTS = ("mannwhitney", "permutation")
 #: Tests whose error rate assumes equal variances in the two arms (measured in bench_calibration.py).
 EQUAL_VARIANCE_TESTS = ("student", "permutation", "mannwhitney")
+#: Worst type-I error at alpha 0.05 over the regimes of benchmarks/bench_calibration.py (docs/analysis.md,
+#: Calibration): 5 vs 3 seeds with a 3x seed sd in the 3-seed arm; Welch (Hsu df rule) is at most 0.057.
+WORST_TYPE1 = {"student": 0.138, "mannwhitney": 0.094, "permutation": 0.094}
+#: The label of a user-chosen test that is reported beside the flag-setting Welch test.
+REPORTED_LABEL = ("reported, sets no flag: not calibrated under unequal variances (type-I up to {worst:g} in "
+                  "bench_calibration)")
+#: Which test sets every significance flag, report marker and claim verdict, whatever --test is.
+FLAG_RULE = ("welch: Welch's t-test over seeds, on Hsu's df min(n_a, n_b) - 1 when seeds are unequal, the smaller "
+             "arm has <= 4 seeds and the larger sd (welch-hsu), else Welch-Satterthwaite df; a --test of student, "
+             "mannwhitney or permutation is computed and reported as p_value_<test> and sets no flag (type-I error "
+             "up to 0.138 / 0.094 / 0.094 under unequal variances in benchmarks/bench_calibration.py; the flag rule "
+             "stays <= 0.065 in every regime)")
 #: What McNemar's test between two checkpoints conditions on.
 CHECKPOINT_CONDITIONS_ON = ("these two trained runs (checkpoints); the items are the replicates: H0 is that the "
                             "two checkpoints solve these items equally often. Not a test between algorithms.")
@@ -73,8 +87,9 @@ def analyze(
 
     Parameters mirror ``oxstudy analyze``: ``baseline`` (required for ``family="vs-baseline"``;
     without one the family falls back to pairwise with a warning), ``correction`` in
-    bonferroni/holm/bh/none applied within each model x benchmark x metric family, ``test`` the
-    seed-level test (welch/student/mannwhitney/permutation), ``factors`` for the factorial
+    bonferroni/holm/bh/none applied within each model x benchmark x metric family, ``test`` an
+    extra seed-level test to report (student/mannwhitney/permutation; welch, the default, always
+    sets the flags), ``factors`` for the factorial
     ANOVA, ``n_resamples`` and ``rng_seed`` for every bootstrap, ``power_diffs`` the
     differences in points for seed planning, ``deployment_scales`` how many of the largest
     models the deployment rank averages over. ``sections`` restricts what is computed.
@@ -85,6 +100,10 @@ def analyze(
                       power_diffs=list(power_diffs), deployment_scales=deployment_scales,
                       sections=set(sections or SECTIONS), source=source, progress=progress)
     return state.run()
+
+
+def _p_text(p: float | None) -> str:
+    return "undefined" if p is None else f"{p:.3g}"
 
 
 def _crc(*parts) -> int:
@@ -240,6 +259,9 @@ class _Analysis:
         if self.kind == "summary" and o["test"] in ("mannwhitney", "permutation"):
             raise InputError(f"--test {o['test']} needs per-seed values; a summary-statistics table only "
                              "supports welch and student")
+        if o["test"] != "welch":
+            self.warnings.append(f"--test {o['test']}: {REPORTED_LABEL.format(test=o['test'], worst=WORST_TYPE1[o['test']])}"
+                                 f"; it is reported as p_value_{o['test']} and welch sets every significance flag")
         self.all_single = bool((self.cells["n"] < 2).all())
         if self.all_single:
             self.warnings.append("every cell has a single seed: results are descriptive, no test between "
@@ -288,17 +310,20 @@ class _Analysis:
         o = self.opts
         return {
             "family": self.family, "baseline": self.baseline, "correction": o["correction"],
-            "alpha": o["alpha"], "test": o["test"], "confidence": o["confidence"],
+            "alpha": o["alpha"], "test": "welch", "confidence": o["confidence"],
+            "reported_test": None if o["test"] == "welch" else {
+                "test": o["test"], "fields": f"p_value_{o['test']}, statistic_{o['test']}",
+                "label": REPORTED_LABEL.format(test=o["test"], worst=WORST_TYPE1[o["test"]])},
             "sd": "sample sd (ddof=1) over seeds",
             "cell_ci": ("t-interval, df = n - 1 (measured coverage 0.94-0.96; approximate, 0.88, for 2 seeds of "
                         "few discrete scores near 0 or 1)"),
             "calibration": "benchmarks/bench_calibration.py; tables in docs/analysis.md (Calibration)",
             "diff_ci": ("Welch-Satterthwaite t-interval (Hsu's df = min(n_a, n_b) - 1 when seeds are unequal and the "
-                        "smaller arm has <= 4 seeds and the larger sd)" if o["test"] != "student"
-                        else "pooled t-interval"),
+                        "smaller arm has <= 4 seeds and the larger sd), whatever --test is"),
             "cohens_d": "pooled sd with n-1 weights", "hedges_g": "d * (1 - 3 / (4 (n_a + n_b) - 9))",
             "family_scope": "one family per model x benchmark x metric",
-            "significance": {"flag_set_by": o["test"], "conditions_on": CONDITIONS_ON,
+            "significance": {"flag_set_by": "welch (welch-hsu where Hsu's df applies; per comparison in "
+                                            "flag_set_by)", "rule": FLAG_RULE, "conditions_on": CONDITIONS_ON,
                              "family_size": "every comparison of the family, defined or not (undefined ones "
                                             "enter the correction as p = 1); the power section uses the same m"},
             "replicates": {"n_resamples": o["n_resamples"], "rng_seed": o["rng_seed"],
@@ -428,6 +453,9 @@ class _Analysis:
         return list(combinations(algs, 2))
 
     def _compare(self, ca: int, cb: int, test: str) -> dict:
+        """One comparison: Welch's test (Hsu's df where :func:`tests.welch_df_rule` says so) sets the
+        flag; a chosen ``test`` other than welch is computed and reported beside it (``p_value_<test>``,
+        ``reported_test``) and sets nothing: it is not calibrated under unequal variances (FLAG_RULE)."""
         a, b = self.recs[ca], self.recs[cb]
         na, nb = int(a["n"]), int(b["n"])
         for cell, n in ((a, na), (b, nb)):
@@ -436,47 +464,50 @@ class _Analysis:
                 raise InputError(f"{cell['where']}: column {column}: n < 2 for a test: model={cell['model']} "
                                  f"algorithm={cell['algorithm']} benchmark={cell['benchmark']} has {n} seed(s)")
         ma, mb, sa, sb = float(a["mean"]), float(b["mean"]), float(a["sd"]), float(b["sd"])
-        rule = ht.welch_df_rule(na, nb, sa, sb) if test == "welch" else "satterthwaite"
-        if self.kind == "runs" and test in ("mannwhitney", "permutation"):
-            res = ht.run_test(test, self.cell_values[ca], self.cell_values[cb],
-                              n_resamples=self.opts["n_resamples"], rng_seed=self.opts["rng_seed"])
-        else:
-            res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, equal_var=(test == "student"), df_rule=rule)
-        low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], equal_var=(test == "student"),
-                                     df_rule=rule)
+        rule = ht.welch_df_rule(na, nb, sa, sb)
+        res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, df_rule=rule)
+        low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], df_rule=rule)
         d = ht.cohens_d(ma, sa, na, mb, sb, nb)
-        note = res["note"]
+        notes = [res["note"]] if res["note"] else []
         extra: dict = {}
         if rule == "hsu" and res["p_value"] is not None:
             plain = ht.t_test_from_stats(ma, sa, na, mb, sb, nb)
             extra["p_value_welch_satterthwaite"] = plain["p_value"]
-            caveat = (f"unequal seeds ({na} vs {nb}), the larger sd in the smaller arm: Welch's statistic on Hsu's "
-                      f"conservative df = {min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is too liberal "
-                      "there; its p-value is p_value_welch_satterthwaite)")
-            note = f"{note}; {caveat}" if note else caveat
-        if test in RANK_OR_SPLIT_TESTS and res["p_value"] is not None:
-            smallest = min(1.0, 2.0 / math.comb(na + nb, na))  # one extreme split (or ranking) of comb(n, n_a)
-            if smallest > self.opts["alpha"]:
-                caveat = (f"with {na} vs {nb} seeds the {test} test cannot reach p < {smallest:.2g}: it can never be "
-                          f"significant at alpha {self.opts['alpha']:g} (conservative, power 0)")
-                note = f"{note}; {caveat}" if note else caveat
-                self.warnings.append(f"--test {test}: some arms have too few seeds for any p-value below alpha "
-                                     "(see their notes); welch can reach significance there")
-        if test in EQUAL_VARIANCE_TESTS and min(sa, sb) > 0 and max(sa, sb) / min(sa, sb) > 2 \
-                and res["p_value"] is not None:
-            caveat = (f"sample sds differ {max(sa, sb) / min(sa, sb):.1f}x: the {test} test assumes equal variances "
-                      "(type-I error up to 0.145 at a 3x ratio with unequal seeds in benchmarks/bench_calibration.py); "
-                      "welch does not")
-            note = f"{note}; {caveat}" if note else caveat
-            self.warnings.append(f"--test {test} assumes equal variances; some comparisons have sample sds that "
-                                 "differ more than 2x (see their notes): welch holds its error rate there")
-        if d is None and note is None:
-            note = "pooled sd is zero: Cohen's d is undefined"
+            notes.append(f"unequal seeds ({na} vs {nb}), the larger sd in the smaller arm: Welch's statistic on "
+                         f"Hsu's conservative df = {min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is "
+                         "too liberal there; its p-value is p_value_welch_satterthwaite)")
+        if test != "welch":
+            extra.update(self._reported_test(ca, cb, test, notes))
+        if d is None and not notes:
+            notes.append("pooled sd is zero: Cohen's d is undefined")
         return {"n_a": na, "n_b": nb, "mean_a": ma, "mean_b": mb, "diff": ma - mb, "ci_low": low, "ci_high": high,
                 "test": res["test"], "statistic": res["statistic"], "df": res["df"], "p_value": res["p_value"],
                 "flag_set_by": res["test"] if res["p_value"] is not None else None,
                 "conditions_on": CONDITIONS_ON, **extra,
-                "cohens_d": d, "hedges_g": ht.hedges_g(d, na, nb), "note": note}
+                "cohens_d": d, "hedges_g": ht.hedges_g(d, na, nb), "note": "; ".join(notes) or None}
+
+    def _reported_test(self, ca: int, cb: int, test: str, notes: list[str]) -> dict:
+        """The user's ``--test`` (student/mannwhitney/permutation): computed, reported, sets no flag."""
+        a, b = self.recs[ca], self.recs[cb]
+        na, nb = int(a["n"]), int(b["n"])
+        sa, sb = float(a["sd"]), float(b["sd"])
+        if self.kind == "runs":
+            res = ht.run_test(test, self.cell_values[ca], self.cell_values[cb],
+                              n_resamples=self.opts["n_resamples"], rng_seed=self.opts["rng_seed"])
+        else:  # summary statistics: only student is possible (checked in run())
+            res = ht.t_test_from_stats(float(a["mean"]), sa, na, float(b["mean"]), sb, nb, equal_var=True)
+        out = {"reported_test": test, f"p_value_{test}": res["p_value"], f"statistic_{test}": res["statistic"]}
+        notes.append(f"{test} p = {_p_text(res['p_value'])} is {REPORTED_LABEL.format(test=test, worst=WORST_TYPE1[test])}"
+                     + (f" ({res['note']})" if res["note"] else ""))
+        if test in RANK_OR_SPLIT_TESTS and res["p_value"] is not None:
+            smallest = min(1.0, 2.0 / math.comb(na + nb, na))  # one extreme split (or ranking) of comb(n, n_a)
+            if smallest > self.opts["alpha"]:
+                notes.append(f"with {na} vs {nb} seeds the {test} test cannot reach p < {smallest:.2g}")
+        if test in EQUAL_VARIANCE_TESTS and min(sa, sb) > 0 and max(sa, sb) / min(sa, sb) > 2 \
+                and res["p_value"] is not None:
+            notes.append(f"sample sds differ {max(sa, sb) / min(sa, sb):.1f}x: the {test} test assumes equal "
+                         "variances")
+        return out
 
     def _cell_index(self) -> dict:
         if not hasattr(self, "_index"):
