@@ -184,9 +184,80 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
                 resolved["datasets"][source] = snapshot.provenance()
         step(f"data {data.source}")
         load_examples(data)
+    resolved["benchmark_datasets"] = benchmark_datasets(benchmarks.values(), locate, bench_index, step, progress)
     from oxstudy.freezing import preflight_freeze
 
     preflight_freeze(cells)  # freeze / trainable patterns against the models' real parameter names
+    return resolved
+
+
+#: ``datasets`` builders named by a task's ``dataset_path`` that read local files, not a hub repo.
+_PACKAGED_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset", "imagefolder",
+                      "audiofolder", "videofolder", "xml", "sql", "generator", "cache"}  # fmt: skip
+
+
+def task_hub_dataset(task: str) -> tuple[str, str | None, dict[str, Any]] | None:
+    """``(repo_id, dataset_name, dataset_kwargs)`` of the hub dataset lm-eval loads for ``task``
+    (``datasets.load_dataset(dataset_path, dataset_name, **dataset_kwargs)``), or None for a
+    bundled task, a local-file task (``dataset_path: json`` ...), a group or a Python-class task."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from oxstudy.evaluation import _task_manager, resolve_task
+
+    resolved = resolve_task(task)
+    if resolved.source == "bundled":
+        return None
+    if resolved.source == "lm-eval":
+        kind, yaml_path = lm_eval_task_index().get(resolved.name, (None, None))
+    else:
+        found = _task_manager(resolved).task_index.get(resolved.name)
+        kind, yaml_path = (getattr(found.kind, "name", str(found.kind)), found.yaml_path) if found else (None, None)
+    if kind != "TASK" or yaml_path is None:
+        return None
+    with contextlib.suppress(Exception):  # an unreadable config is lm-eval's to report at run time
+        config = load_yaml(str(yaml_path), resolve_func=False, recursive=True)
+        path, kwargs = config.get("dataset_path"), config.get("dataset_kwargs") or {}
+        if isinstance(path, str) and path not in _PACKAGED_BUILDERS and "class" not in config:
+            from oxstudy.hub import parse_hub_source
+
+            if parse_hub_source(path) is not None and not Path(path).exists():
+                return path, config.get("dataset_name"), dict(kwargs) if isinstance(kwargs, dict) else {}
+    return None
+
+
+def benchmark_datasets(benchmarks: Any, locate: Any, bench_index: dict[str, int], step: Any = None,
+                       progress: Any = None) -> dict[str, dict[str, Any]]:
+    """Resolve, once in the driver, the hub dataset each lm-eval benchmark task reads.
+
+    The snapshot is downloaded (a bar in ``progress``) or, with ``HF_DATASETS_OFFLINE`` /
+    ``HF_HUB_OFFLINE``, taken from the hub cache; a gated, missing or uncached repo is one line
+    ``FILE:LINE: benchmarks[i].task: ...``. Then ``datasets.load_dataset`` is made to work as
+    lm-eval calls it (:func:`oxstudy.hub.prepare_for_load_dataset`): the prepared copy is built
+    here once and every cell reuses it, instead of several cells building it at once, or
+    failing offline after training. Returns ``{task: hub provenance}``.
+    """
+    from oxstudy.errors import ResourceError
+    from oxstudy.hub import prepare_for_load_dataset, resolve
+
+    resolved: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    for bench in benchmarks:
+        found = task_hub_dataset(bench.task)
+        if found is None or bench.task in resolved:
+            continue
+        repo_id, name, kwargs = found
+        if step is not None:
+            step(f"benchmark {bench.id}: dataset {repo_id}")
+        where = ("benchmarks", bench_index.get(bench.id, bench.id), "task")
+        try:
+            snapshot = resolve(repo_id, repo_type="dataset", revision=kwargs.get("revision"), progress=progress)
+            prepare_for_load_dataset(snapshot, name, kwargs)
+        except ResourceError as exc:
+            problems += [locate(where, f"benchmark {bench.id} (task {bench.task}) reads {m}") for m in exc.messages]
+            continue
+        resolved[bench.task] = {**snapshot.provenance(), "name": name}
+    if problems:
+        raise ResourceError(*dict.fromkeys(problems))
     return resolved
 
 
@@ -590,11 +661,28 @@ def _input_provenance(cell: Cell, model_path: str, result: Any, evaluation: dict
     return {
         "model": source_provenance(cell.model.source, model_path, cell.model.revision),
         "datasets": datasets,
+        "benchmark_datasets": _benchmark_dataset_provenance(cell),
         "rollouts": {k: config[k] for k in ("use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
                                             "vllm_server_base_url") if k in config} if "use_vllm" in config else None,
         "evaluation": {bench: {"backend": m.get("backend"), "args": m.get("backend_args")}
                        for bench, m in evaluation["metrics"].items()},
     }  # fmt: skip
+
+
+def _benchmark_dataset_provenance(cell: Cell) -> dict[str, dict[str, Any]]:
+    """``{benchmark id: hub commit}`` of each lm-eval task's hub dataset, from the hub cache the
+    pre-flight filled (no request; a benchmark whose snapshot is not cached is left out)."""
+    from oxstudy.hub import resolve
+
+    found: dict[str, dict[str, Any]] = {}
+    for bench in cell.benchmarks:
+        with contextlib.suppress(OxstudyError):
+            dataset = task_hub_dataset(bench.task)
+            if dataset is not None:
+                repo_id, name, kwargs = dataset
+                snapshot = resolve(repo_id, repo_type="dataset", revision=kwargs.get("revision"), download=False)
+                found[bench.id] = {**snapshot.provenance(), "name": name}
+    return found
 
 
 def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int = 1, threads: int | None = None,
