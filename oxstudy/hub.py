@@ -230,7 +230,9 @@ def load_hub_dataset(
     return [dict(row) for row in dataset]
 
 
-def prepare_for_load_dataset(snapshot: HubSnapshot, name: str | None, kwargs: dict[str, Any] | None = None) -> None:
+def prepare_for_load_dataset(
+    snapshot: HubSnapshot, name: str | None, kwargs: dict[str, Any] | None = None
+) -> None:
     """Make ``datasets.load_dataset(snapshot.repo_id, name, **kwargs)`` work, as lm-eval calls it.
 
     Online that call itself downloads and prepares the dataset into the ``datasets`` cache
@@ -246,8 +248,14 @@ def prepare_for_load_dataset(snapshot: HubSnapshot, name: str | None, kwargs: di
     """
     from datasets import load_dataset
 
-    kwargs = {k: v for k, v in (kwargs or {}).items() if k != "trust_remote_code"}  # as lm-eval, datasets >= 4
-    what = f"dataset hf:{snapshot.repo_id}" + (f" ({name})" if name else "") + f" at commit {snapshot.commit[:12]}"
+    kwargs = {
+        k: v for k, v in (kwargs or {}).items() if k != "trust_remote_code"
+    }  # as lm-eval, datasets >= 4
+    what = (
+        f"dataset hf:{snapshot.repo_id}"
+        + (f" ({name})" if name else "")
+        + f" at commit {snapshot.commit[:12]}"
+    )
     try:
         try:
             load_dataset(snapshot.repo_id, name, **kwargs)
@@ -258,7 +266,9 @@ def prepare_for_load_dataset(snapshot: HubSnapshot, name: str | None, kwargs: di
         from datasets import load_dataset_builder
         from datasets.naming import camelcase_to_snakecase
 
-        builder = load_dataset_builder(snapshot.path, name, **{k: v for k, v in kwargs.items() if k != "revision"})
+        builder = load_dataset_builder(
+            snapshot.path, name, **{k: v for k, v in kwargs.items() if k != "revision"}
+        )
         builder.repo_id = snapshot.repo_id  # the cache folder of load_dataset(repo_id): org___name/...
         builder.dataset_name = camelcase_to_snakecase(snapshot.repo_id.split("/")[-1])
         builder.hash = snapshot.commit

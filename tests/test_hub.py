@@ -368,22 +368,26 @@ def mathy_spec(tmp_path: Path) -> Path:
     """A study whose one benchmark is a local lm-eval task YAML reading hub dataset acme/mathy."""
     task = tmp_path / "mathy.yaml"
     task.write_text(MATHY_TASK)
-    return hub_spec(tmp_path, "zoo:tiny", benchmarks=[{"id": "mathy", "task": str(task), "metric": "exact_match,none"}])
+    return hub_spec(
+        tmp_path, "zoo:tiny", benchmarks=[{"id": "mathy", "task": str(task), "metric": "exact_match,none"}]
+    )
 
 
 def put_mathy(hub_cache: Path, commit: str) -> None:
     readme = b"---\nconfigs:\n- config_name: main\n  data_files:\n  - split: test\n    path: main/test.jsonl\n---\n"
-    rows = b"".join(json.dumps({"question": f"{a} + 0?", "answer": str(a)}).encode() + b"\n" for a in range(4))
+    rows = b"".join(
+        json.dumps({"question": f"{a} + 0?", "answer": str(a)}).encode() + b"\n" for a in range(4)
+    )
     put_snapshot(hub_cache, "acme/mathy", {"README.md": readme, "main/test.jsonl": rows}, commit=commit,
                  repo_type="dataset")  # fmt: skip
 
 
 def test_preflight_resolves_the_hub_dataset_of_a_task_yaml_offline(hub_cache, zoo_tiny, monkeypatch):
+    import datasets
+
     from oxstudy.execute import preflight
     from oxstudy.plan import plan
     from oxstudy.spec import load_spec
-
-    import datasets
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", hub_cache.parent / "datasets")  # read at import
@@ -395,7 +399,13 @@ def test_preflight_resolves_the_hub_dataset_of_a_task_yaml_offline(hub_cache, zo
     resolved = preflight(plan(load_spec(mathy_spec(hub_cache.parent.parent))), check_machine=False)
     [(task, provenance)] = resolved["benchmark_datasets"].items()
     assert task.endswith("mathy.yaml")
-    assert provenance == {"repo": "acme/mathy", "type": "dataset", "revision": "main", "commit": commit, "name": "main"}
+    assert provenance == {
+        "repo": "acme/mathy",
+        "type": "dataset",
+        "revision": "main",
+        "commit": commit,
+        "name": "main",
+    }
     # ...which the pre-flight has now built from the snapshot: the call each cell's lm-eval makes works.
     rows = datasets.load_dataset("acme/mathy", "main", split="test")
     assert [row["answer"] for row in rows] == ["0", "1", "2", "3"]
@@ -434,7 +444,9 @@ def test_preflight_builtin_lm_eval_task_without_its_dataset_offline_fails(hub_ca
     from oxstudy.spec import load_spec
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    study = load_spec(hub_spec(hub_cache.parent.parent, "zoo:tiny", benchmarks=[{"id": "gsm", "task": "gsm8k"}]))
+    study = load_spec(
+        hub_spec(hub_cache.parent.parent, "zoo:tiny", benchmarks=[{"id": "gsm", "task": "gsm8k"}])
+    )
     with pytest.raises(ResourceError) as info:
         preflight(plan(study), spec=study, check_machine=False)
     [message] = info.value.messages
@@ -506,6 +518,9 @@ def test_run_offline_without_a_benchmark_dataset_exits_2_before_any_cell(tmp_pat
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "benchmark mathy" in errors[0] and "dataset hf:acme/mathy: not in the local Hugging Face cache" in errors[0]
+    assert (
+        "benchmark mathy" in errors[0]
+        and "dataset hf:acme/mathy: not in the local Hugging Face cache" in errors[0]
+    )
     runs = tmp_path / "study" / "runs"
     assert not runs.exists() or not any(runs.iterdir())  # zero cells trained
