@@ -359,7 +359,7 @@ test_split: test
 output_type: generate_until
 doc_to_text: "{{question}}"
 doc_to_target: "{{answer}}"
-generation_kwargs: {until: ["\\n"]}
+generation_kwargs: {until: ["\\n"], max_gen_toks: 8}
 metric_list: [{metric: exact_match}]
 """
 
@@ -397,7 +397,7 @@ def test_preflight_resolves_the_hub_dataset_of_a_task_yaml_offline(hub_cache, zo
     with pytest.raises(ConnectionError):
         datasets.load_dataset("acme/mathy", "main", split="test")
     resolved = preflight(plan(load_spec(mathy_spec(hub_cache.parent.parent))), check_machine=False)
-    [(task, provenance)] = resolved["benchmark_datasets"].items()
+    [(task, [provenance])] = resolved["benchmark_datasets"].items()
     assert task.endswith("mathy.yaml")
     assert provenance == {
         "repo": "acme/mathy",
@@ -483,13 +483,20 @@ def test_run_offline_without_the_model_exits_2_before_any_cell(tmp_path):
 
 @pytest.mark.slow
 def test_run_offline_with_the_model_cached_records_its_commit(tmp_path, zoo_tiny):
+    """Model and the hub dataset of an lm-eval task YAML both only in the hub cache, offline:
+    the cell trains, lm-eval evaluates the task, and the record pins both commits."""
     cache = tmp_path / "hf" / "hub"
-    commit = fake_commit("cached")
+    commit, data_commit = fake_commit("cached"), fake_commit("mathy")
     put_snapshot(cache, "acme/tiny-chat", model_files(zoo_tiny), commit=commit)
-    spec = hub_spec(tmp_path, "acme/tiny-chat", model={"revision": "main"})
-    result = run_cli(
-        "run", str(spec), "--json", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}, cwd=tmp_path
-    )
+    put_mathy(cache, data_commit)
+    task = tmp_path / "mathy.yaml"
+    task.write_text(MATHY_TASK)
+    benchmarks = [{"id": "arith", "task": "oxs_arith", "limit": 8},
+                  {"id": "mathy", "task": str(task), "metric": "exact_match,none"}]  # fmt: skip
+    spec = hub_spec(tmp_path, "acme/tiny-chat", model={"revision": "main"}, benchmarks=benchmarks)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
+    result = run_cli("run", str(spec), "--json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     [record_path] = (tmp_path / "study" / "runs").glob("*.json")
     record = json.loads(record_path.read_text())
@@ -502,10 +509,17 @@ def test_run_offline_with_the_model_cached_records_its_commit(tmp_path, zoo_tiny
         "revision": "main",
         "commit": commit,
     }
-    assert inputs["evaluation"] == {
-        "arith": {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}
-    }
+    assert inputs["evaluation"]["arith"] == {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}
     assert record["metrics"]["arith"]["backend"] == "hf"
+    mathy = {
+        "repo": "acme/mathy",
+        "type": "dataset",
+        "revision": "main",
+        "commit": data_commit,
+        "name": "main",
+    }
+    assert inputs["benchmark_datasets"] == {"mathy": [mathy]}
+    assert record["metrics"]["mathy"]["n"] == 4  # lm-eval read all 4 rows offline
     shutil.rmtree(cache)
 
 
