@@ -112,18 +112,21 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
        task produces (see :func:`task_metric_keys`);
     2. the chosen ``report_to`` trackers are installed; with ``check_machine`` (cells run on
        this machine) a vLLM backend asked for explicitly must be usable here;
-    3. each distinct model source is resolved (zoo models are built here once instead of
+    3. the hub dataset of each lm-eval benchmark task is resolved like a model and prepared
+       for lm-eval's ``load_dataset`` (:func:`benchmark_datasets`);
+    4. each distinct model source is resolved (zoo models are built here once instead of
        by several workers at a time; hub models are downloaded here, with a bar in
        ``progress`` when given, or taken from the local cache when ``HF_HUB_OFFLINE`` is set;
        a gated, missing or uncached repo fails now, with one line naming it);
-    4. every method's settings are accepted by its TRL config (oxstudy's registry checks,
+    5. every method's settings are accepted by its TRL config (oxstudy's registry checks,
        then the real TRL config object is constructed, as the worker would);
-    5. ``hf:`` datasets are resolved like models and the training data is loaded;
-    6. ``training.freeze`` / ``trainable`` patterns match the models' real parameter names.
+    6. ``hf:`` datasets are resolved like models and the training data is loaded;
+    7. ``training.freeze`` / ``trainable`` patterns match the models' real parameter names.
 
     ``spec``: the study spec the cells come from; problems are then located
     ``FILE:LINE: benchmarks[i].metric: ...`` in its YAML. Returns the resolved hub commits
-    ``{"models": {source: {...}}, "datasets": {source: {...}}}``. Raises ``OxstudyError`` with
+    ``{"models": {source: {...}}, "datasets": {source: {...}}, "benchmark_datasets": {task: {...}}}``
+    (workers record the same commits from the cache, ``inputs`` of each run record). Raises ``OxstudyError`` with
     one line per problem.
     """
     from oxstudy.hub import parse_hub_source, resolve
@@ -157,6 +160,7 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
     if check_machine:
         _check_engines(cells)
     resolved: dict[str, dict[str, Any]] = {"models": {}, "datasets": {}}
+    resolved["benchmark_datasets"] = benchmark_datasets(benchmarks.values(), locate, bench_index, step, progress)
     for source, revision in dict.fromkeys((cell.model.source, cell.model.revision) for cell in cells):
         step(f"model {source}" + (f"@{revision}" if revision else ""))
         path = resolve_model_source(source, revision=revision, progress=progress)
@@ -187,6 +191,99 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
     from oxstudy.freezing import preflight_freeze
 
     preflight_freeze(cells)  # freeze / trainable patterns against the models' real parameter names
+    return resolved
+
+
+#: ``datasets`` builders named by a task's ``dataset_path`` that read local files, not a hub repo.
+_PACKAGED_BUILDERS = {"json", "csv", "parquet", "text", "arrow", "pandas", "webdataset", "imagefolder",
+                      "audiofolder", "videofolder", "xml", "sql", "generator", "cache"}  # fmt: skip
+
+
+def task_hub_datasets(task: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """``(repo_id, dataset_name, dataset_kwargs)`` of each hub dataset lm-eval loads for ``task``
+    (``datasets.load_dataset(dataset_path, dataset_name, **dataset_kwargs)``), through groups
+    (``mmlu``, ``minerva_math``) and tags down to their tasks. Empty for a bundled task, a
+    local-file task (``dataset_path: json`` ...) or a Python-class task."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from oxstudy.evaluation import _manager, _task_manager, resolve_task
+    from oxstudy.hub import parse_hub_source
+
+    resolved = resolve_task(task)
+    if resolved.source == "bundled":
+        return []
+    found: dict[tuple[str, str | None], dict[str, Any]] = {}
+    todo, seen = [resolved.name], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if resolved.source == "lm-eval":
+            kind, yaml_path = lm_eval_task_index().get(name, (None, None))
+        else:
+            entry = _task_manager(resolved).task_index.get(name)
+            kind, yaml_path = (getattr(entry.kind, "name", str(entry.kind)), entry.yaml_path) if entry else (None, None)
+        if kind == "TAG":  # members are the tasks whose YAML says `tag: NAME`: only the full index knows them
+            entry = _manager(resolved.include_path, True).task_index.get(name)
+            todo += sorted(getattr(entry, "tags", ()) or ())
+            continue
+        if kind not in ("TASK", "GROUP") or yaml_path is None:
+            continue
+        try:
+            config = load_yaml(str(yaml_path), resolve_func=False, recursive=True)
+        except Exception:  # noqa: BLE001 - an unreadable config is lm-eval's to report at run time
+            continue
+        if kind == "GROUP":
+            members = config.get("task") or []
+            todo += [m if isinstance(m, str) else m.get("task") for m in members if isinstance(m, (str, dict))]
+            todo = [m for m in todo if isinstance(m, str)]
+            continue
+        path, kwargs = config.get("dataset_path"), config.get("dataset_kwargs") or {}
+        hub_repo = isinstance(path, str) and path not in _PACKAGED_BUILDERS and parse_hub_source(path) is not None
+        if hub_repo and "class" not in config and not Path(path).exists():
+            found.setdefault((path, config.get("dataset_name")), dict(kwargs) if isinstance(kwargs, dict) else {})
+    return [(repo_id, name, kwargs) for (repo_id, name), kwargs in sorted(found.items(), key=str)]
+
+
+def benchmark_datasets(benchmarks: Any, locate: Any, bench_index: dict[str, int], step: Any = None,
+                       progress: Any = None) -> dict[str, dict[str, Any]]:
+    """Resolve, once in the driver, the hub dataset each lm-eval benchmark task reads.
+
+    The snapshot is downloaded (a bar in ``progress``) or, with ``HF_DATASETS_OFFLINE`` /
+    ``HF_HUB_OFFLINE``, taken from the hub cache; a gated, missing or uncached repo is one line
+    ``FILE:LINE: benchmarks[i].task: ...``. Then ``datasets.load_dataset`` is made to work as
+    lm-eval calls it (:func:`oxstudy.hub.prepare_for_load_dataset`): the prepared copy is built
+    here once and every cell reuses it, instead of several cells building it at once, or
+    failing offline after training. Returns ``{task: [hub provenance + dataset name, ...]}``.
+    """
+    from oxstudy.errors import ResourceError
+    from oxstudy.hub import prepare_for_load_dataset, resolve
+
+    resolved: dict[str, list[dict[str, Any]]] = {}
+    problems: list[str] = []
+    for bench in benchmarks:
+        if bench.task in resolved:
+            continue
+        where = ("benchmarks", bench_index.get(bench.id, bench.id), "task")
+        resolved[bench.task] = []
+        snapshots: dict[tuple[str, str | None], Any] = {}
+        for repo_id, name, kwargs in task_hub_datasets(bench.task):
+            if step is not None:
+                step(f"benchmark {bench.id}: dataset {repo_id}" + (f" ({name})" if name else ""))
+            try:
+                key = (repo_id, kwargs.get("revision"))
+                if key not in snapshots:  # one snapshot per repo, however many configs the group reads
+                    snapshots[key] = resolve(repo_id, repo_type="dataset", revision=key[1], progress=progress)
+                prepare_for_load_dataset(snapshots[key], name, kwargs)
+            except ResourceError as exc:
+                problems += [locate(where, f"benchmark {bench.id} (task {bench.task}) reads {m}") for m in exc.messages]
+                break
+            resolved[bench.task].append({**snapshots[key].provenance(), "name": name})
+        if not resolved[bench.task]:
+            del resolved[bench.task]
+    if problems:
+        raise ResourceError(*dict.fromkeys(problems))
     return resolved
 
 
@@ -590,11 +687,26 @@ def _input_provenance(cell: Cell, model_path: str, result: Any, evaluation: dict
     return {
         "model": source_provenance(cell.model.source, model_path, cell.model.revision),
         "datasets": datasets,
+        "benchmark_datasets": _benchmark_dataset_provenance(cell),
         "rollouts": {k: config[k] for k in ("use_vllm", "vllm_mode", "vllm_gpu_memory_utilization",
                                             "vllm_server_base_url") if k in config} if "use_vllm" in config else None,
         "evaluation": {bench: {"backend": m.get("backend"), "args": m.get("backend_args")}
                        for bench, m in evaluation["metrics"].items()},
     }  # fmt: skip
+
+
+def _benchmark_dataset_provenance(cell: Cell) -> dict[str, dict[str, Any]]:
+    """``{benchmark id: [hub commit, ...]}`` of each lm-eval task's hub datasets, from the hub cache the
+    pre-flight filled (no request; a benchmark whose snapshot is not cached is left out)."""
+    from oxstudy.hub import resolve
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for bench in cell.benchmarks:
+        with contextlib.suppress(OxstudyError):
+            for repo_id, name, kwargs in task_hub_datasets(bench.task):
+                snapshot = resolve(repo_id, repo_type="dataset", revision=kwargs.get("revision"), download=False)
+                found.setdefault(bench.id, []).append({**snapshot.provenance(), "name": name})
+    return found
 
 
 def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int = 1, threads: int | None = None,

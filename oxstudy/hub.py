@@ -230,6 +230,56 @@ def load_hub_dataset(
     return [dict(row) for row in dataset]
 
 
+def prepare_for_load_dataset(
+    snapshot: HubSnapshot, name: str | None, kwargs: dict[str, Any] | None = None
+) -> None:
+    """Make ``datasets.load_dataset(snapshot.repo_id, name, **kwargs)`` work, as lm-eval calls it.
+
+    Online that call itself downloads and prepares the dataset into the ``datasets`` cache
+    (``HF_DATASETS_CACHE``), which later calls (each cell's lm-eval) reuse. Offline,
+    ``load_dataset("org/name")`` never reads the hub cache: it only finds a copy prepared
+    earlier, under ``<datasets cache>/org___name/<config>/<version>/<hash>/`` (measured with
+    datasets 5.2). So when offline and that copy is missing, it is built here from the
+    snapshot's own files, at exactly that place, with the commit as the hash, as an online
+    ``load_dataset`` would have left it.
+
+    Raises:
+        ResourceError: the dataset cannot be read (unknown config, unreadable files).
+    """
+    from datasets import load_dataset
+
+    kwargs = {
+        k: v for k, v in (kwargs or {}).items() if k != "trust_remote_code"
+    }  # as lm-eval, datasets >= 4
+    what = (
+        f"dataset hf:{snapshot.repo_id}"
+        + (f" ({name})" if name else "")
+        + f" at commit {snapshot.commit[:12]}"
+    )
+    try:
+        try:
+            load_dataset(snapshot.repo_id, name, **kwargs)
+            return
+        except Exception:  # noqa: BLE001 - offline and never prepared: build it from the snapshot below
+            if not is_offline("dataset"):
+                raise
+        from datasets import load_dataset_builder
+        from datasets.naming import camelcase_to_snakecase
+
+        builder = load_dataset_builder(
+            snapshot.path, name, **{k: v for k, v in kwargs.items() if k != "revision"}
+        )
+        builder.repo_id = snapshot.repo_id  # the cache folder of load_dataset(repo_id): org___name/...
+        builder.dataset_name = camelcase_to_snakecase(snapshot.repo_id.split("/")[-1])
+        builder.hash = snapshot.commit
+        builder._cache_dir = builder._build_cache_dir()
+        builder.download_and_prepare()
+        load_dataset(snapshot.repo_id, name, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - whatever datasets raises, the evaluation would fail on it
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ResourceError(f"{what}: could not be loaded ({type(exc).__name__}: {first})") from None
+
+
 def rich_tqdm(progress: Any, label: str) -> type:
     """A ``tqdm`` class for ``snapshot_download(tqdm_class=...)`` that draws into a ``rich``
     Progress (one task per bar) instead of writing to the terminal, so downloads show inside

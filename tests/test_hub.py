@@ -350,6 +350,110 @@ def test_preflight_resolves_every_hub_input_once(hub_cache, zoo_tiny, monkeypatc
         preflight(plan(missing))
 
 
+# ------------------------------------------------------------- datasets of lm-eval benchmark tasks
+
+MATHY_TASK = """task: mathy
+dataset_path: acme/mathy
+dataset_name: main
+test_split: test
+output_type: generate_until
+doc_to_text: "{{question}}"
+doc_to_target: "{{answer}}"
+generation_kwargs: {until: ["\\n"], max_gen_toks: 8}
+metric_list: [{metric: exact_match}]
+"""
+
+
+def mathy_spec(tmp_path: Path) -> Path:
+    """A study whose one benchmark is a local lm-eval task YAML reading hub dataset acme/mathy."""
+    task = tmp_path / "mathy.yaml"
+    task.write_text(MATHY_TASK)
+    return hub_spec(
+        tmp_path, "zoo:tiny", benchmarks=[{"id": "mathy", "task": str(task), "metric": "exact_match,none"}]
+    )
+
+
+def put_mathy(hub_cache: Path, commit: str) -> None:
+    readme = b"---\nconfigs:\n- config_name: main\n  data_files:\n  - split: test\n    path: main/test.jsonl\n---\n"
+    rows = b"".join(
+        json.dumps({"question": f"{a} + 0?", "answer": str(a)}).encode() + b"\n" for a in range(4)
+    )
+    put_snapshot(hub_cache, "acme/mathy", {"README.md": readme, "main/test.jsonl": rows}, commit=commit,
+                 repo_type="dataset")  # fmt: skip
+
+
+def test_preflight_resolves_the_hub_dataset_of_a_task_yaml_offline(hub_cache, zoo_tiny, monkeypatch):
+    import datasets
+
+    from oxstudy.execute import preflight
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", hub_cache.parent / "datasets")  # read at import
+    commit = fake_commit("mathy")
+    put_mathy(hub_cache, commit)
+    # Offline, lm-eval's load_dataset("org/name") reads only a prepared copy, never the hub cache.
+    with pytest.raises(ConnectionError):
+        datasets.load_dataset("acme/mathy", "main", split="test")
+    resolved = preflight(plan(load_spec(mathy_spec(hub_cache.parent.parent))), check_machine=False)
+    [(task, [provenance])] = resolved["benchmark_datasets"].items()
+    assert task.endswith("mathy.yaml")
+    assert provenance == {
+        "repo": "acme/mathy",
+        "type": "dataset",
+        "revision": "main",
+        "commit": commit,
+        "name": "main",
+    }
+    # ...which the pre-flight has now built from the snapshot: the call each cell's lm-eval makes works.
+    rows = datasets.load_dataset("acme/mathy", "main", split="test")
+    assert [row["answer"] for row in rows] == ["0", "1", "2", "3"]
+
+
+def test_preflight_gated_benchmark_dataset_online_fails_in_one_line(hub_cache, zoo_tiny, monkeypatch):
+    from oxstudy.execute import preflight
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    go_online(monkeypatch)
+    asked = []
+
+    def refuse(repo_id, **kwargs):
+        asked.append((repo_id, kwargs["repo_type"], kwargs["local_files_only"]))
+        raise GatedRepoError(
+            "Access to dataset acme/mathy is restricted.",
+            response=http_response(403, "https://huggingface.co/api/datasets/acme/mathy"),
+        )
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
+    spec = mathy_spec(hub_cache.parent.parent)
+    study = load_spec(spec)
+    with pytest.raises(ResourceError) as info:
+        preflight(plan(study), spec=study, check_machine=False)
+    [message] = info.value.messages
+    assert message.startswith(f"{spec}:")  # located in the spec's YAML
+    assert "benchmarks[0].task: benchmark mathy" in message and "dataset hf:acme/mathy: gated" in message
+    assert "huggingface-cli login" in message and "https://huggingface.co/datasets/acme/mathy" in message
+    assert asked == [("acme/mathy", "dataset", False)]  # online: a real download was asked for
+
+
+def test_preflight_builtin_lm_eval_task_without_its_dataset_offline_fails(hub_cache, zoo_tiny, monkeypatch):
+    from oxstudy.execute import preflight
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    study = load_spec(
+        hub_spec(hub_cache.parent.parent, "zoo:tiny", benchmarks=[{"id": "gsm", "task": "gsm8k"}])
+    )
+    with pytest.raises(ResourceError) as info:
+        preflight(plan(study), spec=study, check_machine=False)
+    [message] = info.value.messages
+    assert "benchmarks[0].task: benchmark gsm (task gsm8k) reads dataset hf:openai/gsm8k" in message
+    assert "not in the local Hugging Face cache" in message
+
+
 # ----------------------------------------------------------------------------- oxstudy run
 
 
@@ -379,13 +483,20 @@ def test_run_offline_without_the_model_exits_2_before_any_cell(tmp_path):
 
 @pytest.mark.slow
 def test_run_offline_with_the_model_cached_records_its_commit(tmp_path, zoo_tiny):
+    """Model and the hub dataset of an lm-eval task YAML both only in the hub cache, offline:
+    the cell trains, lm-eval evaluates the task, and the record pins both commits."""
     cache = tmp_path / "hf" / "hub"
-    commit = fake_commit("cached")
+    commit, data_commit = fake_commit("cached"), fake_commit("mathy")
     put_snapshot(cache, "acme/tiny-chat", model_files(zoo_tiny), commit=commit)
-    spec = hub_spec(tmp_path, "acme/tiny-chat", model={"revision": "main"})
-    result = run_cli(
-        "run", str(spec), "--json", env={"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}, cwd=tmp_path
-    )
+    put_mathy(cache, data_commit)
+    task = tmp_path / "mathy.yaml"
+    task.write_text(MATHY_TASK)
+    benchmarks = [{"id": "arith", "task": "oxs_arith", "limit": 8},
+                  {"id": "mathy", "task": str(task), "metric": "exact_match,none"}]  # fmt: skip
+    spec = hub_spec(tmp_path, "acme/tiny-chat", model={"revision": "main"}, benchmarks=benchmarks)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets")}  # fmt: skip
+    result = run_cli("run", str(spec), "--json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     [record_path] = (tmp_path / "study" / "runs").glob("*.json")
     record = json.loads(record_path.read_text())
@@ -398,8 +509,32 @@ def test_run_offline_with_the_model_cached_records_its_commit(tmp_path, zoo_tiny
         "revision": "main",
         "commit": commit,
     }
-    assert inputs["evaluation"] == {
-        "arith": {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}
-    }
+    assert inputs["evaluation"]["arith"] == {"backend": "hf", "args": {"batch_size": 16, "dtype": "float32"}}
     assert record["metrics"]["arith"]["backend"] == "hf"
+    mathy = {
+        "repo": "acme/mathy",
+        "type": "dataset",
+        "revision": "main",
+        "commit": data_commit,
+        "name": "main",
+    }
+    assert inputs["benchmark_datasets"] == {"mathy": [mathy]}
+    assert record["metrics"]["mathy"]["n"] == 4  # lm-eval read all 4 rows offline
     shutil.rmtree(cache)
+
+
+def test_run_offline_without_a_benchmark_dataset_exits_2_before_any_cell(tmp_path, zoo_tiny):
+    cache = tmp_path / "hf" / "hub"
+    cache.mkdir(parents=True)
+    spec = mathy_spec(tmp_path)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    result = run_cli("run", str(spec), env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (
+        "benchmark mathy" in errors[0]
+        and "dataset hf:acme/mathy: not in the local Hugging Face cache" in errors[0]
+    )
+    runs = tmp_path / "study" / "runs"
+    assert not runs.exists() or not any(runs.iterdir())  # zero cells trained
