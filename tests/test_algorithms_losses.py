@@ -149,12 +149,6 @@ def sigmoid(x):
     return 1 / (1 + torch.exp(-x))
 
 
-def sft_term(s):
-    """Mean negative log-likelihood over all chosen completion tokens of the batch."""
-    chosen = s.policy[:3][s.shift[:3].bool()]
-    return -chosen.mean()
-
-
 # Published formulas, written independently of oxstudy and TRL. ``s`` holds the summed
 # log-probs; ``hp`` the method hyperparameters.
 DPO_FORMULAS = {
@@ -162,7 +156,8 @@ DPO_FORMULAS = {
     "tr-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),
     "ipo": lambda s, hp: (s.hw / s.nw - s.hl / s.nl - 1 / (2 * BETA)) ** 2,
     "hinge": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0),
-    "slic": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0) + hp["sft_weight"] * sft_term(s),
+    # Zhao et al. 2023, Eq. 1: reference-free margin, NLL of each chosen sequence (token sum).
+    "slic": lambda s, hp: torch.clamp(hp["delta"] - (s.lw - s.ll), min=0) - hp["sft_weight"] * s.lw,
     "exo": lambda s, hp: (sigmoid(BETA * s.h) * (log_sigmoid(BETA * s.h) - math.log(1 - hp["label_smoothing"]))
                           + sigmoid(-BETA * s.h) * (log_sigmoid(-BETA * s.h) - math.log(hp["label_smoothing"]))),
     "nca": lambda s, hp: (-log_sigmoid(BETA * s.hw) - 0.5 * log_sigmoid(-BETA * s.hw)
@@ -179,7 +174,8 @@ DPO_FORMULAS = {
     "discopop": lambda s, hp: ((1 - sigmoid(BETA * s.h / hp["discopop_tau"])) * -log_sigmoid(BETA * s.h)
                                + sigmoid(BETA * s.h / hp["discopop_tau"]) * torch.exp(-BETA * s.h)),
     "sigmoid-norm": lambda s, hp: -log_sigmoid(BETA * (s.hw / s.nw - s.hl / s.nl)),
-    "rpo": lambda s, hp: -log_sigmoid(BETA * s.h) + hp["rpo_alpha"] * sft_term(s),
+    # Pang et al. 2024, Eq. 1: NLL of each chosen sequence divided by its own length.
+    "rpo": lambda s, hp: -log_sigmoid(BETA * s.h) - hp["rpo_alpha"] * s.lw / s.nw,
     "f-dpo": lambda s, hp: -log_sigmoid(BETA * ((math.log(2) + log_sigmoid(s.hw)) - (math.log(2) + log_sigmoid(s.hl)))),
     "ld-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),  # with ld_alpha-weighted sums, see sums()
     "rdpo": lambda s, hp: -log_sigmoid(BETA * s.h - hp["alpha"] * (s.nw - s.nl)),
@@ -226,6 +222,16 @@ def test_dpo_family_loss_matches_published_formula(method, model_dir, data, tmp_
     assert math.isfinite(float(got))
     assert expected_grad.abs().sum() > 0, method  # the formula does depend on the policy
     assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7), method
+
+
+def test_slic_keeps_no_reference_model(model_dir, data, tmp_path):
+    """SLiC-HF is reference-free: no frozen copy is held and a reference forward would fail."""
+    trainer = trainer_for("slic", model_dir, data, tmp_path)
+    assert trainer.ref_model is None
+    inputs, policy, _, _, _ = pair_batch()
+    loss = trainer.compute_loss(LogProbTable([(inputs["input_ids"], policy, {})]), inputs)
+    s = sums()
+    assert float(loss) == pytest.approx(float((torch.clamp(1 - (s.lw - s.ll), min=0) - s.lw).mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("kind,formula", [

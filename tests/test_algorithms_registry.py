@@ -50,7 +50,7 @@ def test_metadata_is_complete(name):
     assert info.paper and info.loss and info.description
     # Defaults are either fields of the trainer config or consumed by an oxstudy loss override.
     fields = set(registry.TRAINER_CONFIG_FIELDS[info.config])
-    if not info.trainer.startswith("oxstudy.") and name not in ("rpo", "slic"):
+    if not info.trainer.startswith("oxstudy."):
         assert set(info.defaults) - registry.GRPO_OXSTUDY_KEYS <= fields, set(info.defaults) - fields
     # Neither profile may set something the method never reads.
     assert not set(info.defaults) & set(registry.ignored_settings(name))
@@ -68,7 +68,10 @@ def test_trainer_mapping_and_reference_models():
     assert registry.get("gspo").fixed["importance_sampling_level"] == "sequence"
     assert registry.get("grpo").fixed["importance_sampling_level"] == "token"
     assert registry.get("cispo").fixed["loss_type"] == "cispo"
-    assert registry.get("rpo").fixed["loss_type"] == ["sigmoid", "sft"]
+    # rpo and slic follow their papers through loss overrides (TRL's sft term pools the batch's
+    # tokens; SLiC-HF is reference-free): tests/test_algorithms_losses.py checks both formulas.
+    assert registry.get("rpo").trainer == "oxstudy.RPOTrainer" and registry.get("rpo").needs_reference
+    assert registry.get("slic").trainer == "oxstudy.SLiCTrainer" and not registry.get("slic").needs_reference
     assert not registry.get("simpo").needs_reference and not registry.get("orpo").needs_reference
     assert registry.get("dpo").needs_reference and registry.get("kto").needs_reference
     assert registry.get("kto").data == "unpaired-labels"

@@ -1,8 +1,8 @@
 """Offline preference methods on ``trl.DPOTrainer``.
 
 Most of the DPO taxonomy is TRL's own ``DPOConfig.loss_type`` (see the registry's ``fixed``
-values): dpo, ipo, hinge, slic, exo, nca, robust-dpo, bco, sppo, aot, aot-unpaired, apo, apo-down,
-discopop, sigmoid-norm, rpo, wpo, f-dpo, ld-dpo, tr-dpo.
+values): dpo, ipo, hinge, exo, nca, robust-dpo, bco, sppo, aot, aot-unpaired, apo, apo-down,
+discopop, sigmoid-norm, wpo, f-dpo, ld-dpo, tr-dpo.
 
 The methods TRL lacks are *loss overrides* on the same trainer, not new loops: each is a pure
 function of the summed completion log-probabilities below, and :class:`OxDPOTrainer` swaps it
@@ -142,6 +142,33 @@ def focalpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[
     return -(torch.sigmoid(z) ** hp["gamma"]) * F.logsigmoid(z)
 
 
+def slic_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """SLiC-HF, Zhao et al. 2023 (arXiv:2305.10425), Eq. 1 (reference-free):
+    ``max(0, delta - log pi(y_w|x) + log pi(y_l|x)) - lambda log pi(y_w|x)``, the regulariser being
+    the chosen (SFT-target) sequence's negative log-likelihood, summed over its tokens (the
+    trainer averages over the batch). ``delta`` is the calibration margin, ``lambda`` is
+    ``sft_weight``; no reference model and no ``beta`` are involved."""
+    import torch
+
+    margin = batch.chosen - batch.rejected
+    return torch.clamp(hp["delta"] - margin, min=0) - hp["sft_weight"] * batch.chosen
+
+
+def rpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """Iterative RPO, Pang et al. 2024 (arXiv:2404.19733), Eq. 1:
+    ``-log sigma(beta h) - alpha log pi(y_w|x) / |y_w|``: the NLL term is each chosen sequence's
+    log-likelihood divided by its own length (TRL's ``sft`` term is instead the mean over all
+    chosen tokens of the batch, which weighs long sequences more)."""
+    import torch.nn.functional as F
+
+    h = batch.chosen_logratios - batch.rejected_logratios
+    nll = -batch.chosen / batch.chosen_lengths.to(batch.chosen.dtype)
+    return -F.logsigmoid(beta * h) + hp["rpo_alpha"] * nll
+
+
+#: Override methods that never use a reference model (no frozen copy is kept, no reference forward).
+REFERENCE_FREE = frozenset({"slic"})
+
 #: Losses of the DPO-family methods TRL 1.16 lacks, by registry name.
 CUSTOM_LOSSES: dict[str, LossFn] = {
     "rdpo": rdpo_loss,
@@ -152,13 +179,15 @@ CUSTOM_LOSSES: dict[str, LossFn] = {
     "odpo": odpo_loss,
     "gpo": gpo_loss,
     "focalpo": focalpo_loss,
+    "slic": slic_loss,
+    "rpo": rpo_loss,
 }
 
 
 def dpo_config_kwargs(method: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """``DPOConfig`` keyword arguments for a DPO-family method: the registry's fixed values,
     the method's hyperparameters that are DPOConfig fields, and method-specific translations
-    (``rpo_alpha`` / ``sft_weight`` -> ``loss_weights``)."""
+    (none at present: rpo and slic are loss overrides reading ``rpo_alpha`` / ``sft_weight``)."""
     from oxstudy.algorithms import registry
 
     info = registry.get(method)
@@ -167,10 +196,6 @@ def dpo_config_kwargs(method: str, hyperparameters: dict[str, Any]) -> dict[str,
     for key, value in hyperparameters.items():
         if key in fields and not (info.name in CUSTOM_LOSSES and key == "label_smoothing"):
             kwargs[key] = value
-    if info.name == "rpo":
-        kwargs["loss_weights"] = [1.0, float(hyperparameters["rpo_alpha"])]
-    elif info.name == "slic":
-        kwargs["loss_weights"] = [1.0, float(hyperparameters["sft_weight"])]
     return kwargs
 
 
@@ -193,6 +218,8 @@ def _oxdpo_trainer_class():
             self.loss_fn = CUSTOM_LOSSES[method]
             self.loss_hyperparameters = dict(loss_hyperparameters)
             self.loss_state: dict[str, Any] = {}
+            if method in REFERENCE_FREE:
+                self.ref_model = None  # TRL made a frozen copy; a reference-free loss never reads it
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -206,7 +233,9 @@ def _oxdpo_trainer_class():
             seq_len = shift_completion_mask.size(1)
             logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
             chosen_logps, rejected_logps = logps.chunk(2, dim=0)
-            if self.precompute_ref_logps:
+            if self.method in REFERENCE_FREE:
+                ref_chosen_logps = ref_rejected_logps = torch.zeros_like(chosen_logps).detach()
+            elif self.precompute_ref_logps:
                 ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
                 # Same reference as TRL: the frozen copy, or (LoRA) the policy with adapters disabled.
@@ -248,8 +277,8 @@ def oxdpo_trainer_class() -> type:
 
 
 #: DPO-family methods: TRL's own loss types plus the loss overrides above.
-METHODS = ("dpo", "ipo", "hinge", "slic", "exo", "nca", "robust-dpo", "bco", "sppo", "aot", "aot-unpaired",
-           "apo", "apo-down", "discopop", "sigmoid-norm", "rpo", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
+METHODS = ("dpo", "ipo", "hinge", "exo", "nca", "robust-dpo", "bco", "sppo", "aot", "aot-unpaired",
+           "apo", "apo-down", "discopop", "sigmoid-norm", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
            *CUSTOM_LOSSES)
 
 _NAMED_CLASSES: dict[str, type] = {}

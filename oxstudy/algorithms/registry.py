@@ -306,12 +306,14 @@ _ENTRIES: list[AlgorithmInfo] = [
           tags=_pref("hinge"), paper="Zhao et al. 2023, SLiC-HF: Sequence Likelihood Calibration with "
           "Human Feedback (arXiv:2305.10425); Liu et al. 2023, RSO (arXiv:2309.06657)",
           loss="max(0, 1 - beta * h)", description="Hinge loss on the reference-normalised margin."),
-    _info("slic", "offline-preference", "preference-pairs", True, _DPO, defaults={"sft_weight": 1.0},
-          fixed={"loss_type": ["hinge", "sft"]}, tags=_pref("hinge"),
+    _info("slic", "offline-preference", "preference-pairs", False, ("oxstudy.SLiCTrainer", "trl.DPOConfig"),
+          defaults={"delta": 1.0, "sft_weight": 1.0}, tags=_pref("hinge"),
           paper="Zhao et al. 2023, SLiC-HF: Sequence Likelihood Calibration with Human Feedback "
-          "(arXiv:2305.10425)", loss="max(0, 1 - beta * h) + sft_weight * NLL(y_w)  (h reference-normalised, "
-          "unlike SLiC-HF's reference-free margin; NLL is the mean over all chosen tokens of the batch)",
-          description="Hinge calibration loss plus a likelihood regulariser on the chosen solution."),
+          "(arXiv:2305.10425)", loss="max(0, delta - log pi(y_w|x) + log pi(y_l|x)) - sft_weight * log pi(y_w|x)  "
+          "(reference-free, as in the paper; the NLL is per sequence, summed over its tokens; training.beta "
+          "is not read)",
+          description="Reference-free hinge calibration loss plus a likelihood regulariser on the chosen "
+          "solution."),
     _info("exo", "offline-preference", "preference-pairs", True, _DPO, defaults={"label_smoothing": 1e-3},
           fixed={"loss_type": ["exo_pair"]}, tags=_pref("reverse-kl"),
           paper="Ji et al. 2024, Towards Efficient Exact Optimization of Language Model Alignment "
@@ -373,11 +375,11 @@ _ENTRIES: list[AlgorithmInfo] = [
           paper="Meng et al. 2024, SimPO (arXiv:2405.14734), length-normalised DPO baseline",
           loss="-log sigma(beta * (h_w/|y_w| - h_l/|y_l|))",
           description="DPO on per-token (length-normalised) log-ratios."),
-    _info("rpo", "offline-preference", "preference-pairs", True, _DPO, defaults={"rpo_alpha": 1.0},
-          fixed={"loss_type": ["sigmoid", "sft"]}, tags=_pref("logistic+nll"),
+    _info("rpo", "offline-preference", "preference-pairs", True, ("oxstudy.RPOTrainer", "trl.DPOConfig"),
+          defaults={"rpo_alpha": 1.0}, tags=_pref("logistic+nll"),
           paper="Pang et al. 2024, Iterative Reasoning Preference Optimization (arXiv:2404.19733)",
-          loss="-log sigma(beta h) + rpo_alpha * NLL(y_w)  (NLL: mean over all chosen tokens of the batch; "
-          "the paper divides each sequence's NLL by its length)",
+          loss="-log sigma(beta h) - rpo_alpha * log pi(y_w|x) / |y_w|  (the paper's per-sequence, "
+          "length-normalised NLL; TRL's sigmoid+sft pools the chosen tokens of the batch instead)",
           description="DPO plus a negative log-likelihood term on the chosen solution."),
     _info("wpo", "offline-preference", "preference-pairs", True, _DPO,
           fixed={"loss_type": ["sigmoid"], "use_weighting": True}, tags=_pref("weighted"),
@@ -718,9 +720,6 @@ def ignored_settings(name: str) -> dict[str, str]:
                 if not key.startswith("f_") and loss_types & readers:
                     continue
                 ignored[key] = f"TRL reads it only for loss types {sorted(readers)}, and this method runs {sorted(loss_types)}"
-            if info.name in ("rpo", "slic"):
-                ignored["loss_weights"] = (f"set from {'rpo_alpha' if info.name == 'rpo' else 'sft_weight'} "
-                                           "by oxstudy; set that instead")
     elif info.config == "trl.GRPOConfig":
         loss_type = info.fixed.get("loss_type")
         for key, rule in _GRPO_LOSS_READS.items():
