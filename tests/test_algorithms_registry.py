@@ -263,3 +263,31 @@ def test_validate_finetune():
     assert registry.validate_finetune("dpo", "lora") == []
     assert registry.validate_finetune("tr-dpo", "full") == []
     assert "use finetune: full" in registry.validate_finetune("tr-dpo", "lora")[0]
+
+
+def test_tr_dpo_that_never_syncs_its_reference_is_an_error():
+    """TRL syncs after every tau-th optimizer step (global_step % tau == 0): a run of <= tau steps
+    never trains against a moved reference, i.e. it is dpo under another name."""
+    assert registry.validate_schedule("tr-dpo", {}, None) == []  # step count unknown at plan time
+    assert registry.validate_schedule("tr-dpo", {}, 513) == []  # paper tau 512: step 513 sees the sync
+    (message,) = registry.validate_schedule("tr-dpo", {}, 512)
+    assert "ref_model_sync_steps = 512" in message and "equal dpo" in message
+    assert registry.validate_schedule("tr-dpo", {"ref_model_sync_steps": 4}, 5) == []
+    assert registry.validate_schedule("tr-dpo", {"ref_model_sync_steps": 4}, 4)
+    assert registry.validate_schedule("dpo", {}, 3) == []  # only methods that sync a reference
+
+
+def test_spec_rejects_a_tr_dpo_arm_shorter_than_its_sync_period(tmp_path):
+    from oxstudy.errors import SpecError
+    from oxstudy.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    head = ("name: s\nmodels: [{id: t, source: 'zoo:tiny'}]\nseeds: [1]\nbenchmarks: [{id: a, task: oxs_arith}]\n"
+            "training: {max_steps: 20}\nalgorithms:\n")
+    path.write_text(head + "  - {id: D, method: dpo}\n  - {id: T, method: tr-dpo}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert f"{path}:8: algorithms[1].hyperparameters: model t: method 'tr-dpo' syncs its reference every " \
+           "ref_model_sync_steps = 512 optimizer steps, but this run takes 20" in str(info.value)
+    path.write_text(head + "  - {id: T, method: tr-dpo, hyperparameters: {ref_model_sync_steps: 8}}\n")
+    load_spec(path)  # syncs at steps 8 and 16

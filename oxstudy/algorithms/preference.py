@@ -309,7 +309,29 @@ def build_trainer(info: Any, *, model: Any, tokenizer: Any, args: Any, dataset: 
         return custom_trainer_class(info.name)(method=info.name, loss_hyperparameters=hyperparameters, **common)
     from trl import DPOTrainer
 
-    return DPOTrainer(**common)
+    trainer = DPOTrainer(**common)
+    if args.sync_ref_model:  # tr-dpo: the real step count is known only now (epochs x batches)
+        from oxstudy.algorithms import registry
+        from oxstudy.errors import SpecError
+
+        problems = registry.validate_schedule(info.name, hyperparameters, planned_optimizer_steps(trainer))
+        if problems:
+            raise SpecError(*(f"algorithms[{info.name}].hyperparameters: {p}" for p in problems))
+    return trainer
+
+
+def planned_optimizer_steps(trainer: Any) -> int:
+    """The optimizer steps ``trainer.train()`` will take: ``max_steps`` if set, else
+    ceil(epochs x ceil(batches per epoch / gradient accumulation)), as transformers.Trainer
+    (``_inner_training_loop``) computes it."""
+    import math
+
+    args = trainer.args
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    batches = len(trainer.get_train_dataloader())
+    per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return int(math.ceil(args.num_train_epochs * per_epoch))
 
 
 __all__ = ["CUSTOM_LOSSES", "METHODS", "PairLogps", "build_trainer", "custom_trainer_class", "dpo_config_kwargs",

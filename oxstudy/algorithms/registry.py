@@ -404,8 +404,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           fixed={"loss_type": ["sigmoid"], "sync_ref_model": True}, tags=_pref("logistic"),
           paper="Gorbatovski et al. 2024, Learn Your Reference Model for Real Good Alignment "
           "(arXiv:2404.09656)",
-          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps  (equals dpo until "
-          "step tau = ref_model_sync_steps)",
+          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps  (a run of <= tau "
+          "= ref_model_sync_steps steps would equal dpo and is refused: validate_schedule)",
           description="Trust-region DPO: the reference model is softly updated towards the policy."),
     # --- DPO-family losses TRL lacks: small loss overrides on trl.DPOTrainer ---------------------
     _info("rdpo", "offline-preference", "preference-pairs", True, ("oxstudy.RDPOTrainer", "trl.DPOConfig"),
@@ -784,6 +784,26 @@ def validate_finetune(name: str, finetune: str) -> list[str]:
         return [f"method {info.name!r} updates a separate reference model, which TRL 1.16 does not support "
                 "with LoRA (the reference is the adapter-disabled base); use finetune: full"]
     return []
+
+
+def validate_schedule(name: str, hyperparameters: dict[str, Any], optimizer_steps: int | None) -> list[str]:
+    """Error messages (empty if fine) for running method ``name`` for ``optimizer_steps`` steps
+    (``None``: not known yet, nothing to check).
+
+    tr-dpo moves its reference towards the policy after every ``ref_model_sync_steps``-th
+    optimizer step (TRL's SyncRefModelCallback: ``global_step % ref_model_sync_steps == 0``); a
+    run that ends at or before the first sync never trains against a moved reference, so it
+    would silently *equal dpo*. That is an error, not a quiet fallback."""
+    info = get(name)
+    if not info.fixed.get("sync_ref_model") or optimizer_steps is None:
+        return []
+    tau = int(resolve_hyperparameters(info.name, hyperparameters)["ref_model_sync_steps"])
+    if optimizer_steps > tau:
+        return []
+    return [f"method {info.name!r} syncs its reference every ref_model_sync_steps = {tau} optimizer steps, "
+            f"but this run takes {optimizer_steps}: no step would see a moved reference, so it would equal dpo; "
+            f"set hyperparameters.ref_model_sync_steps below {optimizer_steps} (the paper's 512 assumes "
+            "thousands of steps) or train longer"]
 
 
 def resolve_hyperparameters(name: str, hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
