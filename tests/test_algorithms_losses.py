@@ -472,6 +472,38 @@ def test_grpo_family_policy_loss(method, model_dir, data, tmp_path):
     assert got == pytest.approx(float(expected), rel=1e-5), method
 
 
+def test_cispo_caps_the_weight_at_epsilon_high_itself(model_dir, data, tmp_path):
+    """The registry's formula says TRL caps the IS weight at epsilon_high (not 1 + epsilon_high).
+    With epsilon_high 1.1 some ratios of the batch (up to exp(0.2)) are capped; under
+    1 + epsilon_high = 2.1 none would be, so the two readings give different values and gradients."""
+    assert "sg(min(r_t, epsilon_high))" in registry.get("cispo").loss
+    overrides = {"optimizer_steps_per_generation": 1, "epsilon_high": 1.1}
+    trainer = trainer_for("cispo", model_dir, data, tmp_path, hyperparameters=overrides)
+    mask, logps, old, adv = online_batch()
+    leaf = logps.clone().requires_grad_(True)
+    trainer._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, torch.zeros_like(leaf), None)
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = {"prompt_ids": torch.ones(4, 2, dtype=torch.long), "prompt_mask": torch.ones(4, 2, dtype=torch.long),
+              "completion_ids": torch.ones(4, 6, dtype=torch.long), "completion_mask": mask,
+              "advantages": adv, "num_items_in_batch": mask.sum().float(), "old_per_token_logps": old}
+    got = trainer._compute_loss(trainer.model, inputs)
+    (got_grad,) = torch.autograd.grad(got, leaf)
+    m = mask.float()
+
+    def cispo(cap):  # MiniMax-M1 Eq. 4: -sg(min(r, cap)) A log pi, token mean over the batch
+        weight = torch.clamp(torch.exp(leaf - old), max=cap).detach()
+        loss = (-weight * adv[:, None] * leaf * m).sum() / m.sum()
+        return loss, torch.autograd.grad(loss, leaf)[0]
+
+    expected, expected_grad = cispo(1.1)
+    wrong, wrong_grad = cispo(1 + 1.1)
+    assert bool(((torch.exp(logps - old) > 1.1) & mask.bool()).any())  # the cap binds on this batch
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7)
+    assert float(got) != pytest.approx(float(wrong), rel=1e-3)
+    assert not torch.allclose(got_grad, wrong_grad, rtol=1e-3, atol=1e-6)
+
+
 def test_rloo_policy_loss(model_dir, data, tmp_path):
     hp = registry.resolve_hyperparameters("rloo")
     trainer = trainer_for("rloo", model_dir, data, tmp_path)
