@@ -149,6 +149,11 @@ def sigmoid(x):
     return 1 / (1 + torch.exp(-x))
 
 
+def bco_delta(*batches):
+    """BCO's reward shift after ``batches``: the plain mean of every reward beta h_w, beta h_l seen."""
+    return torch.cat([BETA * torch.cat([b.hw, b.hl]) for b in batches]).mean().detach()
+
+
 # Published formulas, written independently of oxstudy and TRL. ``s`` holds the summed
 # log-probs; ``hp`` the method hyperparameters.
 DPO_FORMULAS = {
@@ -165,7 +170,9 @@ DPO_FORMULAS = {
     "robust-dpo": lambda s, hp: ((-(1 - hp["label_smoothing"]) * log_sigmoid(BETA * s.h)
                                   + hp["label_smoothing"] * log_sigmoid(-BETA * s.h))
                                  / (1 - 2 * hp["label_smoothing"])),
-    "bco": lambda s, hp: -log_sigmoid(BETA * s.hw) - log_sigmoid(-BETA * s.hl),
+    # Jung et al. 2024: reward shift delta = running mean of the rewards (here: this first batch's),
+    # a constant for the gradient.
+    "bco": lambda s, hp: (-log_sigmoid(BETA * s.hw - bco_delta(s)) - log_sigmoid(-(BETA * s.hl - bco_delta(s)))),
     "sppo": lambda s, hp: (s.hw - 1 / (2 * BETA)) ** 2 + (s.hl + 1 / (2 * BETA)) ** 2,
     "aot": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.lw - s.ll).values - torch.sort(s.rw - s.rl).values)),
     "aot-unpaired": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.hw).values - torch.sort(s.hl).values)),
@@ -267,6 +274,23 @@ def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
     (expected_grad,) = torch.autograd.grad(expected, leaf)
     assert float(second) == pytest.approx(float(expected), rel=1e-5)
     assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
+
+
+def test_bco_reward_shift_is_the_running_mean_of_all_rewards(model_dir, data, tmp_path):
+    """Second batch: delta is the mean over both batches' 12 rewards, not the second batch's own,
+    and not 0 (TRL's bco_pair)."""
+    trainer = trainer_for("bco", model_dir, data, tmp_path)
+    dpo_loss_from_trainer(trainer, seed=0)
+    leaf = pair_batch(10)[1].clone().requires_grad_(True)
+    got = dpo_loss_from_trainer(trainer, seed=10, policy=leaf)
+    (got_grad,) = torch.autograd.grad(got, leaf)
+    s0, s1 = sums(0), sums(10, policy=leaf)
+    delta = bco_delta(s0, s1)
+    assert float(delta) != pytest.approx(float(bco_delta(s1)), rel=1e-3)
+    expected = (-log_sigmoid(BETA * s1.hw - delta) - log_sigmoid(-(BETA * s1.hl - delta))).mean()
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- CPO / SimPO / AlphaPO / ORPO
@@ -587,3 +611,60 @@ def test_every_method_has_a_loss_test():
     covered = set(DPO_TRAINER_METHODS) | set(GRPO_METHODS) | {
         "cpo", "simpo", "alphapo", "orpo", "kto", "apo-unpaired", "rloo", "online-dpo", "sft", "sp-rft"}
     assert covered == set(registry.names())
+
+
+# ----------------------------------------------------------------------------- running statistics across GPUs
+
+
+def _two_process_statistics(rank, port, out_dir):
+    """One of two gloo processes: each feeds its own pairs to beta-dpo's and bco's losses twice."""
+    import torch.distributed as dist
+
+    from oxstudy.algorithms.preference import PairLogps, bco_loss, beta_dpo_loss
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    beta_state, bco_state = {}, {}
+    for step in range(2):
+        g = torch.Generator().manual_seed(100 * step + rank)
+        logps = [-(1 + 4 * torch.rand(2 + rank, generator=g)) for _ in range(4)]  # rank 1 has 3 pairs
+        lengths = torch.full((2 + rank,), 3)
+        batch = PairLogps(*logps, lengths, lengths)
+        beta_dpo_loss(batch, BETA, hp, beta_state)
+        bco_loss(batch, BETA, {}, bco_state)
+    torch.save({"beta": beta_state, "bco": bco_state}, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_beta_dpo_and_bco_share_their_running_statistics_across_processes(tmp_path):
+    """Under torch.distributed the batch margin (beta-dpo) and the reward mean (bco) are over the
+    pairs of every process, so both ranks hold the same M0, beta_b and delta: the values computed
+    here from all 5 pairs per step (2 on rank 0, 3 on rank 1)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_two_process_statistics, args=(port, str(tmp_path)), nprocs=2, join=True)
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert states[0] == states[1]
+
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    margins, rewards = [], []
+    for step in range(2):
+        pairs = []
+        for rank in range(2):
+            g = torch.Generator().manual_seed(100 * step + rank)
+            pairs.append([-(1 + 4 * torch.rand(2 + rank, generator=g)) for _ in range(4)])
+        lw, ll, rw, rl = (torch.cat([p[i] for p in pairs]) for i in range(4))
+        margins.append(float((BETA * ((lw - rw) - (ll - rl))).mean()))
+        rewards += [BETA * (lw - rw), BETA * (ll - rl)]
+    m0 = hp["momentum"] * margins[0] + (1 - hp["momentum"]) * margins[0]
+    beta_b = BETA * (1 + hp["alpha"] * (margins[1] - m0))
+    assert states[0]["beta"]["beta"] == pytest.approx(beta_b, rel=1e-6)
+    assert states[0]["beta"]["m0"] == pytest.approx(hp["momentum"] * m0 + (1 - hp["momentum"]) * margins[1], rel=1e-6)
+    assert states[0]["bco"]["delta"] == pytest.approx(float(torch.cat(rewards).double().mean()), rel=1e-6)
+    assert states[0]["bco"]["reward_count"] == 20

@@ -1,7 +1,7 @@
 """Offline preference methods on ``trl.DPOTrainer``.
 
 Most of the DPO taxonomy is TRL's own ``DPOConfig.loss_type`` (see the registry's ``fixed``
-values): dpo, ipo, hinge, exo, nca, robust-dpo, bco, sppo, aot, aot-unpaired, apo, apo-down,
+values): dpo, ipo, hinge, exo, nca, robust-dpo, sppo, aot, aot-unpaired, apo, apo-down,
 discopop, sigmoid-norm, wpo, f-dpo, ld-dpo, tr-dpo.
 
 The methods TRL lacks are *loss overrides* on the same trainer, not new loops: each is a pure
@@ -65,23 +65,59 @@ def cdpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str
     return -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
 
 
+def _global_sum_count(values: torch.Tensor) -> tuple[float, int]:
+    """Sum and count of ``values`` over every process of the run (all-reduced when
+    ``torch.distributed`` is initialised, so running batch statistics agree across GPUs; on one
+    process just the local sum and count)."""
+    import torch
+    import torch.distributed as dist
+
+    local = torch.stack([values.detach().sum().double(), torch.tensor(float(values.numel()), dtype=torch.float64,
+                                                                         device=values.device)])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(local, op=dist.ReduceOp.SUM)
+    return float(local[0]), int(local[1])
+
+
 def beta_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
     """beta-DPO, Wu et al. 2024 (arXiv:2407.08639), Eq. 7 (batch-level dynamic beta):
     ``beta_b = beta (1 + alpha (M_b - M0))`` with ``M_b`` the batch mean implicit reward margin
     ``beta h`` and ``M0`` its moving average (momentum ``m``); loss ``-log sigma(beta_b h)``.
     ``state`` carries ``M0`` between steps (starts at the first batch's margin); beta_b is kept
-    positive (floored at 1e-3 * beta). The paper's optional data filtering is not applied."""
+    positive (floored at 1e-3 * beta). ``M_b`` is the mean over the micro-batch of every process
+    (all-reduced under torch.distributed), so all GPUs use one beta_b and one ``M0``. The paper's
+    optional data filtering is not applied."""
     import torch
     import torch.nn.functional as F
 
     h = batch.chosen_logratios - batch.rejected_logratios
     with torch.no_grad():
-        margin = float((beta * h).mean())
+        total, count = _global_sum_count(beta * h)
+        margin = total / count
         m0 = state.get("m0", margin)
         beta_b = max(beta * (1 + hp["alpha"] * (margin - m0)), 1e-3 * beta)
         state["m0"] = hp["momentum"] * m0 + (1 - hp["momentum"]) * margin
         state["beta"] = beta_b
     return -F.logsigmoid(beta_b * h)
+
+
+def bco_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """BCO, Jung et al. 2024 (arXiv:2404.04656), paired form with the reward shift:
+    ``-log sigma(r_w - delta) - log sigma(-(r_l - delta))``, ``r = beta h_{w,l}``, and ``delta``
+    the running mean of every reward seen so far, chosen and rejected, this batch included
+    (not backpropagated; all-reduced across processes under torch.distributed). TRL's
+    ``bco_pair`` has no shift (delta = 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    chosen_rewards = beta * batch.chosen_logratios
+    rejected_rewards = beta * batch.rejected_logratios
+    with torch.no_grad():
+        total, count = _global_sum_count(torch.cat([chosen_rewards, rejected_rewards]))
+        seen = state.get("reward_count", 0) + count
+        delta = state.get("delta", 0.0) + (total - count * state.get("delta", 0.0)) / seen
+        state["reward_count"], state["delta"] = seen, delta
+    return -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
 
 
 def cal_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
@@ -181,6 +217,7 @@ CUSTOM_LOSSES: dict[str, LossFn] = {
     "focalpo": focalpo_loss,
     "slic": slic_loss,
     "rpo": rpo_loss,
+    "bco": bco_loss,
 }
 
 
@@ -277,7 +314,7 @@ def oxdpo_trainer_class() -> type:
 
 
 #: DPO-family methods: TRL's own loss types plus the loss overrides above.
-METHODS = ("dpo", "ipo", "hinge", "exo", "nca", "robust-dpo", "bco", "sppo", "aot", "aot-unpaired",
+METHODS = ("dpo", "ipo", "hinge", "exo", "nca", "robust-dpo", "sppo", "aot", "aot-unpaired",
            "apo", "apo-down", "discopop", "sigmoid-norm", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
            *CUSTOM_LOSSES)
 

@@ -332,11 +332,11 @@ _ENTRIES: list[AlgorithmInfo] = [
           loss="[-(1-eps) log sigma(beta h) + eps log sigma(-beta h)] / (1 - 2 eps)",
           description="Unbiased DPO loss under a known preference-flip rate eps.",
           oxrl={"label_smoothing": (0.1, "oxrl/algs/robust_dpo.py RobustDPO(label_smoothing=0.1)")}),
-    _info("bco", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["bco_pair"]},
+    _info("bco", "offline-preference", "preference-pairs", True, ("oxstudy.BCOTrainer", "trl.DPOConfig"),
           tags=_pref("binary-classifier"), paper="Jung et al. 2024, Binary Classifier Optimization for "
           "Large Language Model Alignment (arXiv:2404.04656)",
-          loss="-log sigma(beta h_w) - log sigma(-beta h_l)  (TRL's paired form, without the paper's running "
-          "reward shift delta)",
+          loss="-log sigma(beta h_w - delta) - log sigma(-(beta h_l - delta)),  delta = running mean of all "
+          "rewards beta h_{w,l} seen so far (the paper's reward shift; TRL's bco_pair has none)",
           description="Binary classifier optimisation: chosen and rejected rewards classified apart."),
     _info("sppo", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["sppo_hard"]},
           tags=_pref("squared"), paper="Wu et al. 2024, Self-Play Preference Optimization for Language "
@@ -427,7 +427,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           tags=_pref("adaptive-beta"), paper="Wu et al. 2024, beta-DPO: Direct Preference Optimization "
           "with Dynamic beta (arXiv:2407.08639)",
           loss="-log sigma(beta_b h),  beta_b = beta (1 + alpha (mean_batch(beta h) - M0)), "
-          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch, per process)",
+          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch; the batch mean is "
+          "all-reduced across processes)",
           description="DPO with a batch-level beta calibrated on the implicit reward margin.",
           aliases=("betadpo",),
           oxrl={"alpha": (0.5, "oxrl/algs/betadpo.py BetaDPO(betadpo_alpha=0.5)"), "momentum": (0.9, "oxrl/algs/betadpo.py BetaDPO(betadpo_ema_gamma=0.9)")}),
