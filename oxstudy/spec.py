@@ -796,7 +796,11 @@ def check_spec(spec: StudySpec) -> list[Problem]:
                 for message in registry.validate_finetune(algorithm.method, model.finetune):
                     problems.append((("models", i, "finetune"), f"algorithm {algorithm.id}: {message}"))
                 steps = resolve_training(spec, model, algorithm).max_steps
-                for message in registry.validate_schedule(algorithm.method, algorithm.hyperparameters, steps):
+                method = registry.canonical(algorithm.method)
+                profile = {k: v for name, values in spec.method_defaults.items()
+                           if registry.canonical(name) == method for k, v in values.items()}
+                merged = {**profile, **algorithm.hyperparameters}  # as plan._resolve_method merges them
+                for message in registry.validate_schedule(method, merged, steps):
                     j = spec.algorithms.index(algorithm)
                     problems.append((("algorithms", j, "hyperparameters"), f"model {model.id}: {message}"))
         kind = source_kind(model.source)

@@ -291,3 +291,5 @@ def test_spec_rejects_a_tr_dpo_arm_shorter_than_its_sync_period(tmp_path):
            "ref_model_sync_steps = 512 optimizer steps, but this run takes 20" in str(info.value)
     path.write_text(head + "  - {id: T, method: tr-dpo, hyperparameters: {ref_model_sync_steps: 8}}\n")
     load_spec(path)  # syncs at steps 8 and 16
+    path.write_text(head + "  - {id: T, method: tr-dpo}\nmethod_defaults: {tr-dpo: {ref_model_sync_steps: 8}}\n")
+    load_spec(path)  # the spec's method_defaults count too
