@@ -795,6 +795,14 @@ def check_spec(spec: StudySpec) -> list[Problem]:
             if (model.algorithms is None or algorithm.id in model.algorithms) and not _method_problem(algorithm.method):
                 for message in registry.validate_finetune(algorithm.method, model.finetune):
                     problems.append((("models", i, "finetune"), f"algorithm {algorithm.id}: {message}"))
+                steps = resolve_training(spec, model, algorithm).max_steps
+                method = registry.canonical(algorithm.method)
+                profile = {k: v for name, values in spec.method_defaults.items()
+                           if registry.canonical(name) == method for k, v in values.items()}
+                merged = {**profile, **algorithm.hyperparameters}  # as plan._resolve_method merges them
+                for message in registry.validate_schedule(method, merged, steps):
+                    j = spec.algorithms.index(algorithm)
+                    problems.append((("algorithms", j, "hyperparameters"), f"model {model.id}: {message}"))
         kind = source_kind(model.source)
         if kind == "path" and not spec.resolve_path(model.source).exists():
             problems.append((("models", i, "source"), f"local model path {model.source} does not exist"))

@@ -149,10 +149,9 @@ def sigmoid(x):
     return 1 / (1 + torch.exp(-x))
 
 
-def sft_term(s):
-    """Mean negative log-likelihood over all chosen completion tokens of the batch."""
-    chosen = s.policy[:3][s.shift[:3].bool()]
-    return -chosen.mean()
+def bco_delta(*batches):
+    """BCO's reward shift after ``batches``: the plain mean of every reward beta h_w, beta h_l seen."""
+    return torch.cat([BETA * torch.cat([b.hw, b.hl]) for b in batches]).mean().detach()
 
 
 # Published formulas, written independently of oxstudy and TRL. ``s`` holds the summed
@@ -162,7 +161,8 @@ DPO_FORMULAS = {
     "tr-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),
     "ipo": lambda s, hp: (s.hw / s.nw - s.hl / s.nl - 1 / (2 * BETA)) ** 2,
     "hinge": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0),
-    "slic": lambda s, hp: torch.clamp(1 - BETA * s.h, min=0) + hp["sft_weight"] * sft_term(s),
+    # Zhao et al. 2023, Eq. 1: reference-free margin, NLL of each chosen sequence (token sum).
+    "slic": lambda s, hp: torch.clamp(hp["delta"] - (s.lw - s.ll), min=0) - hp["sft_weight"] * s.lw,
     "exo": lambda s, hp: (sigmoid(BETA * s.h) * (log_sigmoid(BETA * s.h) - math.log(1 - hp["label_smoothing"]))
                           + sigmoid(-BETA * s.h) * (log_sigmoid(-BETA * s.h) - math.log(hp["label_smoothing"]))),
     "nca": lambda s, hp: (-log_sigmoid(BETA * s.hw) - 0.5 * log_sigmoid(-BETA * s.hw)
@@ -170,7 +170,9 @@ DPO_FORMULAS = {
     "robust-dpo": lambda s, hp: ((-(1 - hp["label_smoothing"]) * log_sigmoid(BETA * s.h)
                                   + hp["label_smoothing"] * log_sigmoid(-BETA * s.h))
                                  / (1 - 2 * hp["label_smoothing"])),
-    "bco": lambda s, hp: -log_sigmoid(BETA * s.hw) - log_sigmoid(-BETA * s.hl),
+    # Jung et al. 2024: reward shift delta = running mean of the rewards (here: this first batch's),
+    # a constant for the gradient.
+    "bco": lambda s, hp: (-log_sigmoid(BETA * s.hw - bco_delta(s)) - log_sigmoid(-(BETA * s.hl - bco_delta(s)))),
     "sppo": lambda s, hp: (s.hw - 1 / (2 * BETA)) ** 2 + (s.hl + 1 / (2 * BETA)) ** 2,
     "aot": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.lw - s.ll).values - torch.sort(s.rw - s.rl).values)),
     "aot-unpaired": lambda s, hp: -log_sigmoid(BETA * (torch.sort(s.hw).values - torch.sort(s.hl).values)),
@@ -179,7 +181,8 @@ DPO_FORMULAS = {
     "discopop": lambda s, hp: ((1 - sigmoid(BETA * s.h / hp["discopop_tau"])) * -log_sigmoid(BETA * s.h)
                                + sigmoid(BETA * s.h / hp["discopop_tau"]) * torch.exp(-BETA * s.h)),
     "sigmoid-norm": lambda s, hp: -log_sigmoid(BETA * (s.hw / s.nw - s.hl / s.nl)),
-    "rpo": lambda s, hp: -log_sigmoid(BETA * s.h) + hp["rpo_alpha"] * sft_term(s),
+    # Pang et al. 2024, Eq. 1: NLL of each chosen sequence divided by its own length.
+    "rpo": lambda s, hp: -log_sigmoid(BETA * s.h) - hp["rpo_alpha"] * s.lw / s.nw,
     "f-dpo": lambda s, hp: -log_sigmoid(BETA * ((math.log(2) + log_sigmoid(s.hw)) - (math.log(2) + log_sigmoid(s.hl)))),
     "ld-dpo": lambda s, hp: -log_sigmoid(BETA * s.h),  # with ld_alpha-weighted sums, see sums()
     "rdpo": lambda s, hp: -log_sigmoid(BETA * s.h - hp["alpha"] * (s.nw - s.nl)),
@@ -213,8 +216,10 @@ def test_every_dpo_trainer_method_has_a_formula():
 def test_dpo_family_loss_matches_published_formula(method, model_dir, data, tmp_path):
     """Value and gradient w.r.t. the policy's per-token log-probabilities: the trainer's loss vs
     autograd on the formula, both from the same leaf tensor."""
-    hp = registry.resolve_hyperparameters(method)
-    trainer = trainer_for(method, model_dir, data, tmp_path)
+    # tr-dpo's 2-step test run must sync its reference (tau = 512 is refused); the loss ignores tau.
+    overrides = {"ref_model_sync_steps": 1} if method == "tr-dpo" else None
+    hp = registry.resolve_hyperparameters(method, overrides)
+    trainer = trainer_for(method, model_dir, data, tmp_path, hyperparameters=overrides)
     leaf = pair_batch()[1].clone().requires_grad_(True)
     got = dpo_loss_from_trainer(trainer, policy=leaf)
     (got_grad,) = torch.autograd.grad(got, leaf)
@@ -226,6 +231,16 @@ def test_dpo_family_loss_matches_published_formula(method, model_dir, data, tmp_
     assert math.isfinite(float(got))
     assert expected_grad.abs().sum() > 0, method  # the formula does depend on the policy
     assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7), method
+
+
+def test_slic_keeps_no_reference_model(model_dir, data, tmp_path):
+    """SLiC-HF is reference-free: no frozen copy is held and a reference forward would fail."""
+    trainer = trainer_for("slic", model_dir, data, tmp_path)
+    assert trainer.ref_model is None
+    inputs, policy, _, _, _ = pair_batch()
+    loss = trainer.compute_loss(LogProbTable([(inputs["input_ids"], policy, {})]), inputs)
+    s = sums()
+    assert float(loss) == pytest.approx(float((torch.clamp(1 - (s.lw - s.ll), min=0) - s.lw).mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("kind,formula", [
@@ -261,6 +276,23 @@ def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
     (expected_grad,) = torch.autograd.grad(expected, leaf)
     assert float(second) == pytest.approx(float(expected), rel=1e-5)
     assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
+
+
+def test_bco_reward_shift_is_the_running_mean_of_all_rewards(model_dir, data, tmp_path):
+    """Second batch: delta is the mean over both batches' 12 rewards, not the second batch's own,
+    and not 0 (TRL's bco_pair)."""
+    trainer = trainer_for("bco", model_dir, data, tmp_path)
+    dpo_loss_from_trainer(trainer, seed=0)
+    leaf = pair_batch(10)[1].clone().requires_grad_(True)
+    got = dpo_loss_from_trainer(trainer, seed=10, policy=leaf)
+    (got_grad,) = torch.autograd.grad(got, leaf)
+    s0, s1 = sums(0), sums(10, policy=leaf)
+    delta = bco_delta(s0, s1)
+    assert float(delta) != pytest.approx(float(bco_delta(s1)), rel=1e-3)
+    expected = (-log_sigmoid(BETA * s1.hw - delta) - log_sigmoid(-(BETA * s1.hl - delta))).mean()
+    (expected_grad,) = torch.autograd.grad(expected, leaf)
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- CPO / SimPO / AlphaPO / ORPO
@@ -466,6 +498,38 @@ def test_grpo_family_policy_loss(method, model_dir, data, tmp_path):
     assert got == pytest.approx(float(expected), rel=1e-5), method
 
 
+def test_cispo_caps_the_weight_at_epsilon_high_itself(model_dir, data, tmp_path):
+    """The registry's formula says TRL caps the IS weight at epsilon_high (not 1 + epsilon_high).
+    With epsilon_high 1.1 some ratios of the batch (up to exp(0.2)) are capped; under
+    1 + epsilon_high = 2.1 none would be, so the two readings give different values and gradients."""
+    assert "sg(min(r_t, epsilon_high))" in registry.get("cispo").loss
+    overrides = {"optimizer_steps_per_generation": 1, "epsilon_high": 1.1}
+    trainer = trainer_for("cispo", model_dir, data, tmp_path, hyperparameters=overrides)
+    mask, logps, old, adv = online_batch()
+    leaf = logps.clone().requires_grad_(True)
+    trainer._get_per_token_logps_and_entropies = lambda *a, **k: (leaf, torch.zeros_like(leaf), None)
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = {"prompt_ids": torch.ones(4, 2, dtype=torch.long), "prompt_mask": torch.ones(4, 2, dtype=torch.long),
+              "completion_ids": torch.ones(4, 6, dtype=torch.long), "completion_mask": mask,
+              "advantages": adv, "num_items_in_batch": mask.sum().float(), "old_per_token_logps": old}
+    got = trainer._compute_loss(trainer.model, inputs)
+    (got_grad,) = torch.autograd.grad(got, leaf)
+    m = mask.float()
+
+    def cispo(cap):  # MiniMax-M1 Eq. 4: -sg(min(r, cap)) A log pi, token mean over the batch
+        weight = torch.clamp(torch.exp(leaf - old), max=cap).detach()
+        loss = (-weight * adv[:, None] * leaf * m).sum() / m.sum()
+        return loss, torch.autograd.grad(loss, leaf)[0]
+
+    expected, expected_grad = cispo(1.1)
+    wrong, wrong_grad = cispo(1 + 1.1)
+    assert bool(((torch.exp(logps - old) > 1.1) & mask.bool()).any())  # the cap binds on this batch
+    assert float(got) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-7)
+    assert float(got) != pytest.approx(float(wrong), rel=1e-3)
+    assert not torch.allclose(got_grad, wrong_grad, rtol=1e-3, atol=1e-6)
+
+
 def test_rloo_policy_loss(model_dir, data, tmp_path):
     hp = registry.resolve_hyperparameters("rloo")
     trainer = trainer_for("rloo", model_dir, data, tmp_path)
@@ -552,3 +616,60 @@ def test_every_method_has_a_loss_test():
     from tests.test_polarity import POLARITY_METHODS
 
     assert covered | set(POLARITY_METHODS) == set(registry.names())
+
+
+# ----------------------------------------------------------------------------- running statistics across GPUs
+
+
+def _two_process_statistics(rank, port, out_dir):
+    """One of two gloo processes: each feeds its own pairs to beta-dpo's and bco's losses twice."""
+    import torch.distributed as dist
+
+    from oxstudy.algorithms.preference import PairLogps, bco_loss, beta_dpo_loss
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    beta_state, bco_state = {}, {}
+    for step in range(2):
+        g = torch.Generator().manual_seed(100 * step + rank)
+        logps = [-(1 + 4 * torch.rand(2 + rank, generator=g)) for _ in range(4)]  # rank 1 has 3 pairs
+        lengths = torch.full((2 + rank,), 3)
+        batch = PairLogps(*logps, lengths, lengths)
+        beta_dpo_loss(batch, BETA, hp, beta_state)
+        bco_loss(batch, BETA, {}, bco_state)
+    torch.save({"beta": beta_state, "bco": bco_state}, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_beta_dpo_and_bco_share_their_running_statistics_across_processes(tmp_path):
+    """Under torch.distributed the batch margin (beta-dpo) and the reward mean (bco) are over the
+    pairs of every process, so both ranks hold the same M0, beta_b and delta: the values computed
+    here from all 5 pairs per step (2 on rank 0, 3 on rank 1)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_two_process_statistics, args=(port, str(tmp_path)), nprocs=2, join=True)
+    states = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    assert states[0] == states[1]
+
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    margins, rewards = [], []
+    for step in range(2):
+        pairs = []
+        for rank in range(2):
+            g = torch.Generator().manual_seed(100 * step + rank)
+            pairs.append([-(1 + 4 * torch.rand(2 + rank, generator=g)) for _ in range(4)])
+        lw, ll, rw, rl = (torch.cat([p[i] for p in pairs]) for i in range(4))
+        margins.append(float((BETA * ((lw - rw) - (ll - rl))).mean()))
+        rewards += [BETA * (lw - rw), BETA * (ll - rl)]
+    m0 = hp["momentum"] * margins[0] + (1 - hp["momentum"]) * margins[0]
+    beta_b = BETA * (1 + hp["alpha"] * (margins[1] - m0))
+    assert states[0]["beta"]["beta"] == pytest.approx(beta_b, rel=1e-6)
+    assert states[0]["beta"]["m0"] == pytest.approx(hp["momentum"] * m0 + (1 - hp["momentum"]) * margins[1], rel=1e-6)
+    assert states[0]["bco"]["delta"] == pytest.approx(float(torch.cat(rewards).double().mean()), rel=1e-6)
+    assert states[0]["bco"]["reward_count"] == 20

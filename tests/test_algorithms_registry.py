@@ -50,7 +50,7 @@ def test_metadata_is_complete(name):
     assert info.paper and info.loss and info.description
     # Defaults are either fields of the trainer config or consumed by an oxstudy loss override.
     fields = set(registry.TRAINER_CONFIG_FIELDS[info.config])
-    if not info.trainer.startswith("oxstudy.") and name not in ("rpo", "slic"):
+    if not info.trainer.startswith("oxstudy."):
         assert set(info.defaults) - registry.GRPO_OXSTUDY_KEYS <= fields, set(info.defaults) - fields
     # Neither profile may set something the method never reads.
     assert not set(info.defaults) & set(registry.ignored_settings(name))
@@ -68,7 +68,10 @@ def test_trainer_mapping_and_reference_models():
     assert registry.get("gspo").fixed["importance_sampling_level"] == "sequence"
     assert registry.get("grpo").fixed["importance_sampling_level"] == "token"
     assert registry.get("cispo").fixed["loss_type"] == "cispo"
-    assert registry.get("rpo").fixed["loss_type"] == ["sigmoid", "sft"]
+    # rpo and slic follow their papers through loss overrides (TRL's sft term pools the batch's
+    # tokens; SLiC-HF is reference-free): tests/test_algorithms_losses.py checks both formulas.
+    assert registry.get("rpo").trainer == "oxstudy.RPOTrainer" and registry.get("rpo").needs_reference
+    assert registry.get("slic").trainer == "oxstudy.SLiCTrainer" and not registry.get("slic").needs_reference
     assert not registry.get("simpo").needs_reference and not registry.get("orpo").needs_reference
     assert registry.get("dpo").needs_reference and registry.get("kto").needs_reference
     assert registry.get("kto").data == "unpaired-labels"
@@ -260,3 +263,33 @@ def test_validate_finetune():
     assert registry.validate_finetune("dpo", "lora") == []
     assert registry.validate_finetune("tr-dpo", "full") == []
     assert "use finetune: full" in registry.validate_finetune("tr-dpo", "lora")[0]
+
+
+def test_tr_dpo_that_never_syncs_its_reference_is_an_error():
+    """TRL syncs after every tau-th optimizer step (global_step % tau == 0): a run of <= tau steps
+    never trains against a moved reference, i.e. it is dpo under another name."""
+    assert registry.validate_schedule("tr-dpo", {}, None) == []  # step count unknown at plan time
+    assert registry.validate_schedule("tr-dpo", {}, 513) == []  # paper tau 512: step 513 sees the sync
+    (message,) = registry.validate_schedule("tr-dpo", {}, 512)
+    assert "ref_model_sync_steps = 512" in message and "equal dpo" in message
+    assert registry.validate_schedule("tr-dpo", {"ref_model_sync_steps": 4}, 5) == []
+    assert registry.validate_schedule("tr-dpo", {"ref_model_sync_steps": 4}, 4)
+    assert registry.validate_schedule("dpo", {}, 3) == []  # only methods that sync a reference
+
+
+def test_spec_rejects_a_tr_dpo_arm_shorter_than_its_sync_period(tmp_path):
+    from oxstudy.errors import SpecError
+    from oxstudy.spec import load_spec
+
+    path = tmp_path / "s.yaml"
+    head = ("name: s\nmodels: [{id: t, source: 'zoo:tiny'}]\nseeds: [1]\nbenchmarks: [{id: a, task: oxs_arith}]\n"
+            "training: {max_steps: 20}\nalgorithms:\n")
+    path.write_text(head + "  - {id: D, method: dpo}\n  - {id: T, method: tr-dpo}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert f"{path}:8: algorithms[1].hyperparameters: model t: method 'tr-dpo' syncs its reference every " \
+           "ref_model_sync_steps = 512 optimizer steps, but this run takes 20" in str(info.value)
+    path.write_text(head + "  - {id: T, method: tr-dpo, hyperparameters: {ref_model_sync_steps: 8}}\n")
+    load_spec(path)  # syncs at steps 8 and 16
+    path.write_text(head + "  - {id: T, method: tr-dpo}\nmethod_defaults: {tr-dpo: {ref_model_sync_steps: 8}}\n")
+    load_spec(path)  # the spec's method_defaults count too

@@ -86,7 +86,8 @@ def changed(model, base_weights):
 @pytest.mark.parametrize("method", registry.names())
 def test_every_method_trains(method, zoo_tiny, tmp_path, selfplay_cache, base_weights):
     steps = []
-    cell = cell_for(method)
+    # tr-dpo must sync its reference within the run (a 2-step run with the paper's 512 is refused).
+    cell = cell_for(method, hyperparameters={"ref_model_sync_steps": 1} if method == "tr-dpo" else None)
     data = prepare_data(cell, zoo_tiny, cache_dir=selfplay_cache)
     result = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path, data=data, reward_funcs=REWARDS,
                         progress=lambda step, total: steps.append((step, total)))
@@ -223,3 +224,25 @@ def test_multi_gpu_accelerate_deepspeed_config(tmp_path):
     command = accelerate_launch_command(cell, path, ["-m", "oxstudy.worker", "cell.json"])
     assert command[:3] == ["accelerate", "launch", "--config_file"] and command[3] == str(path)
     assert command[command.index("--num_processes") + 1] == "2" and command[-1] == "cell.json"
+
+
+def test_tr_dpo_counts_epoch_based_steps_when_the_trainer_is_built(zoo_tiny, tmp_path):
+    """Without max_steps the step count is known only once the data is batched: 4 pairs, batch 2,
+    1 epoch = 2 optimizer steps, so the paper's tau = 512 is refused and tau = 1 accepted."""
+    from oxstudy.algorithms.preference import planned_optimizer_steps
+    from oxstudy.selfplay import TrainingData
+    from oxstudy.tasks import task_split
+    from oxstudy.training import build_trainer
+
+    examples = task_split("oxs_arith", "train", 4)
+    pairs = [{"prompt": e["prompt"], "chosen": e["solution"], "rejected": "#### 0", "answer": e["answer"]}
+             for e in examples]
+    data = TrainingData(gold=examples, sp_rft=examples, pairs=pairs, unpaired=[], prompts=[])
+    training = {"epochs": 1, "per_device_batch_size": 2, "effective_batch_size": 2, "max_steps": None}
+    with pytest.raises(SpecError, match=r"algorithms\[tr-dpo\].hyperparameters: .*but this run takes 2: .*equal dpo"):
+        build_trainer(cell_for("tr-dpo", training=training), model_path=zoo_tiny, output_dir=tmp_path / "a", data=data)
+    run = build_trainer(cell_for("tr-dpo", training=training, hyperparameters={"ref_model_sync_steps": 1}),
+                        model_path=zoo_tiny, output_dir=tmp_path / "b", data=data)
+    assert planned_optimizer_steps(run.trainer) == 2
+    run.trainer.train()
+    assert run.trainer.state.global_step == 2  # the count the check used is the one transformers runs

@@ -1,8 +1,8 @@
 """Offline preference methods on ``trl.DPOTrainer``.
 
 Most of the DPO taxonomy is TRL's own ``DPOConfig.loss_type`` (see the registry's ``fixed``
-values): dpo, ipo, hinge, slic, exo, nca, robust-dpo, bco, sppo, aot, aot-unpaired, apo, apo-down,
-discopop, sigmoid-norm, rpo, wpo, f-dpo, ld-dpo, tr-dpo.
+values): dpo, ipo, hinge, exo, nca, robust-dpo, sppo, aot, aot-unpaired, apo, apo-down,
+discopop, sigmoid-norm, wpo, f-dpo, ld-dpo, tr-dpo.
 
 The methods TRL lacks are *loss overrides* on the same trainer, not new loops: each is a pure
 function of the summed completion log-probabilities below, and :class:`OxDPOTrainer` swaps it
@@ -65,23 +65,59 @@ def cdpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str
     return -(1 - eps) * F.logsigmoid(z) - eps * F.logsigmoid(-z)
 
 
+def _global_sum_count(values: torch.Tensor) -> tuple[float, int]:
+    """Sum and count of ``values`` over every process of the run (all-reduced when
+    ``torch.distributed`` is initialised, so running batch statistics agree across GPUs; on one
+    process just the local sum and count)."""
+    import torch
+    import torch.distributed as dist
+
+    local = torch.stack([values.detach().sum().double(), torch.tensor(float(values.numel()), dtype=torch.float64,
+                                                                         device=values.device)])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(local, op=dist.ReduceOp.SUM)
+    return float(local[0]), int(local[1])
+
+
 def beta_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
     """beta-DPO, Wu et al. 2024 (arXiv:2407.08639), Eq. 7 (batch-level dynamic beta):
     ``beta_b = beta (1 + alpha (M_b - M0))`` with ``M_b`` the batch mean implicit reward margin
     ``beta h`` and ``M0`` its moving average (momentum ``m``); loss ``-log sigma(beta_b h)``.
     ``state`` carries ``M0`` between steps (starts at the first batch's margin); beta_b is kept
-    positive (floored at 1e-3 * beta). The paper's optional data filtering is not applied."""
+    positive (floored at 1e-3 * beta). ``M_b`` is the mean over the micro-batch of every process
+    (all-reduced under torch.distributed), so all GPUs use one beta_b and one ``M0``. The paper's
+    optional data filtering is not applied."""
     import torch
     import torch.nn.functional as F
 
     h = batch.chosen_logratios - batch.rejected_logratios
     with torch.no_grad():
-        margin = float((beta * h).mean())
+        total, count = _global_sum_count(beta * h)
+        margin = total / count
         m0 = state.get("m0", margin)
         beta_b = max(beta * (1 + hp["alpha"] * (margin - m0)), 1e-3 * beta)
         state["m0"] = hp["momentum"] * m0 + (1 - hp["momentum"]) * margin
         state["beta"] = beta_b
     return -F.logsigmoid(beta_b * h)
+
+
+def bco_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """BCO, Jung et al. 2024 (arXiv:2404.04656), paired form with the reward shift:
+    ``-log sigma(r_w - delta) - log sigma(-(r_l - delta))``, ``r = beta h_{w,l}``, and ``delta``
+    the running mean of every reward seen so far, chosen and rejected, this batch included
+    (not backpropagated; all-reduced across processes under torch.distributed). TRL's
+    ``bco_pair`` has no shift (delta = 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    chosen_rewards = beta * batch.chosen_logratios
+    rejected_rewards = beta * batch.rejected_logratios
+    with torch.no_grad():
+        total, count = _global_sum_count(torch.cat([chosen_rewards, rejected_rewards]))
+        seen = state.get("reward_count", 0) + count
+        delta = state.get("delta", 0.0) + (total - count * state.get("delta", 0.0)) / seen
+        state["reward_count"], state["delta"] = seen, delta
+    return -F.logsigmoid(chosen_rewards - delta) - F.logsigmoid(-(rejected_rewards - delta))
 
 
 def cal_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
@@ -142,6 +178,33 @@ def focalpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[
     return -(torch.sigmoid(z) ** hp["gamma"]) * F.logsigmoid(z)
 
 
+def slic_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """SLiC-HF, Zhao et al. 2023 (arXiv:2305.10425), Eq. 1 (reference-free):
+    ``max(0, delta - log pi(y_w|x) + log pi(y_l|x)) - lambda log pi(y_w|x)``, the regulariser being
+    the chosen (SFT-target) sequence's negative log-likelihood, summed over its tokens (the
+    trainer averages over the batch). ``delta`` is the calibration margin, ``lambda`` is
+    ``sft_weight``; no reference model and no ``beta`` are involved."""
+    import torch
+
+    margin = batch.chosen - batch.rejected
+    return torch.clamp(hp["delta"] - margin, min=0) - hp["sft_weight"] * batch.chosen
+
+
+def rpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
+    """Iterative RPO, Pang et al. 2024 (arXiv:2404.19733), Eq. 1:
+    ``-log sigma(beta h) - alpha log pi(y_w|x) / |y_w|``: the NLL term is each chosen sequence's
+    log-likelihood divided by its own length (TRL's ``sft`` term is instead the mean over all
+    chosen tokens of the batch, which weighs long sequences more)."""
+    import torch.nn.functional as F
+
+    h = batch.chosen_logratios - batch.rejected_logratios
+    nll = -batch.chosen / batch.chosen_lengths.to(batch.chosen.dtype)
+    return -F.logsigmoid(beta * h) + hp["rpo_alpha"] * nll
+
+
+#: Override methods that never use a reference model (no frozen copy is kept, no reference forward).
+REFERENCE_FREE = frozenset({"slic"})
+
 #: Losses of the DPO-family methods TRL 1.16 lacks, by registry name.
 CUSTOM_LOSSES: dict[str, LossFn] = {
     "rdpo": rdpo_loss,
@@ -152,13 +215,16 @@ CUSTOM_LOSSES: dict[str, LossFn] = {
     "odpo": odpo_loss,
     "gpo": gpo_loss,
     "focalpo": focalpo_loss,
+    "slic": slic_loss,
+    "rpo": rpo_loss,
+    "bco": bco_loss,
 }
 
 
 def dpo_config_kwargs(method: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """``DPOConfig`` keyword arguments for a DPO-family method: the registry's fixed values,
     the method's hyperparameters that are DPOConfig fields, and method-specific translations
-    (``rpo_alpha`` / ``sft_weight`` -> ``loss_weights``)."""
+    (none at present: rpo and slic are loss overrides reading ``rpo_alpha`` / ``sft_weight``)."""
     from oxstudy.algorithms import registry
 
     info = registry.get(method)
@@ -167,10 +233,6 @@ def dpo_config_kwargs(method: str, hyperparameters: dict[str, Any]) -> dict[str,
     for key, value in hyperparameters.items():
         if key in fields and not (info.name in CUSTOM_LOSSES and key == "label_smoothing"):
             kwargs[key] = value
-    if info.name == "rpo":
-        kwargs["loss_weights"] = [1.0, float(hyperparameters["rpo_alpha"])]
-    elif info.name == "slic":
-        kwargs["loss_weights"] = [1.0, float(hyperparameters["sft_weight"])]
     return kwargs
 
 
@@ -193,6 +255,8 @@ def _oxdpo_trainer_class():
             self.loss_fn = CUSTOM_LOSSES[method]
             self.loss_hyperparameters = dict(loss_hyperparameters)
             self.loss_state: dict[str, Any] = {}
+            if method in REFERENCE_FREE:
+                self.ref_model = None  # TRL made a frozen copy; a reference-free loss never reads it
 
         def _compute_loss(self, model, inputs, return_outputs):
             mode = "train" if self.model.training else "eval"
@@ -206,7 +270,9 @@ def _oxdpo_trainer_class():
             seq_len = shift_completion_mask.size(1)
             logps = outputs.log_probs[:, -seq_len:].sum(dim=1)
             chosen_logps, rejected_logps = logps.chunk(2, dim=0)
-            if self.precompute_ref_logps:
+            if self.method in REFERENCE_FREE:
+                ref_chosen_logps = ref_rejected_logps = torch.zeros_like(chosen_logps).detach()
+            elif self.precompute_ref_logps:
                 ref_chosen_logps, ref_rejected_logps = inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
             else:
                 # Same reference as TRL: the frozen copy, or (LoRA) the policy with adapters disabled.
@@ -248,8 +314,8 @@ def oxdpo_trainer_class() -> type:
 
 
 #: DPO-family methods: TRL's own loss types plus the loss overrides above.
-METHODS = ("dpo", "ipo", "hinge", "slic", "exo", "nca", "robust-dpo", "bco", "sppo", "aot", "aot-unpaired",
-           "apo", "apo-down", "discopop", "sigmoid-norm", "rpo", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
+METHODS = ("dpo", "ipo", "hinge", "exo", "nca", "robust-dpo", "sppo", "aot", "aot-unpaired",
+           "apo", "apo-down", "discopop", "sigmoid-norm", "wpo", "f-dpo", "ld-dpo", "tr-dpo",
            *CUSTOM_LOSSES)
 
 _NAMED_CLASSES: dict[str, type] = {}
@@ -280,7 +346,29 @@ def build_trainer(info: Any, *, model: Any, tokenizer: Any, args: Any, dataset: 
         return custom_trainer_class(info.name)(method=info.name, loss_hyperparameters=hyperparameters, **common)
     from trl import DPOTrainer
 
-    return DPOTrainer(**common)
+    trainer = DPOTrainer(**common)
+    if args.sync_ref_model:  # tr-dpo: the real step count is known only now (epochs x batches)
+        from oxstudy.algorithms import registry
+        from oxstudy.errors import SpecError
+
+        problems = registry.validate_schedule(info.name, hyperparameters, planned_optimizer_steps(trainer))
+        if problems:
+            raise SpecError(*(f"algorithms[{info.name}].hyperparameters: {p}" for p in problems))
+    return trainer
+
+
+def planned_optimizer_steps(trainer: Any) -> int:
+    """The optimizer steps ``trainer.train()`` will take: ``max_steps`` if set, else
+    ceil(epochs x ceil(batches per epoch / gradient accumulation)), as transformers.Trainer
+    (``_inner_training_loop``) computes it."""
+    import math
+
+    args = trainer.args
+    if args.max_steps > 0:
+        return int(args.max_steps)
+    batches = len(trainer.get_train_dataloader())
+    per_epoch = max(math.ceil(batches / args.gradient_accumulation_steps), 1)
+    return int(math.ceil(args.num_train_epochs * per_epoch))
 
 
 __all__ = ["CUSTOM_LOSSES", "METHODS", "PairLogps", "build_trainer", "custom_trainer_class", "dpo_config_kwargs",

@@ -306,12 +306,14 @@ _ENTRIES: list[AlgorithmInfo] = [
           tags=_pref("hinge"), paper="Zhao et al. 2023, SLiC-HF: Sequence Likelihood Calibration with "
           "Human Feedback (arXiv:2305.10425); Liu et al. 2023, RSO (arXiv:2309.06657)",
           loss="max(0, 1 - beta * h)", description="Hinge loss on the reference-normalised margin."),
-    _info("slic", "offline-preference", "preference-pairs", True, _DPO, defaults={"sft_weight": 1.0},
-          fixed={"loss_type": ["hinge", "sft"]}, tags=_pref("hinge"),
+    _info("slic", "offline-preference", "preference-pairs", False, ("oxstudy.SLiCTrainer", "trl.DPOConfig"),
+          defaults={"delta": 1.0, "sft_weight": 1.0}, tags=_pref("hinge"),
           paper="Zhao et al. 2023, SLiC-HF: Sequence Likelihood Calibration with Human Feedback "
-          "(arXiv:2305.10425)", loss="max(0, 1 - beta * h) + sft_weight * NLL(y_w)  (h reference-normalised, "
-          "unlike SLiC-HF's reference-free margin; NLL is the mean over all chosen tokens of the batch)",
-          description="Hinge calibration loss plus a likelihood regulariser on the chosen solution."),
+          "(arXiv:2305.10425)", loss="max(0, delta - log pi(y_w|x) + log pi(y_l|x)) - sft_weight * log pi(y_w|x)  "
+          "(reference-free, as in the paper; the NLL is per sequence, summed over its tokens; training.beta "
+          "is not read)",
+          description="Reference-free hinge calibration loss plus a likelihood regulariser on the chosen "
+          "solution."),
     _info("exo", "offline-preference", "preference-pairs", True, _DPO, defaults={"label_smoothing": 1e-3},
           fixed={"loss_type": ["exo_pair"]}, tags=_pref("reverse-kl"),
           paper="Ji et al. 2024, Towards Efficient Exact Optimization of Language Model Alignment "
@@ -330,11 +332,11 @@ _ENTRIES: list[AlgorithmInfo] = [
           loss="[-(1-eps) log sigma(beta h) + eps log sigma(-beta h)] / (1 - 2 eps)",
           description="Unbiased DPO loss under a known preference-flip rate eps.",
           oxrl={"label_smoothing": (0.1, "oxrl/algs/robust_dpo.py RobustDPO(label_smoothing=0.1)")}),
-    _info("bco", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["bco_pair"]},
+    _info("bco", "offline-preference", "preference-pairs", True, ("oxstudy.BCOTrainer", "trl.DPOConfig"),
           tags=_pref("binary-classifier"), paper="Jung et al. 2024, Binary Classifier Optimization for "
           "Large Language Model Alignment (arXiv:2404.04656)",
-          loss="-log sigma(beta h_w) - log sigma(-beta h_l)  (TRL's paired form, without the paper's running "
-          "reward shift delta)",
+          loss="-log sigma(beta h_w - delta) - log sigma(-(beta h_l - delta)),  delta = running mean of all "
+          "rewards beta h_{w,l} seen so far (the paper's reward shift; TRL's bco_pair has none)",
           description="Binary classifier optimisation: chosen and rejected rewards classified apart."),
     _info("sppo", "offline-preference", "preference-pairs", True, _DPO, fixed={"loss_type": ["sppo_hard"]},
           tags=_pref("squared"), paper="Wu et al. 2024, Self-Play Preference Optimization for Language "
@@ -373,11 +375,11 @@ _ENTRIES: list[AlgorithmInfo] = [
           paper="Meng et al. 2024, SimPO (arXiv:2405.14734), length-normalised DPO baseline",
           loss="-log sigma(beta * (h_w/|y_w| - h_l/|y_l|))",
           description="DPO on per-token (length-normalised) log-ratios."),
-    _info("rpo", "offline-preference", "preference-pairs", True, _DPO, defaults={"rpo_alpha": 1.0},
-          fixed={"loss_type": ["sigmoid", "sft"]}, tags=_pref("logistic+nll"),
+    _info("rpo", "offline-preference", "preference-pairs", True, ("oxstudy.RPOTrainer", "trl.DPOConfig"),
+          defaults={"rpo_alpha": 1.0}, tags=_pref("logistic+nll"),
           paper="Pang et al. 2024, Iterative Reasoning Preference Optimization (arXiv:2404.19733)",
-          loss="-log sigma(beta h) + rpo_alpha * NLL(y_w)  (NLL: mean over all chosen tokens of the batch; "
-          "the paper divides each sequence's NLL by its length)",
+          loss="-log sigma(beta h) - rpo_alpha * log pi(y_w|x) / |y_w|  (the paper's per-sequence, "
+          "length-normalised NLL; TRL's sigmoid+sft pools the chosen tokens of the batch instead)",
           description="DPO plus a negative log-likelihood term on the chosen solution."),
     _info("wpo", "offline-preference", "preference-pairs", True, _DPO,
           fixed={"loss_type": ["sigmoid"], "use_weighting": True}, tags=_pref("weighted"),
@@ -402,8 +404,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           fixed={"loss_type": ["sigmoid"], "sync_ref_model": True}, tags=_pref("logistic"),
           paper="Gorbatovski et al. 2024, Learn Your Reference Model for Real Good Alignment "
           "(arXiv:2404.09656)",
-          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps  (equals dpo until "
-          "step tau = ref_model_sync_steps)",
+          loss="-log sigma(beta h),  ref <- alpha * pi + (1 - alpha) * ref every tau steps  (a run of <= tau "
+          "= ref_model_sync_steps steps would equal dpo and is refused: validate_schedule)",
           description="Trust-region DPO: the reference model is softly updated towards the policy."),
     # --- DPO-family losses TRL lacks: small loss overrides on trl.DPOTrainer ---------------------
     _info("rdpo", "offline-preference", "preference-pairs", True, ("oxstudy.RDPOTrainer", "trl.DPOConfig"),
@@ -425,7 +427,8 @@ _ENTRIES: list[AlgorithmInfo] = [
           tags=_pref("adaptive-beta"), paper="Wu et al. 2024, beta-DPO: Direct Preference Optimization "
           "with Dynamic beta (arXiv:2407.08639)",
           loss="-log sigma(beta_b h),  beta_b = beta (1 + alpha (mean_batch(beta h) - M0)), "
-          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch, per process)",
+          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch; the batch mean is "
+          "all-reduced across processes)",
           description="DPO with a batch-level beta calibrated on the implicit reward margin.",
           aliases=("betadpo",),
           oxrl={"alpha": (0.5, "oxrl/algs/betadpo.py BetaDPO(betadpo_alpha=0.5)"), "momentum": (0.9, "oxrl/algs/betadpo.py BetaDPO(betadpo_ema_gamma=0.9)")}),
@@ -718,9 +721,6 @@ def ignored_settings(name: str) -> dict[str, str]:
                 if not key.startswith("f_") and loss_types & readers:
                     continue
                 ignored[key] = f"TRL reads it only for loss types {sorted(readers)}, and this method runs {sorted(loss_types)}"
-            if info.name in ("rpo", "slic"):
-                ignored["loss_weights"] = (f"set from {'rpo_alpha' if info.name == 'rpo' else 'sft_weight'} "
-                                           "by oxstudy; set that instead")
     elif info.config == "trl.GRPOConfig":
         loss_type = info.fixed.get("loss_type")
         for key, rule in _GRPO_LOSS_READS.items():
@@ -785,6 +785,26 @@ def validate_finetune(name: str, finetune: str) -> list[str]:
         return [f"method {info.name!r} updates a separate reference model, which TRL 1.16 does not support "
                 "with LoRA (the reference is the adapter-disabled base); use finetune: full"]
     return []
+
+
+def validate_schedule(name: str, hyperparameters: dict[str, Any], optimizer_steps: int | None) -> list[str]:
+    """Error messages (empty if fine) for running method ``name`` for ``optimizer_steps`` steps
+    (``None``: not known yet, nothing to check).
+
+    tr-dpo moves its reference towards the policy after every ``ref_model_sync_steps``-th
+    optimizer step (TRL's SyncRefModelCallback: ``global_step % ref_model_sync_steps == 0``); a
+    run that ends at or before the first sync never trains against a moved reference, so it
+    would silently *equal dpo*. That is an error, not a quiet fallback."""
+    info = get(name)
+    if not info.fixed.get("sync_ref_model") or optimizer_steps is None:
+        return []
+    tau = int(resolve_hyperparameters(info.name, hyperparameters)["ref_model_sync_steps"])
+    if optimizer_steps > tau:
+        return []
+    return [f"method {info.name!r} syncs its reference every ref_model_sync_steps = {tau} optimizer steps, "
+            f"but this run takes {optimizer_steps}: no step would see a moved reference, so it would equal dpo; "
+            f"set hyperparameters.ref_model_sync_steps below {optimizer_steps} (the paper's 512 assumes "
+            "thousands of steps) or train longer"]
 
 
 def resolve_hyperparameters(name: str, hyperparameters: dict[str, Any] | None = None) -> dict[str, Any]:
