@@ -389,11 +389,18 @@ def apply_selection(
     if curriculum is not None:
         items = curriculum_order(items, curriculum, fields=fields, prompts_per_step=prompts_per_step)
     repeated = 0
-    if items and len(items) < min_examples:
+    if items and curriculum is None and len(items) < min_examples:
         # TRL's GRPO sampler drops an incomplete batch: a one-shot set would give zero steps. Repeat
         # the examples to one full batch, as one-shot RLVR duplicates its example to fill the batch.
         repeated = min_examples
         items = [items[i % len(items)] for i in range(min_examples)]
+    elif items and curriculum is not None and min_examples and len(items) % min_examples:
+        # A curriculum's last partial sampler batch would be dropped with its steps: pad it with the
+        # last stage's examples, cyclically. max_steps (the stages' sum) still ends training on time.
+        pad = min_examples - len(items) % min_examples
+        tail = items[-max(prompts_per_step, 1):]  # the last step's examples: the last stage
+        repeated = len(items) + pad
+        items = items + [tail[i % len(tail)] for i in range(pad)]
     if summary_out is not None:
         summary_out.update(summary(items, data, fields=fields))
         summary_out["prompts_per_step"] = prompts_per_step
@@ -410,7 +417,10 @@ def cell_batch_examples(cell: Any) -> int:
     method = registry.canonical(cell.algorithm.method)
     if registry.get(method).config in ("trl.GRPOConfig", "trl.RLOOConfig"):
         hyperparameters = registry.resolve_hyperparameters(method, cell.algorithm.hyperparameters)
-        return max(1, cell.training.effective_batch_size // int(hyperparameters.get("num_generations", 2)))
+        per_step = max(1, cell.training.effective_batch_size // int(hyperparameters.get("num_generations", 2)))
+        # one generation batch feeds optimizer_steps_per_generation optimizer steps (off-policy
+        # mini-batching, oxstudy.training.build_config): the sampler batch is that many steps' prompts
+        return per_step * max(1, int(hyperparameters.get("optimizer_steps_per_generation", 1)))
     return cell.training.effective_batch_size
 
 

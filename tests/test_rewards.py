@@ -116,7 +116,11 @@ def test_every_reward_and_polarity_variant_trains_and_records(zoo_tiny, tmp_path
         assert result.steps == 2, label
         assert all(math.isfinite(x) for x in result.curves["loss"] if x is not None), label
         assert result.regime["reward"]["kind"] == reward["kind"], label
-        assert result.regime["completions_scored"] == 2 * 4, label  # 2 steps x 4 completions
+        # 4 completions per optimizer step; one generation batch feeds optimizer_steps_per_generation
+        # steps (grpo: 4 by default, off-policy; the polarity methods: 1), so 2 steps score
+        # ceil(2 / k) generation batches of k x 4 completions
+        per_generation = result.config["steps_per_generation"] // result.config["gradient_accumulation_steps"]
+        assert result.regime["completions_scored"] == math.ceil(2 / per_generation) * per_generation * 4, label
         name = {"format": "format_reward"}.get(reward["kind"], f"{reward['kind']}_reward")
         assert any(key.startswith(f"rewards/{name}") for key in result.curves), (label, sorted(result.curves))
         if method != "psr":  # PSR on a model that solves nothing may have no positive sample
@@ -144,7 +148,8 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
         data={"curriculum": curriculum, "train_size": 24},
     )
     data = prepare_data(cell, zoo_tiny)
-    assert data.selection["prompts_per_step"] == 2 and len(data.prompts) == 6
+    # 3 steps x 2 prompts, padded to whole generation batches (grpo: 4 optimizer steps x 2 prompts)
+    assert data.selection["prompts_per_step"] == 2 and len(data.prompts) == 8
     seen: list[str] = []
 
     def recording_reward(prompts, completions, **kwargs):
@@ -159,7 +164,7 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
     assert seen[1::2] == consumed
     assert consumed == [p["prompt"] for p in data.prompts]
     level = {r["prompt"]: r["difficulty"]["steps"] for r in task_split("oxs_arith", "train")[:24]}
-    assert [level[p] for p in consumed] == [1, 1, 1, 1, 3, 3]
+    assert [level[p] for p in consumed] == [1, 1, 1, 1, 3, 3, 3, 3]  # the last stage pads the batch
 
     # One-shot RL: a single example is repeated to one sampler batch (TRL drops an incomplete batch,
     # which would leave zero steps), and training takes its steps on that one prompt.
@@ -170,7 +175,7 @@ def test_trainer_consumes_the_curriculum_order(zoo_tiny, tmp_path):
         data={"select": {"size": 1, "rule": "indices", "indices": [5]}, "train_size": 24},
     )
     data = prepare_data(one_shot, zoo_tiny)
-    assert data.selection["examples"] == 1 and data.selection["repeated_to"] == 2
+    assert data.selection["examples"] == 1 and data.selection["repeated_to"] == 8  # one generation batch
     seen.clear()
     result = train_cell(
         one_shot,
