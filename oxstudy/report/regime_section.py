@@ -157,7 +157,7 @@ def regime_analysis(results: Any, study_dir: Path | None = None) -> dict[str, An
 def _transfer_frame(table: pd.DataFrame, records: dict[str, dict[str, Any]]) -> pd.DataFrame | None:
     """Runs labelled by training source, from the full-data, true-reward arms only (a subset,
     curriculum or spurious-reward arm is not "trained on dataset X"); two arms on one source are
-    told apart by their id. None when fewer than two sources remain."""
+    told apart by their id. None when fewer than two training sources remain."""
     labels: dict[str, str] = {}
     for run_id, record in records.items():
         data = (record.get("cell") or {}).get("data") or {}
@@ -172,6 +172,9 @@ def _transfer_frame(table: pd.DataFrame, records: dict[str, dict[str, Any]]) -> 
     if frame.empty:
         return None
     frame["train"] = frame["run_id"].map(labels)
+    if frame["train"].nunique() < 2:
+        # every arm trains on one source: a plain algorithm comparison, not a transfer study
+        return None
     arms = frame.groupby("train")["algorithm"].nunique()
     frame["train"] = [
         f"{t} ({a})" if arms[t] > 1 else t for t, a in zip(frame["train"], frame["algorithm"], strict=True)
