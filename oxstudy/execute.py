@@ -112,12 +112,12 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
        task produces (see :func:`task_metric_keys`);
     2. the chosen ``report_to`` trackers are installed; with ``check_machine`` (cells run on
        this machine) a vLLM backend asked for explicitly must be usable here;
-    3. the hub dataset of each lm-eval benchmark task is resolved like a model and prepared
-       for lm-eval's ``load_dataset`` (:func:`benchmark_datasets`);
-    4. each distinct model source is resolved (zoo models are built here once instead of
-       by several workers at a time; hub models are downloaded here, with a bar in
-       ``progress`` when given, or taken from the local cache when ``HF_HUB_OFFLINE`` is set;
-       a gated, missing or uncached repo fails now, with one line naming it);
+    3. each hub model is resolved: downloaded here, with a bar in ``progress`` when given, or
+       taken from the local cache when ``HF_HUB_OFFLINE`` is set; a gated, missing or uncached
+       repo fails now, with one line naming it;
+    4. the hub dataset of each lm-eval benchmark task is resolved like a model and prepared
+       for lm-eval's ``load_dataset`` (:func:`benchmark_datasets`); then zoo models are built
+       (here once instead of by several workers at a time);
     5. every method's settings are accepted by its TRL config (oxstudy's registry checks,
        then the real TRL config object is constructed, as the worker would);
     6. ``hf:`` datasets are resolved like models and the training data is loaded;
@@ -160,14 +160,25 @@ def preflight(cells: list[Cell], on_step: Any = None, spec: Any = None, *, progr
     if check_machine:
         _check_engines(cells)
     resolved: dict[str, dict[str, Any]] = {"models": {}, "datasets": {}}
-    resolved["benchmark_datasets"] = benchmark_datasets(benchmarks.values(), locate, bench_index, step, progress)
-    for source, revision in dict.fromkeys((cell.model.source, cell.model.revision) for cell in cells):
-        step(f"model {source}" + (f"@{revision}" if revision else ""))
-        path = resolve_model_source(source, revision=revision, progress=progress)
-        if parse_hub_source(source) is not None:
-            from oxstudy.hub import source_provenance
+    sources = list(dict.fromkeys((cell.model.source, cell.model.revision) for cell in cells))
+    is_hub = {source: parse_hub_source(source) is not None for source, _ in sources}
 
-            resolved["models"][source] = source_provenance(source, path, revision)
+    def resolve_models(hub: bool) -> None:
+        for source, revision in sources:
+            if is_hub[source] != hub:
+                continue
+            step(f"model {source}" + (f"@{revision}" if revision else ""))
+            path = resolve_model_source(source, revision=revision, progress=progress)
+            if hub:
+                from oxstudy.hub import source_provenance
+
+                resolved["models"][source] = source_provenance(source, path, revision)
+
+    # Hub models first: a spec written for a GPU box fails offline on its model, the first thing a
+    # user must fetch; zoo models (minutes to build) only after the cheap dataset checks.
+    resolve_models(hub=True)
+    resolved["benchmark_datasets"] = benchmark_datasets(benchmarks.values(), locate, bench_index, step, progress)
+    resolve_models(hub=False)
     for where, message in trainer_config_problems(cells, on_step=step):
         section, item, *rest = where
         problems.append(locate((section, index[section].get(item, item), *rest) if section in index else where, message))
