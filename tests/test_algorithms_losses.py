@@ -278,6 +278,68 @@ def test_beta_dpo_adapts_beta_to_the_batch_margin(model_dir, data, tmp_path):
     assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8)
 
 
+def test_beta_dpo_advances_its_running_margin_once_per_optimizer_step(model_dir, data, tmp_path):
+    """Gradient accumulation of 2: both micro-batches of an optimizer step read the same M0, and M0
+    advances once per step, by the mean margin over every pair of the step (Wu et al. 2024, Eq. 7:
+    the batch margin is over the training batch), not once per micro-batch. beta_b uses the
+    micro-batch's own margin. Evaluation batches leave the running margin alone."""
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    trainer = trainer_for("beta-dpo", model_dir, data, tmp_path, effective_batch_size=4, per_device_batch_size=2)
+    assert trainer.args.gradient_accumulation_steps == 2
+    micro_batches = {0: (0, 10), 1: (20, 30)}  # optimizer step -> seeds of its two micro-batches (3 pairs each)
+    first_margin = float((BETA * sums(0).h).mean())
+    step0_margin = float(torch.cat([BETA * sums(seed).h for seed in micro_batches[0]]).mean())
+    m0_of_step = {0: first_margin, 1: hp["momentum"] * first_margin + (1 - hp["momentum"]) * step0_margin}
+    for step, seeds in micro_batches.items():
+        trainer.state.global_step = step  # what transformers.Trainer's loop holds during the step
+        for seed in seeds:
+            leaf = pair_batch(seed)[1].clone().requires_grad_(True)
+            got = dpo_loss_from_trainer(trainer, seed=seed, policy=leaf)
+            (got_grad,) = torch.autograd.grad(got, leaf)
+            s = sums(seed, policy=leaf)
+            beta_b = BETA * (1 + hp["alpha"] * (float((BETA * s.h).mean()) - m0_of_step[step]))
+            expected = (-log_sigmoid(beta_b * s.h)).mean()
+            (expected_grad,) = torch.autograd.grad(expected, leaf)
+            assert float(got) == pytest.approx(float(expected), rel=1e-5), (step, seed)
+            assert torch.allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-8), (step, seed)
+            assert trainer.loss_state["m0"] == pytest.approx(m0_of_step[step], rel=1e-6)
+    before = dict(trainer.loss_state)
+    trainer.model.eval()
+    dpo_loss_from_trainer(trainer, seed=40)
+    assert {k: v for k, v in trainer.loss_state.items() if k not in ("step", "beta")} == \
+        {k: v for k, v in before.items() if k not in ("step", "beta")}
+
+
+def test_beta_dpo_running_margin_through_trainer_train_with_gradient_accumulation(model_dir, data, tmp_path):
+    """The real training loop (3 optimizer steps x 2 micro-batches of 2 pairs): M0 is constant
+    within each step and advances once between steps by the mean margin of all 4 pairs of the
+    finished step. (Step 0 has margin 0: the policy equals its reference until the first update.)"""
+    hp = registry.resolve_hyperparameters("beta-dpo")
+    trainer = trainer_for("beta-dpo", model_dir, data, tmp_path, effective_batch_size=4, per_device_batch_size=2,
+                          max_steps=3, learning_rate=5e-2)
+    assert trainer.args.gradient_accumulation_steps == 2
+    calls, loss_fn = [], trainer.loss_fn
+
+    def recording(batch, beta, hyperparameters, state):
+        loss = loss_fn(batch, beta, hyperparameters, state)
+        margins = (beta * (batch.chosen_logratios - batch.rejected_logratios)).detach().double()
+        calls.append((trainer.state.global_step, state["m0"], margins))
+        return loss
+
+    trainer.loss_fn = recording
+    trainer.train()
+    assert [step for step, _, _ in calls] == [0, 0, 1, 1, 2, 2]
+    m0 = {}
+    for step, value, _ in calls:
+        assert m0.setdefault(step, value) == value, f"M0 changed within optimizer step {step}"
+    step_margin = {step: float(torch.cat([m for s, _, m in calls if s == step]).mean()) for step in m0}
+    assert m0[0] == pytest.approx(float(calls[0][2].mean()), abs=1e-12)
+    for step in (1, 2):
+        expected = hp["momentum"] * m0[step - 1] + (1 - hp["momentum"]) * step_margin[step - 1]
+        assert m0[step] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert m0[2] != pytest.approx(m0[1], abs=1e-6)  # the margin moved: the test can see M0 advance
+
+
 def test_bco_reward_shift_is_the_running_mean_of_all_rewards(model_dir, data, tmp_path):
     """Second batch: delta is the mean over both batches' 12 rewards, not the second batch's own,
     and not 0 (TRL's bco_pair)."""
@@ -635,6 +697,7 @@ def _two_process_statistics(rank, port, out_dir):
         logps = [-(1 + 4 * torch.rand(2 + rank, generator=g)) for _ in range(4)]  # rank 1 has 3 pairs
         lengths = torch.full((2 + rank,), 3)
         batch = PairLogps(*logps, lengths, lengths)
+        beta_state["step"] = step  # one micro-batch per optimizer step, as OxDPOTrainer labels it
         beta_dpo_loss(batch, BETA, hp, beta_state)
         bco_loss(batch, BETA, {}, bco_state)
     torch.save({"beta": beta_state, "bco": bco_state}, f"{out_dir}/rank{rank}.pt")
@@ -670,6 +733,8 @@ def test_beta_dpo_and_bco_share_their_running_statistics_across_processes(tmp_pa
     m0 = hp["momentum"] * margins[0] + (1 - hp["momentum"]) * margins[0]
     beta_b = BETA * (1 + hp["alpha"] * (margins[1] - m0))
     assert states[0]["beta"]["beta"] == pytest.approx(beta_b, rel=1e-6)
-    assert states[0]["beta"]["m0"] == pytest.approx(hp["momentum"] * m0 + (1 - hp["momentum"]) * margins[1], rel=1e-6)
+    assert states[0]["beta"]["m0"] == pytest.approx(m0, rel=1e-6)  # the M0 step 1 read; it advances at step 2
+    assert states[0]["beta"]["step_count"] == 5  # the pairs of the open step, on both processes
+    assert states[0]["beta"]["step_sum"] / 5 == pytest.approx(margins[1], rel=1e-6)
     assert states[0]["bco"]["delta"] == pytest.approx(float(torch.cat(rewards).double().mean()), rel=1e-6)
     assert states[0]["bco"]["reward_count"] == 20

@@ -81,12 +81,28 @@ def _global_sum_count(values: torch.Tensor) -> tuple[float, int]:
 
 def beta_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict[str, Any]) -> torch.Tensor:
     """beta-DPO, Wu et al. 2024 (arXiv:2407.08639), Eq. 7 (batch-level dynamic beta):
-    ``beta_b = beta (1 + alpha (M_b - M0))`` with ``M_b`` the batch mean implicit reward margin
-    ``beta h`` and ``M0`` its moving average (momentum ``m``); loss ``-log sigma(beta_b h)``.
-    ``state`` carries ``M0`` between steps (starts at the first batch's margin); beta_b is kept
-    positive (floored at 1e-3 * beta). ``M_b`` is the mean over the micro-batch of every process
-    (all-reduced under torch.distributed), so all GPUs use one beta_b and one ``M0``. The paper's
-    optional data filtering is not applied."""
+    ``beta_b = beta (1 + alpha (M_b - M0))``, loss ``-log sigma(beta_b h)``, with ``M_b`` a mean
+    implicit reward margin ``beta h`` and ``M0`` its moving average (momentum ``m``), advanced
+    once per optimizer step: ``M0 <- m M0 + (1 - m) M_step``.
+
+    What each quantity is computed from (gradient accumulation splits a training batch into
+    micro-batches whose losses are backpropagated one after the other, so the margin of the
+    whole step is not known when the first micro-batch's beta_b is needed):
+
+    - ``M_step`` is the mean margin over *every* pair of the optimizer step: all its
+      micro-batches on all processes (the paper's training batch);
+    - ``M0`` is the same for all micro-batches of a step; it advances when the first micro-batch
+      of the next step arrives. The first step's ``M0`` is the margin of its first micro-batch
+      (so that micro-batch has beta_b = beta);
+    - ``M_b`` is the mean margin of the *micro-batch* over all processes (all-reduced under
+      torch.distributed, so every GPU uses one beta_b); it equals the paper's batch margin when
+      there is no gradient accumulation.
+
+    ``state["step"]`` names the optimizer step the micro-batch belongs to (OxDPOTrainer sets it
+    to ``global_step``); without it every call is an optimizer step of its own; ``None``
+    (evaluation) reads ``M0`` and changes nothing. beta_b is a per-batch constant (no gradient
+    flows through it), floored at 1e-3 * beta. The paper's optional data filtering is not
+    applied."""
     import torch
     import torch.nn.functional as F
 
@@ -94,9 +110,18 @@ def beta_dpo_loss(batch: PairLogps, beta: float, hp: dict[str, Any], state: dict
     with torch.no_grad():
         total, count = _global_sum_count(beta * h)
         margin = total / count
+        step = state["step"] if "step" in state else state.get("open_step", -1) + 1
+        if step is not None and "open_step" in state and step != state["open_step"]:
+            # The previous optimizer step is complete: M0 advances once, by that step's margin.
+            step_margin = state["step_sum"] / state["step_count"]
+            state["m0"] = hp["momentum"] * state["m0"] + (1 - hp["momentum"]) * step_margin
+            state["step_sum"], state["step_count"] = 0.0, 0
         m0 = state.get("m0", margin)
         beta_b = max(beta * (1 + hp["alpha"] * (margin - m0)), 1e-3 * beta)
-        state["m0"] = hp["momentum"] * m0 + (1 - hp["momentum"]) * margin
+        if step is not None:
+            state["m0"], state["open_step"] = m0, step
+            state["step_sum"] = state.get("step_sum", 0.0) + total
+            state["step_count"] = state.get("step_count", 0) + count
         state["beta"] = beta_b
     return -F.logsigmoid(beta_b * h)
 
@@ -282,6 +307,9 @@ def _oxdpo_trainer_class():
             chosen_lengths, rejected_lengths = lengths.chunk(2, dim=0)
             batch = PairLogps(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
                               chosen_lengths, rejected_lengths)
+            # Running statistics advance per optimizer step (global_step counts them), not per
+            # micro-batch; evaluation batches read them without changing them.
+            self.loss_state["step"] = self.state.global_step if mode == "train" else None
             loss = self.loss_fn(batch, self.beta, self.loss_hyperparameters, self.loss_state).mean()
 
             with torch.no_grad():

@@ -426,9 +426,9 @@ _ENTRIES: list[AlgorithmInfo] = [
           ("oxstudy.BetaDPOTrainer", "trl.DPOConfig"), defaults={"alpha": 0.6, "momentum": 0.9},
           tags=_pref("adaptive-beta"), paper="Wu et al. 2024, beta-DPO: Direct Preference Optimization "
           "with Dynamic beta (arXiv:2407.08639)",
-          loss="-log sigma(beta_b h),  beta_b = beta (1 + alpha (mean_batch(beta h) - M0)), "
-          "M0 <- momentum M0 + (1 - momentum) mean_batch(beta h)  (per micro-batch; the batch mean is "
-          "all-reduced across processes)",
+          loss="-log sigma(beta_b h),  beta_b = beta (1 + alpha (mean_microbatch(beta h) - M0)), "
+          "M0 <- momentum M0 + (1 - momentum) mean_step(beta h)  (once per optimizer step, over all its "
+          "micro-batches; means all-reduced across processes)",
           description="DPO with a batch-level beta calibrated on the implicit reward margin.",
           aliases=("betadpo",),
           oxrl={"alpha": (0.5, "oxrl/algs/betadpo.py BetaDPO(betadpo_alpha=0.5)"), "momentum": (0.9, "oxrl/algs/betadpo.py BetaDPO(betadpo_ema_gamma=0.9)")}),
