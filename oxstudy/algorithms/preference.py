@@ -307,8 +307,9 @@ def _oxdpo_trainer_class():
             chosen_lengths, rejected_lengths = lengths.chunk(2, dim=0)
             batch = PairLogps(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
                               chosen_lengths, rejected_lengths)
-            # Running statistics advance per optimizer step (global_step counts them), not per
-            # micro-batch; evaluation batches read them without changing them.
+            # The optimizer step this micro-batch belongs to (global_step counts finished steps):
+            # beta-dpo advances its running margin per step, not per micro-batch, and leaves it
+            # unchanged on evaluation batches (None).
             self.loss_state["step"] = self.state.global_step if mode == "train" else None
             loss = self.loss_fn(batch, self.beta, self.loss_hyperparameters, self.loss_state).mean()
 
