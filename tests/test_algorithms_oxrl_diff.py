@@ -166,8 +166,8 @@ def _reference_free_case(method, oxrl_loss, tiny_model, training_data, tmp_path,
     ours, our_grad, batch, ids, logits = reference_free_loss(trainer)
     labels = torch.cat([batch["chosen_labels"], batch["rejected_labels"]])
     attention = torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]])
-    loss_mask = {"completion": (labels[:, 1:] != -100), "all": torch.ones_like(ids[:, 1:]),
-                 "attention": attention[:, 1:]}[mask].float()
+    # OXRL's loss_mask: the completion tokens; simpo.py as stored masks nothing ("all")
+    loss_mask = {"completion": (labels[:, 1:] != -100), "all": torch.ones_like(ids[:, 1:])}[mask].float()
     if "nll_mask" in oxrl_kwargs:
         oxrl_kwargs["nll_mask"] = attention[:, 1:].float()
     theirs = oxrl_loss(logits, ids, loss_mask, {**hp, **(oxrl_hp or {})}, **oxrl_kwargs)
