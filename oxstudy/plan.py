@@ -154,6 +154,16 @@ def _resolved_data(spec: StudySpec, data: DataSpec | None = None) -> DataSpec:
     return data
 
 
+def _resolved_measure(spec: StudySpec) -> MeasureSpec:
+    """The spec's measurements with a KL prompt file made absolute (relative to the spec file,
+    like every other path in it; workers run in another directory)."""
+    prompts = spec.measure.kl_drift.prompts
+    if prompts is None or source_kind(prompts) != "path":
+        return spec.measure
+    kl_drift = spec.measure.kl_drift.model_copy(update={"prompts": _absolute(spec, prompts)})
+    return spec.measure.model_copy(update={"kl_drift": kl_drift})
+
+
 def _resolved_benchmarks(spec: StudySpec) -> list[BenchmarkSpec]:
     out = []
     for benchmark in spec.benchmarks:
@@ -188,6 +198,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
     from oxstudy.dataselect import arm_data
 
     arm_datas = {a.id: arm_data(spec.data, a) for a in spec.algorithms}  # per-arm data / reward overrides
+    measure = _resolved_measure(spec)
     resolved_datas = {key: _resolved_data(spec, value) for key, value in arm_datas.items()}
     benchmarks = _resolved_benchmarks(spec)
     methods = {a.id: _resolve_method(a, spec.method_defaults) for a in spec.algorithms}
@@ -238,7 +249,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         benchmarks=benchmarks,
                         execution=spec.execution,
                         evaluation=spec.evaluation,
-                        measure=spec.measure,
+                        measure=measure,
                     )
                 )
     # a clash is reported once per algorithm, not per seed

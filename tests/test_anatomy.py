@@ -194,3 +194,28 @@ def test_kl_drift_zero_for_same_model_positive_after_change(zoo_tiny) -> None:
     single = kl_drift(trained, base, tokenizer, prompts[:1], max_new_tokens=8)
     assert single["tokens"] == len(gen)
     assert single["value"] == pytest.approx(float(kl.mean()), rel=1e-4)
+
+
+def test_kl_prompt_file_is_relative_to_the_spec_not_the_working_directory(tmp_path, monkeypatch) -> None:
+    import json
+
+    from oxstudy.anatomy import drift_prompts
+    from oxstudy.plan import expand_cells
+    from oxstudy.spec import load_spec
+
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "held_out.jsonl").write_text("".join(json.dumps({"prompt": f"p{i}"}) + "\n" for i in range(3)))
+    (study / "spec.yaml").write_text(
+        "name: kl-rel\nmodels: [{id: tiny, source: 'zoo:tiny'}]\nalgorithms: [{id: SFT, method: sft}]\n"
+        "seeds: [1]\ndata: {source: 'task:oxs_arith', train_size: 8}\n"
+        "benchmarks: [{id: arith, task: oxs_arith, metric: 'exact_match,strict-match', in_domain: true}]\n"
+        "measure: {kl_drift: {prompts: held_out.jsonl, n: 2}}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # workers run in another directory than the spec's
+    cells, _ = expand_cells(load_spec(study / "spec.yaml"))
+    assert cells[0].measure.kl_drift.prompts == str((study / "held_out.jsonl").resolve())
+    prompts, label = drift_prompts(cells[0])
+    assert prompts == ["p0", "p1"] and label.endswith("held_out.jsonl")
