@@ -219,3 +219,41 @@ def test_kl_prompt_file_is_relative_to_the_spec_not_the_working_directory(tmp_pa
     assert cells[0].measure.kl_drift.prompts == str((study / "held_out.jsonl").resolve())
     prompts, label = drift_prompts(cells[0])
     assert prompts == ["p0", "p1"] and label.endswith("held_out.jsonl")
+
+
+def test_base_evaluation_runs_once_when_workers_ask_at_the_same_time(zoo_tiny, tmp_path) -> None:
+    import threading
+
+    import oxstudy.evaluation
+    from oxstudy.anatomy import base_evaluation
+    from oxstudy.plan import expand_cells
+    from oxstudy.spec import load_spec_data
+    from oxstudy.training import load_model
+
+    spec = load_spec_data({
+        "name": "base-once", "models": [{"id": "tiny", "source": zoo_tiny}],
+        "algorithms": [{"id": "SFT", "method": "sft"}], "seeds": [1, 2],
+        "data": {"source": "task:oxs_arith", "train_size": 8},
+        "benchmarks": [{"id": "compare", "task": "oxs_compare", "metric": "acc,none", "limit": 8}],
+    }, base_dir=tmp_path)
+    cells, _ = expand_cells(spec)
+    model, tokenizer = load_model(zoo_tiny, "cpu", "fp32")
+    real, calls = oxstudy.evaluation.evaluate_model, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    oxstudy.evaluation.evaluate_model = counted
+    results: list[dict] = []
+    try:
+        workers = [threading.Thread(target=lambda c=c: results.append(
+            base_evaluation(model, tokenizer, c, zoo_tiny, tmp_path / "base", "cpu"))) for c in cells]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        oxstudy.evaluation.evaluate_model = real
+    assert len(results) == 2 and results[0] == results[1]
+    assert len(calls) == 1  # the second worker read the first one's file
