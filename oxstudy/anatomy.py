@@ -496,7 +496,9 @@ def measure_after_training(
 ) -> dict[str, Any]:
     """Anatomy, KL drift, pass@k (trained) and the cached base evaluation for one run.
 
-    Returns ``{"anatomy", "kl_drift", "pass_at_k", "base", "timings"}`` (absent parts are None).
+    Returns ``{"anatomy", "kl_drift", "pass_at_k", "base", "alignment", "timings"}`` (absent parts are
+    None; ``alignment`` holds the base pass@k rows of model-task alignment, see
+    :func:`oxstudy.passk.base_alignment`).
     Peak memory: the trained model plus one base copy (loaded for KL drift and the base
     evaluation); the anatomy itself streams base tensors from the safetensors one at a time.
     """
@@ -506,7 +508,8 @@ def measure_after_training(
     from oxstudy.training import load_model
 
     measure = cell.measure
-    out: dict[str, Any] = {"anatomy": None, "kl_drift": None, "pass_at_k": None, "base": None, "timings": {}}
+    out: dict[str, Any] = {"anatomy": None, "kl_drift": None, "pass_at_k": None, "base": None, "alignment": None,
+                           "timings": {}}
 
     def phase(name: str) -> None:
         if progress is not None:
@@ -535,7 +538,7 @@ def measure_after_training(
         out["anatomy"]["finetune"] = cell.model.finetune
         out["timings"]["anatomy_s"] = round(time.perf_counter() - started, 3)
 
-    wants_base = measure.kl_drift.enabled or measure.base_eval
+    wants_base = measure.kl_drift.enabled or measure.base_eval or measure.alignment is not None
     if wants_base:
         if base_model is None:
             base_model, _ = load_model(model_path, device, "fp32")
@@ -564,6 +567,14 @@ def measure_after_training(
         out["base"] = base_evaluation(base_model, tokenizer, cell, model_path, store_root / "base", device)
         out["base"].pop("items", None)  # per-item base outcomes stay in the cache file
         out["timings"]["base_eval_s"] = round(time.perf_counter() - t0, 3)
+    if measure.alignment is not None:
+        from oxstudy.passk import base_alignment
+
+        phase("base pass@k (alignment)")
+        t0 = time.perf_counter()
+        out["alignment"] = base_alignment(base_model, tokenizer, cell, str(model_path), store_root / "alignment",
+                                          measure.alignment)
+        out["timings"]["alignment_s"] = round(time.perf_counter() - t0, 3)
     del base_model
     gc.collect()
     return out

@@ -243,3 +243,99 @@ def evaluate_pass_at_k(model: Any, tokenizer: Any, benchmarks: Sequence[Any]) ->
             counts, in_domain=bool(benchmark.in_domain), role=getattr(benchmark, "role", None)
         )
     return out
+
+
+# --------------------------------------------------------------------------- model-task alignment
+
+#: Where a study's base pass@k table lives (read by the report's alignment section and by
+#: ``depends_on_alignment`` claims): ``<store>/alignment/base_pass_at_k.json``.
+ALIGNMENT_TABLE = "base_pass_at_k.json"
+
+
+def is_generative(task: str) -> bool:
+    """Whether ``task`` samples completions (lm-eval ``output_type: generate_until``)."""
+    from oxstudy.evaluation import _task_manager, resolve_task
+    from oxstudy.tasks import TASKS
+
+    if task in TASKS:
+        return TASKS[task].output_type == "generate_until"
+    resolved = resolve_task(task)
+    loaded = _task_manager(resolved).load([resolved.name])["tasks"]
+    return getattr(loaded.get(resolved.name), "OUTPUT_TYPE", None) == "generate_until"
+
+
+def base_alignment(
+    base: Any, tokenizer: Any, cell: Any, model_path: str, alignment_dir: Any, settings: Any
+) -> list[dict[str, Any]]:
+    """Model-task alignment (Mirage or Method?, arXiv:2508.21188): the base model's pass@k on each
+    generative benchmark of ``cell``, computed once per (model, benchmark, sampling settings).
+
+    Each (model, benchmark) is cached as ``<alignment_dir>/cache/<key>.json`` under a file lock (the
+    first worker samples, the others wait and read it); the study's table
+    ``<alignment_dir>/base_pass_at_k.json`` (rows ``model, benchmark, k, pass_at_k, n_items,
+    samples, temperature, source``) is rebuilt from every cache file after each addition, so a
+    lost concurrent update heals on the next one. Returns this cell's rows.
+    """
+    import json
+    from pathlib import Path
+
+    from oxstudy.anatomy import _lock_exclusive
+    from oxstudy.evaluation import lm_eval_version
+    from oxstudy.plan import content_hash
+    from oxstudy.selfplay import model_fingerprint
+    from oxstudy.stats.passk import pass_at_k
+    from oxstudy.store import atomic_write_text
+
+    settings = PassAtKSettings.coerce(settings)
+    root = Path(alignment_dir)
+    cache = root / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for benchmark in cell.benchmarks:
+        if not is_generative(benchmark.task):
+            continue
+        key = content_hash({
+            "model": model_fingerprint(model_path), "benchmark": benchmark.model_dump(mode="json", exclude={"backend"}),
+            "settings": settings.as_dict(), "lm_eval": lm_eval_version(),
+        })  # fmt: skip
+        path = cache / f"{key}.json"
+        with open(cache / f"{key}.lock", "a") as lock:
+            _lock_exclusive(lock)
+            entry = None
+            if path.exists():
+                try:
+                    entry = json.loads(path.read_text())
+                except ValueError:  # a truncated file: sample again
+                    entry = None
+            if entry is None:
+                counts = sample_correct_counts(base, tokenizer, benchmark, settings)
+                n = int(counts["samples"])
+                entry = {
+                    "model": cell.model.id, "benchmark": benchmark.id, "source": cell.model.source,
+                    "task": counts["task"], "metric": counts["metric"], "samples": n,
+                    "temperature": counts["temperature"], "n_items": len(counts["correct"]),
+                    "pass_at_k": {str(k): float(pass_at_k(n, counts["correct"], k).mean()) if counts["correct"]
+                                  else None for k in settings.ks()},
+                    "correct": counts["correct"], "doc_id": counts["doc_id"],
+                }  # fmt: skip
+                atomic_write_text(path, json.dumps(entry))
+        rows += _alignment_rows(entry)
+    with open(root / f"{ALIGNMENT_TABLE}.lock", "a") as lock:
+        _lock_exclusive(lock)
+        table: list[dict[str, Any]] = []
+        for cached in sorted(cache.glob("*.json")):
+            try:
+                table += _alignment_rows(json.loads(cached.read_text()))
+            except (ValueError, KeyError):
+                continue
+        atomic_write_text(root / ALIGNMENT_TABLE, json.dumps(table, indent=1))
+    return rows
+
+
+def _alignment_rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"model": entry["model"], "benchmark": entry["benchmark"], "k": int(k), "pass_at_k": value,
+         "n_items": entry["n_items"], "samples": entry["samples"], "temperature": entry["temperature"],
+         "source": entry["source"]}
+        for k, value in entry["pass_at_k"].items()
+    ]  # fmt: skip

@@ -32,6 +32,7 @@ from oxstudy.spec import (
     LoraSpec,
     MeasureSpec,
     ModelSpec,
+    PassAtKSpec,
     StudySpec,
     TrainingSpec,
     resolve_training,
@@ -156,12 +157,19 @@ def _resolved_data(spec: StudySpec, data: DataSpec | None = None) -> DataSpec:
 
 def _resolved_measure(spec: StudySpec) -> MeasureSpec:
     """The spec's measurements with a KL prompt file made absolute (relative to the spec file,
-    like every other path in it; workers run in another directory)."""
-    prompts = spec.measure.kl_drift.prompts
-    if prompts is None or source_kind(prompts) != "path":
-        return spec.measure
-    kl_drift = spec.measure.kl_drift.model_copy(update={"prompts": _absolute(spec, prompts)})
-    return spec.measure.model_copy(update={"kl_drift": kl_drift})
+    like every other path in it; workers run in another directory), and the base pass@k that
+    ``analysis.alignment`` needs."""
+    measure = spec.measure
+    prompts = measure.kl_drift.prompts
+    if prompts is not None and source_kind(prompts) == "path":
+        kl_drift = measure.kl_drift.model_copy(update={"prompts": _absolute(spec, prompts)})
+        measure = measure.model_copy(update={"kl_drift": kl_drift})
+    alignment = spec.analysis.alignment
+    if measure.alignment is None and alignment is not None and alignment.base_pass_at_k is None:
+        # analysis.alignment asks for the base models' pass@k: the workers sample it (once per model and task)
+        measure = measure.model_copy(
+            update={"alignment": PassAtKSpec(samples=alignment.samples, k=sorted(set(alignment.k)))})
+    return measure
 
 
 def _resolved_benchmarks(spec: StudySpec) -> list[BenchmarkSpec]:

@@ -458,6 +458,10 @@ class MeasureSpec(StrictModel):
     base_eval: bool = Field(
         True, description="Evaluate the base model once per model (cached in the store): changes from base per run."
     )
+    alignment: PassAtKSpec | None = Field(
+        None, description="Base pass@k per (model, generative benchmark), cached in <store>/alignment/ (model-task "
+        "alignment). Set from analysis.alignment (samples, k) unless it names a base_pass_at_k file.",
+    )
 
 
 class RaySpec(StrictModel):

@@ -127,3 +127,52 @@ def test_lm_eval_repeats_path_matches_an_independent_sampling_loop(zoo_tiny) -> 
     assert pass_at_k(n, lm, 1).mean() == pytest.approx(
         lm.sum() / (n * items)
     )  # pass@1 = the sample success rate
+
+
+def test_alignment_base_pass_at_k_is_sampled_once_per_model_and_task_and_tabled(zoo_tiny, tmp_path) -> None:
+    """analysis.alignment -> every cell's measure.alignment; the worker's base_alignment samples the base
+    model once per (model, generative benchmark), caches the counts, and writes the study table the
+    report's alignment section reads (values = the closed form on the cached counts)."""
+    import json
+
+    import torch
+
+    import oxstudy.passk
+    from oxstudy.claims_regime import load_alignment
+    from oxstudy.passk import base_alignment
+    from oxstudy.plan import expand_cells
+    from oxstudy.spec import load_spec_data
+    from oxstudy.training import load_model
+
+    torch.set_num_threads(1)
+    spec = load_spec_data({
+        "name": "align", "models": [{"id": "tiny", "source": zoo_tiny}],
+        "algorithms": [{"id": "GRPO", "method": "grpo"}, {"id": "NSR", "method": "nsr"}], "seeds": [1],
+        "data": {"source": "task:oxs_arith", "train_size": 8},
+        "benchmarks": [{"id": "arith", "task": "oxs_arith", "in_domain": True, "limit": 6},
+                       {"id": "compare", "task": "oxs_compare", "metric": "acc,none", "limit": 6}],
+        "analysis": {"alignment": {"k": [1, 4], "samples": 4, "standard": "GRPO", "shortcuts": ["NSR"]}},
+    }, base_dir=tmp_path)
+    cells, _ = expand_cells(spec)
+    assert all(c.measure.alignment is not None and c.measure.alignment.samples == 4 for c in cells)
+    model, tokenizer = load_model(zoo_tiny, "cpu", "fp32")
+    real, calls = oxstudy.passk.sample_correct_counts, []
+
+    def counted(*args, **kwargs):
+        calls.append(args[2].id)
+        return real(*args, **kwargs)
+
+    oxstudy.passk.sample_correct_counts = counted
+    try:
+        rows = [base_alignment(model, tokenizer, c, zoo_tiny, tmp_path / "alignment", c.measure.alignment)
+                for c in cells]
+    finally:
+        oxstudy.passk.sample_correct_counts = real
+    assert calls == ["arith"]  # the multiple-choice benchmark is not sampled; the second cell reads the cache
+    assert rows[0] == rows[1] and {(r["benchmark"], r["k"]) for r in rows[0]} == {("arith", 1), ("arith", 4)}
+    cached = json.loads(next((tmp_path / "alignment" / "cache").glob("*.json")).read_text())
+    for row in rows[0]:
+        expected = np.mean([closed_form(4, c, row["k"]) for c in cached["correct"]])
+        assert row["pass_at_k"] == pytest.approx(expected) and row["n_items"] == 6
+    table = load_alignment(str(tmp_path / "alignment" / "base_pass_at_k.json"), tmp_path, 4)
+    assert table.to_dict("records") == [{"model": "tiny", "task": "arith", "pass_at_k": rows[0][1]["pass_at_k"]}]
