@@ -78,6 +78,12 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
                 benchmark.pop("pass_at_k")
     data.setdefault("measure", {}).update(effective_rank=min(data["measure"].get("effective_rank", 0), 4))
     data["measure"].setdefault("kl_drift", {}).update(prompts=None, n=8, max_new_tokens=16)
+    alignment = data.get("analysis", {}).get("alignment")
+    if alignment:  # the base pass@k of model-task alignment: as few samples as the pass@k smoke
+        ks = [k for k in alignment.get("k", [1, 16]) if k <= SMOKE_PASS_SAMPLES] or [1]
+        alignment.update(samples=SMOKE_PASS_SAMPLES, k=ks, base_pass_at_k=None)
+        if alignment.get("measure_k") not in ks:
+            alignment["measure_k"] = max(ks)
     data["evaluation"] = {**data.get("evaluation", {}), "backend": "hf"}  # a CPU run: no vLLM
     data["execution"] = {**data.get("execution", {}), "backend": "local", "gpus_per_run": 0, "retries": 0,
                          "max_parallel": 2, "timeout_s": 900,

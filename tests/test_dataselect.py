@@ -275,6 +275,9 @@ def test_bundled_regime_specs_validate_plan_and_shrink_for_smoke(name, cells):
     assert len(arms) == len(spec.algorithms)  # no two arms collapse onto one configuration on the zoo
     for cell in arms.values():
         assert cell.data.source.startswith("task:") and cell.model.source.startswith("zoo:")
+    if name.startswith("alignment"):  # the base pass@k is sampled by the workers, a few samples in smoke mode
+        assert all(c.measure.alignment is not None for c in planned)
+        assert all(c.measure.alignment.samples == 4 for c in arms.values())
     if name == "alignment":
         assert (
             arms["OneShot@gsm8k"].data.select.size == 1 and arms["Random@math"].data.reward.kind == "random"
