@@ -154,3 +154,22 @@ def test_lm_eval_output_dirs_carry_math_style_levels(tmp_path):
     _, frames, _ = load_lm_eval_dir(run, model="m", algorithm="a", seed=0)
     (frame,) = frames
     assert frame["level"].tolist()[:2] == [1, 3] and pd.isna(frame["level"].iloc[2])
+
+
+def test_tasks_list_shows_test_items_per_level():
+    """The counts docs/world.md gives (levels are about a third of each test split each)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "oxstudy.cli", "tasks", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    levels = {row["task"]: row["levels"] for row in json.loads(done.stdout)["tasks"]}
+    assert levels == {
+        "oxs_arith": {"1": 168, "2": 166, "3": 166},
+        "oxs_sequence": {"1": 103, "2": 103, "3": 94},
+        "oxs_compare": {"1": 102, "2": 104, "3": 94},
+    }

@@ -182,11 +182,13 @@ def tasks_export(
 def tasks_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tasks as JSON.")] = False,
 ) -> None:
-    """List the bundled tasks with their default metric key and split sizes.
+    """List the bundled tasks with their default metric key, split sizes and test items per difficulty level.
 
     Example: oxstudy tasks list
     """
-    from oxstudy.tasks import TASKS
+    from collections import Counter
+
+    from oxstudy.tasks import TASKS, task_split
 
     rows = [
         {
@@ -196,6 +198,8 @@ def tasks_list(
             "in_domain": t.in_domain,
             "test": t.sizes["test"],
             "train": t.sizes["train"],
+            # test items per difficulty level (docs/world.md, Difficulty levels)
+            "levels": {str(k): v for k, v in sorted(Counter(e["level"] for e in task_split(t.name, "test")).items())},
             "description": t.description,
         }
         for t in TASKS.values()
@@ -203,7 +207,7 @@ def tasks_list(
     if as_json:
         print(json.dumps({"tasks": rows}, indent=2))
         return
-    table = Table("task", "type", "metric", "in domain", "test", "train", "description")
+    table = Table("task", "type", "metric", "in domain", "test", "train", "test items by level", "description")
     for r in rows:
         table.add_row(
             r["task"],
@@ -212,6 +216,7 @@ def tasks_list(
             str(r["in_domain"]),
             str(r["test"]),
             str(r["train"]),
+            " ".join(f"L{k}:{v}" for k, v in r["levels"].items()),
             r["description"],
         )
     console.print(table)
