@@ -11,8 +11,8 @@ thread per build, ``--jobs`` builds at a time. The check (``oxstudy.zoo.ladder_p
 * every seed of the ladder's smallest model in [5%, 20%], of its largest in [40%, 70%].
 
 Exit status 1 when the check fails. Naming sizes (``tiny``) builds and checks only those
-(the ranges of the ladder positions they hold): on 2 shared cores the whole ladder with 3
-seeds takes over an hour, zoo:tiny about a minute per seed.
+(the ranges of the ladder positions they hold): the whole ladder with 3 seeds takes about half
+an hour on an idle 2-core machine with --jobs 2, zoo:tiny one to three minutes per seed.
 
 Usage: python benchmarks/bench_zoo.py [NAMES] [--seeds 3] [--jobs 2] [--cached] [--json]
 """
