@@ -82,6 +82,7 @@ def main() -> None:
                 "params": metas[(n, seeds[0])]["params"],
                 "steps": metas[(n, seeds[0])]["config"]["steps"],
                 "accuracy": accuracy[n],
+                "by_level": {s: metas[(n, s)]["base_accuracy"].get("by_level") for s in seeds},
                 "build_s": {s: metas[(n, s)]["build_s"] for s in seeds},
                 "config_hash": {s: metas[(n, s)]["config_hash"] for s in seeds},
             }
@@ -98,6 +99,11 @@ def main() -> None:
             accs = " ".join(f"{row['accuracy'][s] * 100:>7.1f}%" for s in seeds)
             builds = " / ".join(f"{row['build_s'][s]:.0f}" for s in seeds)
             print(f"{row['model']:<8} {row['params']:>10,} {row['steps']:>5} {accs}  {builds}")
+        for row in report["models"]:
+            for s in seeds:
+                levels = row["by_level"][s] or {}
+                shown = ", ".join(f"level {k}: {v['accuracy'] * 100:.1f}% (n={v['n']})" for k, v in levels.items())
+                print(f"  {row['model']} seed {s} by level: {shown}")
         print(f"base accuracy on oxs_arith (n=500); {len(jobs)} builds in {wall_s:.0f} s with {args.jobs} job(s); "
               f"1-min load {report['load_avg_1m']:.1f}; machine {report['machine']}")  # fmt: skip
         verdict = "PASS" if not problems else "FAIL\n  " + "\n  ".join(problems)

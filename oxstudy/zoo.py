@@ -419,7 +419,7 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
         from oxstudy.evaluation import BenchmarkRequest, evaluate_model
 
         eval_started = time.perf_counter()
-        result = evaluate_model(
+        evaluated = evaluate_model(
             model,
             [
                 BenchmarkRequest(
@@ -427,13 +427,18 @@ def _build(name, config, target, pairs, tokenizer, threads, started, evaluate, o
                 )
             ],
             tokenizer=tokenizer,
-        )["metrics"]["oxs_arith"]
+        )
+        from oxstudy.stats.difficulty import run_accuracy_by_level
+
+        result, items = evaluated["metrics"]["oxs_arith"], evaluated["items"]["oxs_arith"]
         meta["base_accuracy"] = {
             "task": "oxs_arith",
             "metric": result["metric"],
             "value": result["value"],
             "stderr": result["stderr"],
             "n": result["n"],
+            # accuracy per difficulty level (the number of operations, docs/world.md)
+            "by_level": run_accuracy_by_level(items["level"], items["score"]),
         }
         meta["eval_s"] = round(time.perf_counter() - eval_started, 2)
     meta["build_s"] = round(time.perf_counter() - started, 2)

@@ -12,7 +12,7 @@ import pytest
 
 from oxstudy.claims_regime import items_with_levels
 from oxstudy.evaluation import BenchmarkRequest, evaluate_model
-from oxstudy.stats.difficulty import accuracy_by_level
+from oxstudy.stats.difficulty import accuracy_by_level, run_accuracy_by_level
 from oxstudy.store import Store, load_study
 from oxstudy.tasks import TASKS, task_split
 from oxstudy.tasks.generators import compare_level, sequence_level
@@ -173,3 +173,13 @@ def test_tasks_list_shows_test_items_per_level():
         "oxs_sequence": {"1": 103, "2": 103, "3": 94},
         "oxs_compare": {"1": 102, "2": 104, "3": 94},
     }
+
+
+def test_one_runs_accuracy_by_level_by_hand():
+    levels = [1, 1, 2, None, 3, 3, 3, 3.0]
+    scores = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    by_level = run_accuracy_by_level(levels, scores)
+    assert list(by_level) == ["1", "2", "3"]  # the item without a level is left out
+    assert by_level["1"] == {"accuracy": 0.5, "stderr": pytest.approx((0.25 / 2) ** 0.5), "n": 2}
+    assert by_level["2"] == {"accuracy": 1.0, "stderr": 0.0, "n": 1}
+    assert by_level["3"] == {"accuracy": 0.5, "stderr": pytest.approx((0.25 / 4) ** 0.5), "n": 4}

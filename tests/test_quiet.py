@@ -54,6 +54,12 @@ def test_fresh_tiny_build_is_quiet_and_matches_its_recorded_accuracy(tmp_path):
     assert abs(row["drift"]) <= TOLERANCE, row  # the value measured by the fresh build is in row
     assert row["drift"] == pytest.approx(row["base_accuracy"] - row["recorded_accuracy"], abs=1e-4)
     assert row["machine"]["cpu"] and row["machine"]["torch"] and row["machine"]["torch_threads"] == 1
+    # the base accuracy per difficulty level: its item-weighted mean is the overall accuracy
+    base = json.loads((Path(row["path"]) / zoo.META_FILE).read_text())["base_accuracy"]
+    by_level = base["by_level"]
+    assert list(by_level) == ["1", "2", "3"] and sum(v["n"] for v in by_level.values()) == base["n"] == 500
+    weighted = sum(v["accuracy"] * v["n"] for v in by_level.values()) / base["n"]
+    assert weighted == pytest.approx(base["value"])
 
 
 @pytest.mark.slow
