@@ -112,10 +112,12 @@ def runs_with_steps(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def items_with_levels(items: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-item outcomes with a ``level`` column: the items' own, else the bundled task's item level."""
+    """Per-item outcomes with a ``level`` column: the items' own (recorded at evaluation), else,
+    for items without one (records written before items carried levels), the bundled task's
+    item level."""
     if items is None or items.empty:
         return pd.DataFrame(columns=["model", "algorithm", "seed", "benchmark", "level", "score"])
-    if "level" in items.columns and items["level"].notna().any():
+    if "level" in items.columns and items["level"].notna().all():
         return items
     from oxstudy.dataselect import record_level
     from oxstudy.tasks import TASKS, task_split
@@ -129,9 +131,12 @@ def items_with_levels(items: pd.DataFrame | None, runs: pd.DataFrame) -> pd.Data
         task = tasks.get(benchmark, benchmark)
         if task in TASKS:
             levels[benchmark] = [record_level(r) for r in task_split(task, "test")]
+    own = frame["level"] if "level" in frame.columns else pd.Series(None, index=frame.index, dtype=object)
     frame["level"] = [
-        levels[b][int(d)] if b in levels and d is not None and int(d) < len(levels[b]) else None
-        for b, d in zip(frame["benchmark"], frame["doc_id"], strict=True)
+        mine
+        if pd.notna(mine)
+        else (levels[b][int(d)] if b in levels and pd.notna(d) and int(d) < len(levels[b]) else None)
+        for mine, b, d in zip(own, frame["benchmark"], frame["doc_id"], strict=True)
     ]
     return frame
 

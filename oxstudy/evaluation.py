@@ -8,7 +8,14 @@ requested few-shot count that lm-eval did not apply is an error, not a silent de
 The result has exactly the store record's shape::
 
     {"metrics": {BENCH_ID: {"task", "metric", "value", "stderr", "n", "num_fewshot", ...}},
-     "items":   {BENCH_ID: {"doc_id": [...], "doc_hash": [...], "prompt_hash": [...], "score": [...]}}}
+     "items":   {BENCH_ID: {"doc_id": [...], "doc_hash": [...], "prompt_hash": [...], "score": [...],
+                            "level": [...], "difficulty": [...]}}}
+
+``level`` is each item's difficulty level by :func:`oxstudy.dataselect.record_level` on the
+lm-eval document (a bundled task's ``level``, MATH's ``"Level 3"`` -> 3, GSM8K's calculator
+steps; None where a document has none), present when any item has one; ``difficulty`` (the
+generator's parameters of a bundled task) when the documents carry it. Accuracy can then be
+broken down by level (``oxstudy.stats.difficulty``).
 
 Models are evaluated in memory when one is given (e.g. right after training); a path is
 loaded once, and a LoRA adapter directory is loaded onto its base model and merged.
@@ -413,4 +420,24 @@ def _collect(request: BenchmarkRequest, resolved: _ResolvedTask, results: dict[s
         "prompt_hash": [str(s.get("prompt_hash")) for s in samples],
         "score": item_scores,
     }
+    item_record.update(_item_levels([s.get("doc") or {} for s in samples]))
     return record, item_record
+
+
+def _item_levels(docs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """``level`` (and ``difficulty``) per item from lm-eval's documents; empty when none has one."""
+    from oxstudy.dataselect import record_level
+
+    out: dict[str, list[Any]] = {}
+    levels = [_json_number(record_level(doc)) for doc in docs]
+    levels = [int(v) if v is not None and v.is_integer() else v for v in levels]
+    if any(level is not None for level in levels):
+        out["level"] = levels
+    if any(isinstance(doc.get("difficulty"), dict) for doc in docs):
+        out["difficulty"] = [
+            json.loads(json.dumps(doc["difficulty"], default=str))
+            if isinstance(doc.get("difficulty"), dict)
+            else None
+            for doc in docs
+        ]
+    return out

@@ -100,6 +100,9 @@ def run_identity(
     # evaluation backend is an engine choice, recorded in provenance like the device.
     if model.revision is not None:
         model_part["revision"] = model.revision
+    zoo_seed = _zoo_seed_override(model.source)
+    if zoo_seed is not None:  # $OXSTUDY_ZOO_SEED builds another model: never the default's records
+        model_part["zoo_seed"] = zoo_seed
     data_part = data.identity()  # data-regime settings at their defaults leave older ids unchanged
     if data_part.get("revision") is None:
         data_part.pop("revision", None)
@@ -116,6 +119,17 @@ def run_identity(
         # sorted so that reordering benchmarks in the spec changes nothing
         "benchmarks": sorted((b.model_dump(exclude={"backend"}) for b in benchmarks), key=canonical_json),
     }
+
+
+def _zoo_seed_override(source: str) -> int | None:
+    """The ``$OXSTUDY_ZOO_SEED`` pretraining seed of a ``zoo:NAME`` model when it is not the
+    model's default seed (None otherwise, so default ids stay as they were)."""
+    if not source.startswith("zoo:"):
+        return None
+    from oxstudy.zoo import ZOO, seed_override
+
+    seed, default = seed_override(), ZOO.get(source[4:])
+    return seed if seed is not None and default is not None and seed != default.seed else None
 
 
 def _excluded(spec: StudySpec, model_id: str, algorithm_id: str, seed: int) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oxstudy.dataselect import record_level
 from oxstudy.errors import InputError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".pq")
@@ -319,7 +320,7 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
             records = list(jsonl_rows(samples))  # parsed once, then read for each metric
             for name in metrics:
                 metric_name, _, filt = name.partition(",")
-                doc_ids, hashes, scores, where = [], [], [], []
+                doc_ids, hashes, scores, levels, where = [], [], [], [], []
                 for lineno, rec in records:
                     if filt and rec.get("filter", filt) != filt:
                         continue
@@ -331,11 +332,14 @@ def load_lm_eval_dir(directory: str | Path, *, model: str, algorithm: str, seed:
                     doc_ids.append(rec.get("doc_id"))
                     hashes.append(rec.get("doc_hash"))
                     scores.append(float(score))
+                    # the document's difficulty level (MATH's "Level 3" -> 3), as evaluation records it
+                    levels.append(record_level(rec["doc"]) if isinstance(rec.get("doc"), dict) else None)
                     where.append(f"{samples}:{lineno}")
                 if scores:
                     item_frames.append(pd.DataFrame({"model": model, "algorithm": algorithm, "seed": seed,
                                                      "benchmark": task, "metric": name, "doc_id": doc_ids,
-                                                     "doc_hash": hashes, "score": scores, "_where": where}))
+                                                     "doc_hash": hashes, "score": scores, "level": levels,
+                                                     "_where": where}))
             break  # newest samples file per task is enough (sorted: first match)
     if not rows:
         raise InputError(f"{directory}: no numeric metric{f' {metric!r}' if metric else ''} in the results files")

@@ -46,7 +46,9 @@ RUN_COLUMNS = [
     "run_id", "study", "model", "params", "family", "finetune", "algorithm", "method", "seed",
     "benchmark", "task", "metric", "value", "stderr", "n_items", "in_domain", "status",
 ]  # fmt: skip
-ITEM_COLUMNS = ["run_id", "model", "algorithm", "seed", "benchmark", "doc_id", "doc_hash", "score"]
+#: ``level``: the item's difficulty level as evaluated (None for tasks without levels and for
+#: records written before items carried one).
+ITEM_COLUMNS = ["run_id", "model", "algorithm", "seed", "benchmark", "doc_id", "doc_hash", "score", "level"]
 FAILED_COLUMNS = ["run_id", "model", "algorithm", "seed", "reason"]
 
 
@@ -369,6 +371,7 @@ def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
                         "doc_id": items.get("doc_id"),
                         "doc_hash": items.get("doc_hash"),
                         "score": items.get("score"),
+                        "level": items.get("level") or [None] * len(items["score"]),
                     }
                 )
                 frame.insert(0, "benchmark", benchmark)

@@ -105,3 +105,107 @@ def test_built_ladder_accuracy_rises_with_size():
     assert params == sorted(params)
     assert accuracy == sorted(accuracy), dict(zip(names, accuracy, strict=True))
     assert accuracy[0] > 0 and accuracy[-1] < 0.9
+
+
+def test_seed_override_is_another_model_and_another_run(monkeypatch):
+    from oxstudy.plan import run_identity
+    from oxstudy.spec import BenchmarkSpec, DataSpec, ModelSpec, TrainingSpec
+
+    default = zoo.ZOO["tiny"]
+    monkeypatch.delenv(zoo.SEED_ENV, raising=False)
+    assert zoo.model_config("tiny") == default and default.seed == 0
+    identity = {
+        "model": ModelSpec(id="tiny", source="zoo:tiny"),
+        "method": "dpo",
+        "hyperparameters": {},
+        "seed": 0,
+        "training": TrainingSpec(),
+        "data": DataSpec(source="task:oxs_arith"),
+        "benchmarks": [BenchmarkSpec(id="arith", task="oxs_arith")],
+    }
+    plain = run_identity(**identity)
+    monkeypatch.setenv(zoo.SEED_ENV, "7")
+    other = zoo.model_config("tiny")
+    assert other.seed == 7 and other.config_hash() != default.config_hash()
+    assert zoo.model_dir("tiny").name == f"tiny-{other.config_hash()}"
+    assert zoo.ZOO["tiny"] == default, "the ladder's defaults never change"
+    assert zoo.recorded_accuracy("tiny") is None, "nothing is recorded for another seed"
+    assert run_identity(**identity)["model"]["zoo_seed"] == 7 and run_identity(**identity) != plain
+    monkeypatch.setenv(zoo.SEED_ENV, str(default.seed))  # the default seed spelled out: the users' model
+    assert zoo.model_dir("tiny").name == f"tiny-{default.config_hash()}"
+    assert run_identity(**identity) == plain
+    monkeypatch.setenv(zoo.SEED_ENV, "seven")
+    with pytest.raises(ResourceError, match="OXSTUDY_ZOO_SEED='seven'"):
+        zoo.model_dir("tiny")
+
+
+def test_recorded_accuracies_are_for_the_current_default_ladder():
+    from oxstudy.zoo_recorded import RECORDED
+
+    assert set(RECORDED["models"]) == set(zoo.ZOO)
+    for name, entry in RECORDED["models"].items():
+        assert entry["config_hash"] == zoo.ZOO[name].config_hash(), f"{name}: RECORDED is stale"
+        assert zoo.recorded_accuracy(name) == entry["accuracy"]["oxs_arith"]
+    machine = RECORDED["machine"]
+    assert machine["cpu"] and machine["cpu_count"] and machine["torch"] and machine["torch_threads"] == 1
+
+
+def test_zoo_list_shows_recorded_measured_and_drift(tmp_path, monkeypatch):
+    """Measured accuracies from a cache's metadata next to the recorded ones; drift beyond
+    the tolerance is marked. Metadata written here (no build needed)."""
+    import os
+    import subprocess
+    import sys
+
+    from oxstudy.zoo_recorded import RECORDED, TOLERANCE
+
+    monkeypatch.setenv("OXSTUDY_CACHE", str(tmp_path))
+    monkeypatch.delenv(zoo.SEED_ENV, raising=False)
+    measured = {"tiny": 0.101, "small": 0.218 + 0.05}  # medium: not built
+    for name, value in measured.items():
+        meta = {"params": 1, "base_accuracy": {"task": "oxs_arith", "value": value, "stderr": 0.01}}
+        zoo.model_dir(name).mkdir(parents=True)
+        (zoo.model_dir(name) / zoo.META_FILE).write_text(json.dumps(meta))
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def zoo_list(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "oxstudy.cli", "zoo", "list", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rows = {r["name"]: r for r in json.loads(zoo_list("--json"))["models"]}
+    assert rows["tiny"]["recorded_accuracy"] == 0.092 and rows["tiny"]["drift"] == pytest.approx(0.009)
+    assert rows["small"]["drift"] == pytest.approx(0.05)
+    assert rows["medium"]["base_accuracy"] is None and rows["medium"]["drift"] is None
+    assert rows["medium"]["recorded_accuracy"] == RECORDED["models"]["medium"]["accuracy"]["oxs_arith"]
+    table = zoo_list()
+    line = {n: next(x for x in table.splitlines() if f"zoo:{n} " in x) for n in zoo.ZOO}
+    assert "+0.009" in line["tiny"] and "!" not in line["tiny"]  # within the tolerance
+    assert "+0.050" in line["small"] and "!" in line["small"] and TOLERANCE < 0.05
+    assert "0.296" in line["medium"]
+
+
+def test_ladder_check_orders_every_seed_pair_with_a_margin():
+    """Issue 11's ladder check on hand-made accuracies (sizes x pretraining seeds)."""
+    good = {
+        "tiny": {0: 0.10, 1: 0.12, 2: 0.05},
+        "small": {0: 0.20, 1: 0.17, 2: 0.22},  # worst small seed - best tiny seed = exactly 5 points
+        "medium": {0: 0.45, 1: 0.70, 2: 0.40},  # bounds of the largest range included
+    }
+    assert zoo.ladder_problems(good) == []
+    # one seed of small too close to the best seed of tiny: an inversion risk on another machine
+    close = {**good, "small": {**good["small"], 1: 0.16}}
+    (problem,) = zoo.ladder_problems(close)
+    assert problem.startswith("tiny -> small") and "+4.0 points" in problem
+    inverted = {**good, "medium": {0: 0.45, 1: 0.21, 2: 0.50}}
+    problems = zoo.ladder_problems(inverted)
+    assert any(p.startswith("small -> medium") for p in problems)
+    assert any(p.startswith("medium: seed 1: 21.0%") for p in problems)  # below 40% too
+    out_of_range = {**good, "tiny": {0: 0.10, 1: 0.12, 2: 0.049}}
+    assert zoo.ladder_problems(out_of_range) == ["tiny: seed 2: 4.9% outside [5%, 20%]"]
+    assert zoo.ladder_problems(good, margin=0.06)[0].startswith("tiny -> small")
+    # a subset of the ladder: only the ranges of the positions it holds
+    assert zoo.ladder_problems({"tiny": {0: 0.09, 1: 0.11}}) == []
+    assert zoo.ladder_problems({"tiny": {0: 0.25}}) == ["tiny: seed 0: 25.0% outside [5%, 20%]"]
+    assert zoo.ladder_problems({"small": {0: 0.9}}) == [], "a middle size has no range"

@@ -126,8 +126,11 @@ def run(
             from oxstudy.execute import preflight
 
             # One live display: the step line and the hub download bars (oxstudy.hub.rich_tqdm).
+            from oxstudy.terminal import progress_console
+
+            # on the terminal even while a zoo build sends third-party output to its log
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                          console=err, transient=True) as bars:
+                          console=progress_console(), transient=True) as bars:
                 step = bars.add_task("checking tasks, settings, models and data", total=None)
                 preflight(selected, on_step=lambda what: bars.update(step, description=f"checking {what}"),
                           spec=spec, progress=bars, check_machine=backend == "local")
@@ -177,12 +180,13 @@ def _run_with_progress(runner: Any, cells: list[Any], store: Any, *, quiet: bool
     )
 
     from oxstudy.execute import read_progress
+    from oxstudy.terminal import progress_console
     from runners.base import RunnerEvent
 
     labels = {c.run_id: c.label for c in cells}
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=quiet, transient=False,
+        TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console(), disable=quiet, transient=False,
     )  # fmt: skip
     counts = {"done": 0, "failed": 0}
     last_phase: dict[str, str] = {}

@@ -18,14 +18,26 @@ tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", 
 
 
 def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from oxstudy.terminal import progress_console
 
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console,
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        # on the terminal while a build sends third-party output to its log (zoo.build_log)
+        console=progress_console(highlight=False),
         transient=False,
     )
 
@@ -51,12 +63,16 @@ def zoo_build(
     todo = [n for n in names if force or not zoo.is_built(n)]
     if todo:
         with _progress() as progress:
-            bars = {n: progress.add_task(f"zoo:{n}", total=zoo.ZOO[n].steps) for n in todo}
+            bars = {n: progress.add_task(f"zoo:{n} waiting", total=zoo.model_config(n).steps) for n in todo}
 
             def on_step(name: str, step: int, total: int, loss: float) -> None:
-                progress.update(bars[name], completed=step, description=f"zoo:{name} loss {loss:.3f}")
+                stage = "evaluating on oxs_arith" if step >= total else f"step {step}/{total} loss {loss:.3f}"
+                progress.update(bars[name], completed=step, description=f"zoo:{name} {stage}")
 
+            # lm-eval's and datasets' own output goes to each build's log, not here
             zoo.build_many(todo, force=force, jobs=jobs, on_step=on_step)
+            for name in todo:
+                progress.update(bars[name], description=f"zoo:{name} built (log: {zoo.build_log(name)})")
     _print_zoo(names, as_json)
 
 
@@ -80,43 +96,65 @@ def _zoo_rows(names: list[str]) -> list[dict[str, Any]]:
     for name in names:
         meta = zoo.zoo_metadata(name) or {}
         base = meta.get("base_accuracy") or {}
+        config = zoo.model_config(name)
+        measured, recorded = base.get("value"), zoo.recorded_accuracy(name)
         rows.append(
             {
                 "name": name,
                 "source": f"zoo:{name}",
+                "seed": config.seed,
+                "config_hash": config.config_hash(),
                 "cached": zoo.is_built(name),
                 "path": str(zoo.model_dir(name)),
                 "params": meta.get("params", zoo.estimate_params(name)),
                 "build_s": meta.get("build_s"),
-                "base_accuracy": base.get("value"),
+                "base_accuracy": measured,
                 "base_stderr": base.get("stderr"),
                 "base_task": base.get("task"),
+                # recorded where the ladder was built (oxstudy/zoo_recorded.py); drift = measured - recorded
+                "recorded_accuracy": recorded,
+                "drift": None if measured is None or recorded is None else round(measured - recorded, 4),
+                "machine": meta.get("machine"),
             }
         )
     return rows
 
 
 def _print_zoo(names: list[str], as_json: bool) -> None:
+    from oxstudy.zoo_recorded import RECORDED, TOLERANCE
+
     rows = _zoo_rows(names)
     if as_json:
-        print(json.dumps({"models": rows}, indent=2))
+        payload = {"models": rows, "recorded_on": RECORDED["machine"], "tolerance": TOLERANCE}
+        print(json.dumps(payload, indent=2))
         return
-    table = Table("model", "params", "cached", "build s", "base acc (oxs_arith)", "path")
+    table = Table("model", "seed", "params", "cached", "build s", "measured", "recorded", "drift")
     for row in rows:
         acc = (
             "-"
             if row["base_accuracy"] is None
-            else f"{row['base_accuracy']:.3f} ± {row['base_stderr'] or 0:.3f}"
+            else f"{row['base_accuracy']:.3f}±{row['base_stderr'] or 0:.3f}"
         )
+        drift = row["drift"]
+        drift_text = "-" if drift is None else f"{drift:+.3f}" + (" [red]![/red]" if abs(drift) > TOLERANCE else "")
         table.add_row(
             row["source"],
+            str(row["seed"]),
             f"{row['params']:,}",
             "yes" if row["cached"] else "no",
             "-" if row["build_s"] is None else f"{row['build_s']:.0f}",
             acc,
-            row["path"],
+            "-" if row["recorded_accuracy"] is None else f"{row['recorded_accuracy']:.3f}",
+            drift_text,
         )
     console.print(table)
+    machine = RECORDED["machine"]
+    console.print(
+        f"recorded on {machine['cpu']} ({machine['cpu_count']} cores, torch {machine['torch']}, "
+        f"{machine['torch_threads']} thread); drift beyond ±{TOLERANCE:.2f} is marked !: another CPU "
+        "trains slightly different weights (docs/world.md, Reproducibility). Models live under "
+        f"{Path(rows[0]['path']).parent if rows else '-'} (--json for each path)."
+    )
 
 
 @tasks_app.command("export")
@@ -144,11 +182,13 @@ def tasks_export(
 def tasks_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tasks as JSON.")] = False,
 ) -> None:
-    """List the bundled tasks with their default metric key and split sizes.
+    """List the bundled tasks with their default metric key, split sizes and test items per difficulty level.
 
     Example: oxstudy tasks list
     """
-    from oxstudy.tasks import TASKS
+    from collections import Counter
+
+    from oxstudy.tasks import TASKS, task_split
 
     rows = [
         {
@@ -158,6 +198,8 @@ def tasks_list(
             "in_domain": t.in_domain,
             "test": t.sizes["test"],
             "train": t.sizes["train"],
+            # test items per difficulty level (docs/world.md, Difficulty levels)
+            "levels": {str(k): v for k, v in sorted(Counter(e["level"] for e in task_split(t.name, "test")).items())},
             "description": t.description,
         }
         for t in TASKS.values()
@@ -165,7 +207,7 @@ def tasks_list(
     if as_json:
         print(json.dumps({"tasks": rows}, indent=2))
         return
-    table = Table("task", "type", "metric", "in domain", "test", "train", "description")
+    table = Table("task", "type", "metric", "in domain", "test", "train", "test items by level", "description")
     for r in rows:
         table.add_row(
             r["task"],
@@ -174,6 +216,7 @@ def tasks_list(
             str(r["in_domain"]),
             str(r["test"]),
             str(r["train"]),
+            " ".join(f"L{k}:{v}" for k, v in r["levels"].items()),
             r["description"],
         )
     console.print(table)

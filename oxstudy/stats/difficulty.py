@@ -60,6 +60,24 @@ def accuracy_by_level(items: pd.DataFrame, confidence: float = 0.95) -> pd.DataF
     )
 
 
+def run_accuracy_by_level(levels: list, scores: list) -> dict[str, dict[str, float | int]]:
+    """One run's accuracy on the items of each difficulty level (e.g. a zoo model's base accuracy).
+
+    Estimated: the run's mean score over the level's items. How: the plain mean with the
+    binomial standard error ``sqrt(p (1 - p) / n)`` (items as the sample, this one checkpoint
+    fixed: no seed variance). Items without a level are left out. Returns
+    ``{level: {"accuracy", "stderr", "n"}}`` keyed by the level as text, in level order.
+    """
+    frame = pd.DataFrame({"level": levels, "score": scores}).dropna(subset=["level"])
+    out = {}
+    for level, group in frame.groupby("level", sort=True):
+        n = int(group["score"].size)
+        p = float(group["score"].mean())
+        key = str(int(level)) if float(level).is_integer() else str(level)
+        out[key] = {"accuracy": p, "stderr": math.sqrt(p * (1 - p) / n), "n": n}
+    return out
+
+
 def level_gains(items: pd.DataFrame, arm: str, reference: pd.DataFrame | str) -> pd.DataFrame:
     """Per-seed gain over a reference by level: ``acc_arm(seed, level) - acc_ref(level)``.
 

@@ -13,6 +13,19 @@ Families:
   with a worked solution ending ``#### N``.
 * ``compare`` (out of domain, multiple choice): pick the largest/smallest of four numbers;
   scored by log-likelihood of each choice.
+
+Every problem carries its difficulty ``level`` (a small integer, 1 = easiest) and the
+generator's ``difficulty`` parameters, derived from what was drawn (never an extra draw, so
+levels change no prompt or solution):
+
+* ``arith``: level = the number of operations (1-3), the convention of
+  ``oxstudy.dataselect.record_level`` (curricula and ``where: {level: ...}`` filters); the
+  number size and ``allow_mul`` of its ``ARITH_LEVELS`` rung are in ``difficulty``.
+* ``sequence``: level by the size of the common difference: 1 for 2-5, 2 for 6-10, 3 for
+  11-15 (``SEQUENCE_STEP_BANDS``); ``difficulty`` also says whether it is decreasing.
+* ``compare``: level by how close the runner-up is to the answer (``gap``, the absolute
+  difference): 1 for a gap of 24 or more, 2 for 10-23, 3 for 1-9 (``COMPARE_GAP_BANDS``, near
+  terciles of the test split).
 """
 
 from __future__ import annotations
@@ -61,6 +74,11 @@ ITEMS = [
 _ADD = ["buys {n} more {item}.", "finds {n} more {item}.", "gets {n} more {item}."]
 _SUB = ["gives away {n} {item}.", "loses {n} {item}.", "sells {n} {item}."]
 _MUL = ["gets {k} times as many {item}."]
+
+#: ``sequence`` levels: the largest common difference (absolute) of levels 1, 2, 3.
+SEQUENCE_STEP_BANDS = (5, 10, 15)
+#: ``compare`` levels: the smallest answer-to-runner-up gap of levels 1, 2, 3 (closer = harder).
+COMPARE_GAP_BANDS = (24, 10, 1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,7 @@ def arith_problem(rng: random.Random, difficulty: Difficulty) -> dict[str, Any]:
         "prompt": " ".join(sentences),
         "solution": "\n".join(lines) + f"\n#### {answer}",
         "answer": answer,
+        "level": difficulty.steps,
         "difficulty": difficulty.as_dict(),
     }
 
@@ -137,8 +156,19 @@ def sequence_problem(rng: random.Random, max_start: int = 60, max_step: int = 15
         "prompt": f"What number comes next: {', '.join(map(str, terms))}?",
         "solution": solution,
         "answer": str(answer),
-        "difficulty": {"step": abs(step), "terms": shown},
+        "level": sequence_level(abs(step)),
+        "difficulty": {"step": abs(step), "terms": shown, "decreasing": step < 0},
     }
+
+
+def sequence_level(step: int) -> int:
+    """Level of a progression with common difference ``step`` (absolute): ``SEQUENCE_STEP_BANDS``."""
+    return next((i + 1 for i, top in enumerate(SEQUENCE_STEP_BANDS) if step <= top), len(SEQUENCE_STEP_BANDS))
+
+
+def compare_level(gap: int) -> int:
+    """Level of a comparison whose runner-up is ``gap`` away from the answer: ``COMPARE_GAP_BANDS``."""
+    return next((i + 1 for i, least in enumerate(COMPARE_GAP_BANDS) if gap >= least), len(COMPARE_GAP_BANDS))
 
 
 def compare_problem(rng: random.Random, max_number: int = 99) -> dict[str, Any]:
@@ -150,13 +180,15 @@ def compare_problem(rng: random.Random, max_number: int = 99) -> dict[str, Any]:
     # Each choice is the assistant's whole reply, in the same "#### N" form as the
     # generative tasks, so log-likelihoods are compared on the format the model knows.
     choices = [f"#### {x}" for x in numbers]
+    gap = min(abs(x - target) for x in numbers if x != target)
     return {
         "prompt": f"Which number is the {word}: {', '.join(map(str, numbers))}?",
         "solution": f"#### {target}",
         "answer": str(target),
         "choices": choices,
         "label": numbers.index(target),
-        "difficulty": {"max_number": max_number},
+        "level": compare_level(gap),
+        "difficulty": {"max_number": max_number, "gap": gap},
     }
 
 
