@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from test_run_hardening import study_spec
 
 from oxstudy import zoo
 from oxstudy.store import load_study
@@ -64,27 +64,7 @@ def test_fresh_tiny_build_is_quiet_and_matches_its_recorded_accuracy(tmp_path):
 
 @pytest.mark.slow
 def test_run_terminal_shows_progress_and_the_cell_log_the_chatter(tmp_path, zoo_tiny):
-    spec = {
-        "name": "quiet",
-        "output_dir": str(tmp_path / "study"),
-        "models": [{"id": "tiny", "source": "zoo:tiny"}],
-        "algorithms": [{"id": "SFT", "method": "sft"}],
-        "seeds": [1],
-        "training": {
-            "learning_rate": 1e-4,
-            "max_steps": 2,
-            "effective_batch_size": 4,
-            "per_device_batch_size": 4,
-            "max_length": 128,
-            "max_prompt_length": 64,
-            "max_completion_length": 32,
-        },
-        "data": {"source": "task:oxs_arith", "train_size": 8},
-        "benchmarks": [{"id": "arith", "task": "oxs_arith", "in_domain": True, "limit": 8}],
-        "execution": {"max_parallel": 1, "retries": 0, "timeout_s": 600},
-    }
-    path = tmp_path / "quiet.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    path = study_spec(tmp_path, "quiet", output_dir=tmp_path / "study", execution={"retries": 0})
     # a fresh datasets cache: the JSONL splits are generated (with their bars) in this run
     done = oxstudy("run", str(path), env={"HF_DATASETS_CACHE": str(tmp_path / "datasets")})
     assert done.returncode == 0, done.stderr
