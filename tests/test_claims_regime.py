@@ -251,3 +251,20 @@ def test_report_sections_show_regime_data_and_notes(study_files):
     assert (
         regime_sections({"regime": {"requested": False}}, styles={}) == []
     )  # plain comparisons: nothing added
+
+
+def test_alignment_table_is_read_from_a_study_dir_given_relative(tmp_path, monkeypatch):
+    """`oxstudy report studies/NAME` passes a relative study dir: the cached base pass@k table is
+    found there (it was looked up under studies/NAME/alignment/studies/NAME/alignment/)."""
+    import json
+    from pathlib import Path
+
+    from oxstudy.report.regime_section import _alignment_table
+
+    table = tmp_path / "studies" / "s" / "alignment" / "base_pass_at_k.json"
+    table.parent.mkdir(parents=True)
+    table.write_text(json.dumps([{"model": "tiny", "benchmark": "arith", "k": k, "pass_at_k": v}
+                                 for k, v in ((1, 0.1), (8, 0.4))]))
+    monkeypatch.chdir(tmp_path)
+    frame = _alignment_table({"k": [1, 8], "measure_k": 8}, Path("studies/s"), None)
+    assert frame.to_dict("records") == [{"model": "tiny", "task": "arith", "pass_at_k": 0.4}]

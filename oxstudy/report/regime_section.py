@@ -56,7 +56,7 @@ def _alignment_table(
     k = block.get("measure_k") or max(block.get("k") or [1])
     for path in candidates:
         if path.exists():
-            return load_alignment(str(path), path.parent, k)
+            return load_alignment(str(path.resolve()), path.parent, k)  # absolute: study_dir may be relative
     return None
 
 
