@@ -111,6 +111,26 @@ def runs_with_steps(table: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def eval_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy during training (``measure.eval_every``) as ``model, algorithm, seed, benchmark,
+    step, accuracy``: each run's recorded evaluations plus its final one at the steps it took.
+    Empty when no run recorded evaluations during training."""
+    columns = ["model", "algorithm", "seed", "benchmark", "step", "accuracy"]
+    records = _records_by_run(table)
+    frame = runs_with_steps(table)
+    rows = []
+    for run in frame.itertuples(index=False):
+        train = (records.get(getattr(run, "run_id", None)) or {}).get("train") or {}
+        points = [p for p in train.get("eval_curve") or [] if p.get("benchmark") == run.benchmark]
+        if not points:
+            continue
+        key = {"model": run.model, "algorithm": run.algorithm, "seed": run.seed, "benchmark": run.benchmark}
+        rows += [{**key, "step": p["step"], "accuracy": p["value"]} for p in points if p.get("value") is not None]
+        if run.steps is not None and run.value is not None:
+            rows.append({**key, "step": run.steps, "accuracy": run.value})
+    return pd.DataFrame(rows, columns=columns)
+
+
 def items_with_levels(items: pd.DataFrame | None, runs: pd.DataFrame) -> pd.DataFrame:
     """Per-item outcomes with a ``level`` column: the items' own (recorded at evaluation), else,
     for items without one (records written before items carried levels), the bundled task's

@@ -78,6 +78,8 @@ def smoke_spec(spec: StudySpec) -> StudySpec:
                 benchmark.pop("pass_at_k")
     data.setdefault("measure", {}).update(effective_rank=min(data["measure"].get("effective_rank", 0), 4))
     data["measure"].setdefault("kl_drift", {}).update(prompts=None, n=8, max_new_tokens=16)
+    if data["measure"].get("eval_every"):  # evaluations during training: one, after the first of the 2 steps
+        data["measure"].update(eval_every=1, eval_limit=SMOKE_ITEMS)
     alignment = data.get("analysis", {}).get("alignment")
     if alignment:  # the base pass@k of model-task alignment: as few samples as the pass@k smoke
         ks = [k for k in alignment.get("k", [1, 16]) if k <= SMOKE_PASS_SAMPLES] or [1]

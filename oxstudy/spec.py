@@ -458,6 +458,13 @@ class MeasureSpec(StrictModel):
     base_eval: bool = Field(
         True, description="Evaluate the base model once per model (cached in the store): changes from base per run."
     )
+    eval_every: int = Field(
+        0, ge=0, description="Evaluate the in-domain benchmarks (all, if none is in-domain) every N optimizer steps "
+        "during training (0 = off; RNG state restored, so training is unchanged): steps-to-match then reads the curve. "
+        "Full fine-tuning on one process only.",
+    )
+    eval_limit: int | None = Field(None, gt=0, description="Items per evaluation during training (default: the "
+                                   "benchmark's limit).")
     alignment: PassAtKSpec | None = Field(
         None, description="Base pass@k per (model, generative benchmark), cached in <store>/alignment/ (model-task "
         "alignment). Set from analysis.alignment (samples, k) unless it names a base_pass_at_k file.",
@@ -878,6 +885,16 @@ def _measure_problems(spec: StudySpec) -> list[Problem]:
             problems.append((("measure", "kl_drift", "prompts"), f"prompt file {prompts} does not exist"))
         elif kind == "hub":
             problems.append((("measure", "kl_drift", "prompts"), "use task:NAME or a local .jsonl with a prompt column"))
+    if spec.measure.eval_every:
+        # Evaluating a PEFT-wrapped or a distributed model mid-training is not supported: say so
+        # rather than record a curve of something else.
+        lora = [m.id for m in spec.models if m.finetune == "lora"]
+        if lora:
+            problems.append((("measure", "eval_every"), f"evaluations during training need full fine-tuning; "
+                             f"model(s) {', '.join(lora)} use LoRA"))
+        if spec.execution.gpus_per_run > 1:
+            problems.append((("measure", "eval_every"), "evaluations during training run on one process; "
+                             f"execution.gpus_per_run is {spec.execution.gpus_per_run}"))
     return problems
 
 

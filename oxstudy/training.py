@@ -18,6 +18,7 @@ Non-finite losses raise :class:`NonFiniteLossError` at the step where they appea
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -360,6 +361,59 @@ def _callbacks(curves: dict[str, list[Any]], progress: ProgressFn | None):
     return [CurveCallback()]
 
 
+def _eval_curve_callback(cell: Any, tokenizer: Any, device: str, points: list[dict[str, Any]]):
+    """``measure.eval_every``: the in-domain benchmarks (all, if none is in-domain) evaluated every
+    N optimizer steps, appended to ``points`` as ``{"step", "benchmark", "value"}``. The final step
+    is left to the run's own evaluation. lm-eval reseeds python, numpy and torch, so their RNG
+    states are saved and restored around each evaluation: the training trajectory (data order,
+    sampled completions, dropout) is the one the run has without it."""
+    from transformers import TrainerCallback
+
+    every = int(cell.measure.eval_every)
+    benchmarks = [b for b in cell.benchmarks if b.in_domain] or list(cell.benchmarks)
+    if cell.measure.eval_limit is not None:
+        benchmarks = [b.model_copy(update={"limit": cell.measure.eval_limit, "pass_at_k": None}) for b in benchmarks]
+
+    class EvalCurveCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if model is None or step % every or step >= state.max_steps:
+                return
+            from oxstudy.evaluation import evaluate_model
+
+            with _rng_preserved():
+                was_training = model.training
+                model.eval()
+                try:
+                    metrics = evaluate_model(model, benchmarks, tokenizer, device=device)["metrics"]
+                finally:
+                    model.train(was_training)
+            points.extend({"step": int(step), "benchmark": b.id, "value": metrics[b.id]["value"]}
+                          for b in benchmarks)
+
+    return EvalCurveCallback()
+
+
+@contextlib.contextmanager
+def _rng_preserved():
+    """Python, numpy and torch (CPU and CUDA) RNG states restored on exit."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
 #: Family modules: each exposes ``METHODS`` and ``build_trainer``.
 FAMILY_MODULES = ("sft", "preference", "cpo", "orpo", "kto", "online", "polarity")
 
@@ -405,6 +459,8 @@ class PreparedRun:
     lora: bool
     setup_s: float
     frozen: list[str] = field(default_factory=list)
+    #: ``measure.eval_every``: ``{"step", "benchmark", "value"}`` evaluations during training
+    eval_curve: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, data: Any,
@@ -439,13 +495,18 @@ def build_trainer(cell: Any, *, model_path: str | Path, output_dir: str | Path, 
 
         reward_funcs = reward_functions(getattr(getattr(cell, "data", None), "reward", None))
     curves: dict[str, list[Any]] = {"step": [], "loss": [], "reward": [], "kl": []}
+    callbacks = _callbacks(curves, progress)
+    eval_points: list[dict[str, Any]] = []
+    if getattr(getattr(cell, "measure", None), "eval_every", 0):
+        callbacks.append(_eval_curve_callback(cell, tokenizer, device, eval_points))
     trainer = _build_trainer(info, model=model, tokenizer=tokenizer, args=args, dataset=dataset,
                              peft_config=peft_config, hyperparameters=hyperparameters,
-                             reward_funcs=list(reward_funcs or []), callbacks=_callbacks(curves, progress))
+                             reward_funcs=list(reward_funcs or []), callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the curves, not stdout
     trainer.remove_callback(ProgressCallback)
     return PreparedRun(trainer=trainer, tokenizer=tokenizer, method=method, config=args, curves=curves,
-                       lora=peft_config is not None, setup_s=time.perf_counter() - started, frozen=frozen)
+                       lora=peft_config is not None, setup_s=time.perf_counter() - started, frozen=frozen,
+                       eval_curve=eval_points)
 
 
 def _apply_freeze(cell: Any, model: Any, peft_config: Any) -> list[str]:
@@ -516,7 +577,9 @@ def train_cell(cell: Any, *, model_path: str | Path, output_dir: str | Path, dat
     return TrainResult(model=trained, tokenizer=run.tokenizer, curves=curves, final_loss=final_loss,
                        steps=int(trainer.state.global_step), train_s=train_s, setup_s=run.setup_s,
                        method=run.method, config=config_as_dict(run.config), adapter_dir=adapter_dir,
-                       regime=_regime_measurements(cell, trainer), frozen=run.frozen)
+                       regime={**_regime_measurements(cell, trainer),
+                               **({"eval_curve": run.eval_curve} if run.eval_curve else {})},
+                       frozen=run.frozen)
 
 
 def _regime_measurements(cell: Any, trainer: Any) -> dict[str, Any]:

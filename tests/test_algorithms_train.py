@@ -246,3 +246,40 @@ def test_tr_dpo_counts_epoch_based_steps_when_the_trainer_is_built(zoo_tiny, tmp
     assert planned_optimizer_steps(run.trainer) == 2
     run.trainer.train()
     assert run.trainer.state.global_step == 2  # the count the check used is the one transformers runs
+
+
+def test_evaluations_during_training_record_a_curve_and_leave_training_unchanged(zoo_tiny, tmp_path, selfplay_cache):
+    """measure.eval_every: in-domain accuracy every N steps lands in the run's regime block, and the
+    trained weights are bit-identical to the same run without it. GRPO samples its completions from
+    torch's global RNG, which lm-eval reseeds: without restoring it the second generation batch (a
+    batch per step here) and so the weights would differ."""
+    from oxstudy.spec import BenchmarkSpec, MeasureSpec
+
+    bench = BenchmarkSpec(id="arith", task="oxs_arith", in_domain=True, limit=4)
+    results = {}
+    for every in (0, 1):
+        cell = cell_for("grpo", hyperparameters={"optimizer_steps_per_generation": 1},
+                        training={"max_steps": 3}).model_copy(
+            update={"benchmarks": [bench], "measure": MeasureSpec(eval_every=every, anatomy=False)})
+        data = prepare_data(cell, zoo_tiny, cache_dir=selfplay_cache)
+        results[every] = train_cell(cell, model_path=zoo_tiny, output_dir=tmp_path / str(every), data=data,
+                                    reward_funcs=REWARDS)
+    curve = results[1].regime["eval_curve"]
+    assert [(p["step"], p["benchmark"]) for p in curve] == [(1, "arith"), (2, "arith")]  # the last step: the run's own eval
+    assert all(0.0 <= p["value"] <= 1.0 for p in curve)
+    assert "eval_curve" not in results[0].regime
+    trained, plain = results[1].model.state_dict(), results[0].model.state_dict()
+    assert all(torch.equal(trained[k], plain[k]) for k in plain)
+
+
+def test_evaluations_during_training_are_refused_for_lora_with_a_location():
+    from oxstudy.spec import load_spec_data
+
+    with pytest.raises(SpecError, match=r"measure.eval_every: evaluations during training need full fine-tuning"):
+        load_spec_data({
+            "name": "lora-curve", "models": [{"id": "tiny", "source": "zoo:tiny", "finetune": "lora"}],
+            "algorithms": [{"id": "GRPO", "method": "grpo"}], "seeds": [1],
+            "data": {"source": "task:oxs_arith", "train_size": 8},
+            "benchmarks": [{"id": "arith", "task": "oxs_arith", "in_domain": True}],
+            "measure": {"eval_every": 2},
+        })

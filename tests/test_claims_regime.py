@@ -268,3 +268,34 @@ def test_alignment_table_is_read_from_a_study_dir_given_relative(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     frame = _alignment_table({"k": [1, 8], "measure_k": 8}, Path("studies/s"), None)
     assert frame.to_dict("records") == [{"model": "tiny", "task": "arith", "pass_at_k": 0.4}]
+
+
+def test_steps_to_match_reads_evaluations_during_training_from_the_records(tmp_path):
+    """measure.eval_every curves (train.eval_curve of each record, plus the final evaluation at the
+    steps taken) give steps-to-match per seed: the first step within the margin of the full arm's
+    mean final accuracy, over the full arm's mean steps; t-interval over the seeds that match."""
+    import json
+    from types import SimpleNamespace
+
+    from scipy import stats
+
+    from oxstudy.report.regime_section import regime_analysis
+
+    rows = []
+    curves = {1: [(1, 0.2), (2, 0.49)], 2: [(1, 0.1), (2, 0.3)], 3: [(1, 0.48), (2, 0.5)]}
+    finals = {1: 0.5, 2: 0.47, 3: 0.5}
+    for seed in (1, 2, 3):
+        for algorithm, steps, value, curve in (("Full", 4, 0.5, []), ("Easy", 3, finals[seed], curves[seed])):
+            where = tmp_path / f"{algorithm}{seed}.json"
+            where.write_text(json.dumps({"train": {"steps": steps, "eval_curve": [
+                {"step": s, "benchmark": "arith", "value": v} for s, v in curve]}}))
+            rows.append({"run_id": f"{algorithm}{seed}", "_where": str(where), "model": "tiny", "algorithm": algorithm,
+                         "seed": seed, "benchmark": "arith", "value": value})
+    results = SimpleNamespace(kind="runs", table=pd.DataFrame(rows), items=None,
+                              spec={"analysis": {"regime": {"full": "Full", "margin": 0.02}}})
+    (row,) = regime_analysis(results)["steps_to_match"]
+    assert row["fraction"] == pytest.approx(0.75)  # steps taken: 3 of 4, from the final evaluations
+    fractions = np.array([2 / 4, 1 / 4])  # seed 1 reaches 0.48 at step 2, seed 3 at step 1; seed 2 never
+    half = stats.t.ppf(0.975, 1) * fractions.std(ddof=1) / np.sqrt(2)
+    assert row["never_matched"] == 1 and row["curve_fraction"] == pytest.approx(0.375)
+    assert (row["curve_ci_low"], row["curve_ci_high"]) == pytest.approx((0.375 - half, 0.375 + half))

@@ -286,6 +286,9 @@ def test_bundled_regime_specs_validate_plan_and_shrink_for_smoke(name, cells):
             arms["NSR@math"].data.source == "task:oxs_sequence"
             and arms["NSR@gsm8k"].algorithm.method == "nsr"
         )
+    if name.startswith("difficulty"):  # accuracy during training for steps-to-match, every step in smoke mode
+        assert all(c.measure.eval_every > 0 for c in planned)
+        assert all((c.measure.eval_every, c.measure.eval_limit) == (1, 16) for c in arms.values())
     if name == "difficulty_curriculum":
         assert arms["GRPO-curriculum"].data.curriculum.by == "level"
         assert arms["GRPO-math"].data.source != arms["GRPO-full"].data.source

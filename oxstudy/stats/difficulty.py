@@ -222,9 +222,9 @@ def steps_to_match_curve(
 
     ``curve``: ``seed, step, accuracy`` (evaluations during training). Per seed, the first step at
     which accuracy >= ``mean(full_final) - margin``, as a fraction of ``full_steps``; seeds that
-    never match count as 1 + (never). Estimated: the mean fraction over seeds with a t-interval.
-    The oxstudy run records do not hold intermediate evaluations yet: this is for studies that
-    import them (``evaluation every N steps`` is future work).
+    never match are counted in ``never_matched`` and left out of the mean. Estimated: the mean
+    fraction over the seeds that match, with a t-interval. oxstudy records the curve with
+    ``measure.eval_every`` (``train.eval_curve`` of each run record, plus the final evaluation).
     """
     target = float(np.mean(full_final)) - margin
     fractions = []
