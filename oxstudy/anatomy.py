@@ -449,39 +449,23 @@ def base_evaluation(
     benchmarks) and cached as ``<store>/base/<key>.json``; concurrent workers wait for the first one's file."""
     from oxstudy.evaluation import evaluate_model
     from oxstudy.passk import evaluate_pass_at_k
-    from oxstudy.store import atomic_write_text
+    from oxstudy.store import cached_json
 
     key = _base_cache_key(model_path, cell)
-    path = cache_dir / f"{key}.json"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # The first worker to get here evaluates; the others (the first wave of cells all finish
-    # training together) wait on the lock and read its file instead of repeating the work.
-    with open(cache_dir / f"{key}.lock", "a") as lock:
-        _lock_exclusive(lock)
-        if path.exists():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:  # a truncated file (a full disk): evaluate again
-                pass
+
+    def evaluate() -> dict[str, Any]:
         evaluation = evaluate_model(base, cell.benchmarks, tokenizer, device=device)
-        payload = {
+        return {
             "key": key,
             "source": cell.model.source,
             "metrics": evaluation["metrics"],
             "items": evaluation["items"],
             "pass_at_k": evaluate_pass_at_k(base, tokenizer, cell.benchmarks),
         }
-        atomic_write_text(path, json.dumps(payload))
-        return payload
 
-
-def _lock_exclusive(handle: Any) -> None:
-    """``flock`` the open file (released when it closes); a no-op where there is no ``fcntl``."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: concurrent workers may then evaluate twice (same result)
-        return
-    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    # The first worker to get here evaluates; the others (the first wave of cells all finish
+    # training together) wait on the lock and read its file instead of repeating the work.
+    return cached_json(cache_dir / f"{key}.json", evaluate)
 
 
 def measure_after_training(

@@ -279,17 +279,14 @@ def base_alignment(
     import json
     from pathlib import Path
 
-    from oxstudy.anatomy import _lock_exclusive
     from oxstudy.evaluation import lm_eval_version
     from oxstudy.plan import content_hash
     from oxstudy.selfplay import model_fingerprint
     from oxstudy.stats.passk import pass_at_k
-    from oxstudy.store import atomic_write_text
+    from oxstudy.store import atomic_write_text, cached_json, file_lock
 
     settings = PassAtKSettings.coerce(settings)
     root = Path(alignment_dir)
-    cache = root / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for benchmark in cell.benchmarks:
         if not is_generative(benchmark.task):
@@ -298,32 +295,23 @@ def base_alignment(
             "model": model_fingerprint(model_path), "benchmark": benchmark.model_dump(mode="json", exclude={"backend"}),
             "settings": settings.as_dict(), "lm_eval": lm_eval_version(),
         })  # fmt: skip
-        path = cache / f"{key}.json"
-        with open(cache / f"{key}.lock", "a") as lock:
-            _lock_exclusive(lock)
-            entry = None
-            if path.exists():
-                try:
-                    entry = json.loads(path.read_text())
-                except ValueError:  # a truncated file: sample again
-                    entry = None
-            if entry is None:
-                counts = sample_correct_counts(base, tokenizer, benchmark, settings)
-                n = int(counts["samples"])
-                entry = {
-                    "model": cell.model.id, "benchmark": benchmark.id, "source": cell.model.source,
-                    "task": counts["task"], "metric": counts["metric"], "samples": n,
-                    "temperature": counts["temperature"], "n_items": len(counts["correct"]),
-                    "pass_at_k": {str(k): float(pass_at_k(n, counts["correct"], k).mean()) if counts["correct"]
-                                  else None for k in settings.ks()},
-                    "correct": counts["correct"], "doc_id": counts["doc_id"],
-                }  # fmt: skip
-                atomic_write_text(path, json.dumps(entry))
-        rows += _alignment_rows(entry)
-    with open(root / f"{ALIGNMENT_TABLE}.lock", "a") as lock:
-        _lock_exclusive(lock)
+
+        def sample(benchmark: Any = benchmark) -> dict[str, Any]:
+            counts = sample_correct_counts(base, tokenizer, benchmark, settings)
+            n = int(counts["samples"])
+            return {
+                "model": cell.model.id, "benchmark": benchmark.id, "source": cell.model.source,
+                "task": counts["task"], "metric": counts["metric"], "samples": n,
+                "temperature": counts["temperature"], "n_items": len(counts["correct"]),
+                "pass_at_k": {str(k): float(pass_at_k(n, counts["correct"], k).mean()) if counts["correct"] else None
+                              for k in settings.ks()},
+                "correct": counts["correct"], "doc_id": counts["doc_id"],
+            }  # fmt: skip
+
+        rows += _alignment_rows(cached_json(root / "cache" / f"{key}.json", sample))
+    with file_lock(root / f"{ALIGNMENT_TABLE}.lock"):
         table: list[dict[str, Any]] = []
-        for cached in sorted(cache.glob("*.json")):
+        for cached in sorted((root / "cache").glob("*.json")):
             try:
                 table += _alignment_rows(json.loads(cached.read_text()))
             except (ValueError, KeyError):

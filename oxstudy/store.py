@@ -30,7 +30,7 @@ import platform
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -129,6 +129,36 @@ def atomic_write_text(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
     _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the ``with`` block; no lock where
+    there is no ``fcntl`` (concurrent writers then may both compute the same result)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The JSON object in ``path``, computed by ``compute`` and written atomically when missing or
+    unreadable (a truncated file after a full disk). Workers asking at once wait on a lock beside
+    the file: the first computes, the others read its result."""
+    with file_lock(path.with_name(path.name + ".lock")):
+        if path.exists():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                pass
+        value = compute()
+        atomic_write_text(path, json.dumps(value))
+        return value
 
 
 def provenance(device: str | None = None) -> dict[str, Any]:
