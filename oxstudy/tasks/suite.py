@@ -3,7 +3,10 @@ materialisation of lm-eval task YAMLs (tasks as data, like lm-eval's own tasks).
 
 Splits are disjoint by content hash: ``test`` is drawn first from its own seed stream;
 ``train`` and ``pretrain`` (the zoo's corpus) come from other seed streams and drop any
-problem whose normalised prompt hashes into ``test``.
+problem whose normalised prompt hashes into ``test``. Two tasks differ: ``oxs_math_numeric``
+is a subset of ``oxs_math`` (its items where ``numeric`` is true, same ids and order), and
+``oxs_facts`` is a held-out knowledge probe whose facts only its ``pretrain`` split states
+(no ``train`` split: ``task:oxs_facts`` is refused as post-training data).
 """
 
 from __future__ import annotations
@@ -19,10 +22,30 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from oxstudy.tasks.generators import Difficulty, arith_problem, compare_problem, seeded_rng, sequence_problem
+from oxstudy.tasks.generators import (
+    FACT_ATTRIBUTES,
+    FACT_REPEATS,
+    MATH_KINDS,
+    SEQUENCE_LEVELS,
+    Difficulty,
+    arith_problem,
+    compare_problem,
+    fact_entities,
+    fact_level,
+    fact_question,
+    fact_statements,
+    math_problem,
+    seeded_rng,
+    sequence_problem,
+)
 
-#: Bump when generated content changes on purpose (it is also hashed from the sources).
-SUITE_VERSION = 1
+#: Bump when generated content changes on purpose (it is also hashed from the sources, into
+#: the materialised suite's fingerprint). 2: oxs_math, oxs_math_numeric, oxs_facts, and a
+#: learnable oxs_sequence.
+SUITE_VERSION = 2
+#: The version in every split's seed stream. Kept at 1 so oxs_arith and oxs_compare stay
+#: byte-identical across suite versions (studies, tests and curricula depend on their items).
+SEED_VERSION = 1
 SPLITS = ("train", "test", "pretrain")
 
 #: The in-domain difficulty ladder: 1-3 steps, numbers up to 10-50. Sets cycle through it,
@@ -37,9 +60,33 @@ ARITH_LEVELS: tuple[Difficulty, ...] = (
 )
 
 
+#: What each task is for in a study (``TaskDef.role``; shown by ``oxstudy tasks list``).
+ROLES = (
+    "in-domain",
+    "second math dataset",
+    "subset",
+    "out-of-domain generative",
+    "out-of-domain MC",
+    "knowledge",
+)
+
+
+def fact_corpus_size() -> int:
+    """Corpus statements in one pass over every fact: the size of ``oxs_facts``'s ``pretrain``
+    split (``sum(FACT_REPEATS[level - 1])`` over the facts)."""
+    return sum(row["repeats"] for row in fact_statements())
+
+
 @dataclass(frozen=True)
 class TaskDef:
-    """One bundled task: a generator family, its lm-eval output type and split sizes."""
+    """One bundled task: a generator family, its lm-eval output type and split sizes.
+
+    ``role`` says what the task is for (one of ``ROLES``); ``chance`` is the score of
+    guessing uniformly (multiple choice: 1 / number of choices; 0 for generative tasks).
+    ``parent``/``subset``: the task is the items of ``parent`` whose boolean field
+    ``subset`` is true (same ids, same order). ``training_refusal``: why the task is no
+    post-training data (``task:NAME`` as a data source is refused with it), or None.
+    """
 
     name: str
     family: str
@@ -48,6 +95,11 @@ class TaskDef:
     in_domain: bool
     description: str
     sizes: dict[str, int] = field(default_factory=dict)
+    role: str = "in-domain"
+    chance: float = 0.0
+    parent: str | None = None
+    subset: str | None = None
+    training_refusal: str | None = None
 
 
 TASKS: dict[str, TaskDef] = {
@@ -61,6 +113,29 @@ TASKS: dict[str, TaskDef] = {
             True,
             "GSM8K-style arithmetic word problems, 1-3 steps (the training domain)",
             {"test": 500, "train": 4000, "pretrain": 20000},
+            role="in-domain",
+        ),
+        TaskDef(
+            "oxs_math",
+            "math",
+            "generate_until",
+            "exact_match,strict-match",
+            False,
+            "MATH-style precedence, parentheses, equations, fractions, like terms; number or expression answers",
+            {"test": 300, "train": 1200, "pretrain": 4800},
+            role="second math dataset",
+        ),
+        TaskDef(
+            "oxs_math_numeric",
+            "math",
+            "generate_until",
+            "exact_match,strict-match",
+            False,
+            "the numeric-answer items of oxs_math (same items; checkable by the number verifier)",
+            {"test": 200, "train": 800},
+            role="subset",
+            parent="oxs_math",
+            subset="numeric",
         ),
         TaskDef(
             "oxs_sequence",
@@ -69,7 +144,8 @@ TASKS: dict[str, TaskDef] = {
             "exact_match,strict-match",
             False,
             "next term of an arithmetic progression (out of domain, generative)",
-            {"test": 300, "train": 500, "pretrain": 1500},
+            {"test": 300, "train": 600, "pretrain": 2400},
+            role="out-of-domain generative",
         ),
         TaskDef(
             "oxs_compare",
@@ -79,6 +155,23 @@ TASKS: dict[str, TaskDef] = {
             False,
             "largest/smallest of four numbers (out of domain, multiple choice by log-likelihood)",
             {"test": 300, "train": 1000, "pretrain": 4000},
+            role="out-of-domain MC",
+            chance=0.25,
+        ),
+        TaskDef(
+            "oxs_facts",
+            "facts",
+            "multiple_choice",
+            "acc,none",
+            False,
+            "knowledge: attributes of invented creatures stated only in pretraining (MMLU-style, 4 choices)",
+            {"test": len(FACT_ATTRIBUTES) * len(fact_entities()), "pretrain": fact_corpus_size()},
+            role="knowledge",
+            chance=0.25,
+            training_refusal=(
+                "a held-out knowledge probe: its facts are stated only in the zoo's pretraining "
+                "corpus (the pretrain split), so it has no train split; use it as a benchmark"
+            ),
         ),
     )
 }
@@ -96,15 +189,23 @@ def content_hash(example: dict[str, Any]) -> str:
 
 
 def _draw(task: TaskDef, rng: random.Random, index: int) -> dict[str, Any]:
-    if task.family == "arith":  # the level follows the accepted count: exact equal parts
+    # The level (math: the kind) follows the accepted count: exact equal parts.
+    if task.family == "arith":
         return arith_problem(rng, ARITH_LEVELS[index % len(ARITH_LEVELS)])
+    if task.family == "math":
+        kinds = list(MATH_KINDS)
+        return math_problem(rng, kinds[index % len(kinds)])
     if task.family == "sequence":
-        return sequence_problem(rng)
+        return sequence_problem(rng, index % len(SEQUENCE_LEVELS) + 1)
     return compare_problem(rng)
 
 
+def _stamp(task: str, split: str, index: int, example: dict[str, Any], key: str) -> dict[str, Any]:
+    return {"id": f"{task}-{split}-{index}", "task": task, **example, "content_hash": key}
+
+
 def _unique(task: TaskDef, split: str, n: int, exclude: set[str]) -> list[dict[str, Any]]:
-    rng = seeded_rng("oxstudy-task", task.name, split, SUITE_VERSION)
+    rng = seeded_rng("oxstudy-task", task.name, split, SEED_VERSION)
     out: list[dict[str, Any]] = []
     seen = set(exclude)
     tries = 0
@@ -117,10 +218,43 @@ def _unique(task: TaskDef, split: str, n: int, exclude: set[str]) -> list[dict[s
         if key in seen:
             continue
         seen.add(key)
-        out.append(
-            {"id": f"{task.name}-{split}-{len(out)}", "task": task.name, **example, "content_hash": key}
-        )
+        out.append(_stamp(task.name, split, len(out), example, key))
     return out
+
+
+def _facts(task: TaskDef, split: str, n: int) -> list[dict[str, Any]]:
+    """``test``: one MMLU-style question per (creature, attribute), attribute by attribute,
+    creatures interleaved by level. ``pretrain``: every corpus statement of ``fact_statements`` (each
+    fact ``FACT_REPEATS[level - 1]`` times, in corpus wordings), shuffled by a fixed seed; a
+    larger ``n`` repeats the whole pass, so each fact keeps its relative frequency."""
+    rng = seeded_rng("oxstudy-task", task.name, split, SEED_VERSION)
+    if split == "test":
+        entities = fact_entities()
+        # Interleave the frequency tiers (levels 1, 2, 3, 1, 2, 3, ...), so a limit (a
+        # prefix) holds every level in equal parts.
+        tier = len(entities) // len(FACT_REPEATS)
+        order = [t * tier + k for k in range(tier) for t in range(len(FACT_REPEATS))]
+        items = [
+            fact_question(rng, entities[i], attribute, fact_level(i))
+            for attribute in FACT_ATTRIBUTES
+            for i in order
+        ]
+        return [_stamp(task.name, split, i, e, content_hash(e)) for i, e in enumerate(items[:n])]
+    rows = [
+        {
+            "prompt": prompt,
+            "solution": reply,
+            "answer": row["value"],
+            "level": row["level"],
+            "difficulty": {"attribute": row["attribute"], "entity": row["entity"], "repeats": row["repeats"]},
+        }
+        for row in fact_statements()
+        for prompt, reply in row["statements"]
+    ]
+    rng.shuffle(rows)
+    return [
+        _stamp(task.name, split, i, rows[i % len(rows)], content_hash(rows[i % len(rows)])) for i in range(n)
+    ]
 
 
 _CACHE: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -141,12 +275,32 @@ def task_split(name: str, split: str = "test", n: int | None = None) -> list[dic
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (known: {', '.join(SPLITS)})")
     task = TASKS[name]
+    if split == "train" and task.training_refusal:
+        from oxstudy.errors import InputError
+
+        raise InputError(f"task:{name}: {task.training_refusal}")
+    if task.parent is not None:
+        if split not in task.sizes:
+            raise ValueError(
+                f"{name}: no {split!r} split (it is the {task.subset} subset of {task.parent}'s test and train)"
+            )
+        subset = [e for e in task_split(task.parent, split) if e[task.subset]]
+        return subset[: task.sizes[split] if n is None else n]
     size = task.sizes[split] if n is None else n
     key = (name, split, size)
     if key not in _CACHE:
-        exclude = set() if split == "test" else {e["content_hash"] for e in task_split(name, "test")}
-        _CACHE[key] = _unique(task, split, size, exclude)
+        if task.family == "facts":
+            _CACHE[key] = _facts(task, split, size)
+        else:
+            exclude = set() if split == "test" else {e["content_hash"] for e in task_split(name, "test")}
+            _CACHE[key] = _unique(task, split, size, exclude)
     return [dict(e) for e in _CACHE[key]]
+
+
+def training_splits(name: str) -> tuple[str, ...]:
+    """The splits ``export_tasks`` writes for a task: ``test``, and ``train`` unless the
+    task is refused as post-training data (``oxs_facts``: lm-eval then reads test only)."""
+    return ("test",) if TASKS[name].training_refusal else ("train", "test")
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
@@ -185,6 +339,7 @@ def suite_fingerprint() -> str:
         h.update(pkg.joinpath(source).read_bytes())
     for name in TASKS:
         h.update(_template(name).encode())
+        h.update(repr(TASKS[name]).encode())
     return h.hexdigest()[:16]
 
 
@@ -198,7 +353,7 @@ def export_tasks(directory: str | Path, names: Iterable[str] | None = None) -> P
             from oxstudy.errors import InputError
 
             raise InputError(f"{name}: unknown bundled task (known: {', '.join(TASKS)})")
-        for split in ("train", "test"):
+        for split in training_splits(name):
             write_jsonl(task_split(name, split), directory / f"{name}_{split}.jsonl")
         text = _template(name).replace("@DATA_DIR@", directory.as_posix())
         (directory / f"{name}.yaml").write_text(text, encoding="utf-8")

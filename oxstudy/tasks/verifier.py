@@ -5,6 +5,11 @@ the same one lm-eval's ``strict-match`` filter reads), otherwise the last number
 text (like ``flexible-extract``). Numbers are compared as decimals after removing
 thousands separators, currency signs and trailing zeros, so ``"1,234"``, ``"$1234"`` and
 ``"1234.0"`` are one answer.
+
+A reference whose final answer is a short expression rather than a number (``3/4``, ``6x``:
+``oxs_math``'s non-numeric items) is matched exactly as text after ``#### `` (MATH's
+convention: ``6/8`` is not the simplified ``3/4``, ``0.75`` is not ``3/4``). A completion
+whose final answer is such an expression is never equal to a number (``#### 6x`` is not 6).
 """
 
 from __future__ import annotations
@@ -64,9 +69,36 @@ def extract_answer(text: str | None, strict: bool = False) -> str | None:
     return None if last is None else _canonical(last)
 
 
+#: A final answer that may be a short expression (``3/4``, ``-12x``): the pattern the
+#: oxs_math lm-eval tasks' strict-match filter reads.
+_EXPRESSION = re.compile(r"####\s*(?P<expr>-?[0-9.,/]+x?)")
+_PLAIN_NUMBER = re.compile(r"-?\$?\s?[0-9][0-9,]*(\.[0-9]+)?")
+
+
+def _final_expression(text: str) -> str | None:
+    """The text after the first ``####`` as an expression (commas and a trailing full stop
+    dropped), or None when there is no ``####`` followed by one."""
+    match = _EXPRESSION.search(text.translate(_MINUS_SIGNS))
+    return None if match is None else match.group("expr").replace(",", "").rstrip(".")
+
+
 def is_correct(completion: str | None, answer: str | int | float, strict: bool = False) -> bool:
-    """True when the completion's final answer equals ``answer`` (a number, or a text such
-    as a reference solution ending ``#### N``)."""
+    """True when the completion's final answer equals ``answer`` (a number, an expression
+    such as ``3/4`` or ``6x``, or a text such as a reference solution ending ``#### N``).
+
+    Numbers compare as decimals; expressions must match exactly after ``#### `` (see the
+    module docstring)."""
+    reference_text = str(answer).translate(_MINUS_SIGNS)
+    if "####" in reference_text:
+        reference_text = reference_text.split("####", 1)[1]
+    reference_text = reference_text.strip().rstrip(".")
+    if reference_text and not _PLAIN_NUMBER.fullmatch(reference_text):
+        if _EXPRESSION.fullmatch(f"#### {reference_text}"):  # an expression answer
+            return completion is not None and _final_expression(completion) == reference_text.replace(",", "")
+    elif completion is not None:
+        final = _final_expression(completion)
+        if final is not None and not _PLAIN_NUMBER.fullmatch(final):
+            return False  # "#### 6x" or "#### 3/4" is an expression, never the number 6 or 0.75
     predicted = extract_answer(completion, strict=strict)
     if predicted is None:
         return False
