@@ -898,6 +898,12 @@ def _measure_problems(spec: StudySpec) -> list[Problem]:
     return problems
 
 
+def _bundled_training_refusal(name: str) -> str | None:
+    from oxstudy.tasks import TASKS
+
+    return TASKS[name].training_refusal
+
+
 def _data_problems(spec: StudySpec) -> list[Problem]:
     problems: list[Problem] = []
     sources: list[tuple[PathKey, str]] = [(("data", "source"), spec.data.source)]
@@ -913,6 +919,8 @@ def _data_problems(spec: StudySpec) -> list[Problem]:
             name = value.split(":", 1)[1]
             if name not in bundled_tasks():
                 problems.append((path, f"unknown bundled task '{name}' (bundled: {', '.join(bundled_tasks())})"))
+            elif refusal := _bundled_training_refusal(name):
+                problems.append((path, f"task:{name} is no training data: {refusal}"))
     if spec.data.preference.mode == "dataset" and spec.data.preference.dataset is None:
         problems.append((("data", "preference", "dataset"), "mode 'dataset' needs a dataset (source, split, fields)"))
     return problems

@@ -182,7 +182,8 @@ def tasks_export(
 def tasks_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tasks as JSON.")] = False,
 ) -> None:
-    """List the bundled tasks with their default metric key, split sizes and test items per difficulty level.
+    """List the bundled tasks with their role, default metric key, chance level (multiple choice),
+    split sizes and test items per difficulty level.
 
     Example: oxstudy tasks list
     """
@@ -193,11 +194,13 @@ def tasks_list(
     rows = [
         {
             "task": t.name,
+            "role": t.role,
             "output_type": t.output_type,
             "metric": t.metric,
+            "chance": t.chance,
             "in_domain": t.in_domain,
             "test": t.sizes["test"],
-            "train": t.sizes["train"],
+            "train": t.sizes.get("train", 0),  # 0: no train split (oxs_facts: not post-training data)
             # test items per difficulty level (docs/world.md, Difficulty levels)
             "levels": {str(k): v for k, v in sorted(Counter(e["level"] for e in task_split(t.name, "test")).items())},
             "description": t.description,
@@ -207,13 +210,14 @@ def tasks_list(
     if as_json:
         print(json.dumps({"tasks": rows}, indent=2))
         return
-    table = Table("task", "type", "metric", "in domain", "test", "train", "test items by level", "description")
+    table = Table("task", "role", "type", "metric", "chance", "test", "train", "test items by level", "description")
     for r in rows:
         table.add_row(
             r["task"],
+            r["role"],
             r["output_type"],
             r["metric"],
-            str(r["in_domain"]),
+            f"{r['chance']:g}" if r["chance"] else "-",
             str(r["test"]),
             str(r["train"]),
             " ".join(f"L{k}:{v}" for k, v in r["levels"].items()),
