@@ -6,6 +6,8 @@ breaks accuracy down by level."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -15,12 +17,7 @@ from oxstudy.evaluation import BenchmarkRequest, evaluate_model
 from oxstudy.stats.difficulty import accuracy_by_level, run_accuracy_by_level
 from oxstudy.store import Store, load_study
 from oxstudy.tasks import TASKS, task_split
-from oxstudy.tasks.generators import compare_level, sequence_level
-
-
-@pytest.mark.parametrize(("step", "level"), [(2, 1), (5, 1), (6, 2), (10, 2), (11, 3), (15, 3)])
-def test_sequence_level_bands(step, level):
-    assert sequence_level(step) == level
+from oxstudy.tasks.generators import FACT_REPEATS, compare_level
 
 
 @pytest.mark.parametrize(("gap", "level"), [(98, 1), (24, 1), (23, 2), (10, 2), (9, 3), (1, 3)])
@@ -28,9 +25,37 @@ def test_compare_level_bands(gap, level):
     assert compare_level(gap) == level
 
 
-def _sequence_step(prompt: str) -> int:
-    terms = [int(t) for t in prompt.split(":", 1)[1].strip(" ?").split(",")]
-    return abs(terms[1] - terms[0])
+def _sequence_terms(prompt: str) -> list[int]:
+    return [int(t) for t in prompt.split(":", 1)[1].strip(" ?").split(",")]
+
+
+def _sequence_level_fits(level: int, terms: list[int]) -> bool:
+    """Whether a progression fits the documented rung of its level (docs/world.md):
+    1: increasing, step 1-9, first term <= 40; 2: increasing, step 2-19, first term <= 99;
+    3: decreasing, step 2-19."""
+    step = terms[1] - terms[0]
+    if level == 1:
+        return 1 <= step <= 9 and terms[0] <= 40
+    if level == 2:
+        return 2 <= step <= 19 and terms[0] <= 99
+    return -19 <= step <= -2 and terms[-1] + step > 0
+
+
+#: oxs_math's level by the form of the prompt (docs/world.md: 1 precedence; 2 equation,
+#: fraction; 3 parentheses, like terms; 4 two-step equation).
+_MATH_FORMS = [
+    (r"Compute \d+ [+-] \d+ \* \d+\.", 1),
+    (r"Solve for x: \d+x \+ \d+ = \d+\.", 2),
+    (r"Simplify \d+/\d+\.", 2),
+    (r"Compute \(\d+ \+ \d+\) \* \d+ - \d+\.", 3),
+    (r"Simplify \d+x \+ \d+x - \d+x\.", 3),
+    (r"Solve for x: \d+\(x \+ \d+\) = \d+\.", 4),
+]
+
+
+def _math_level(prompt: str) -> int:
+    (level,) = [lv for form, lv in _MATH_FORMS if re.fullmatch(form, prompt)]
+    return level
 
 
 def _compare_gap(example: dict) -> int:
@@ -39,26 +64,52 @@ def _compare_gap(example: dict) -> int:
     return min(abs(n - answer) for n in numbers if n != answer)
 
 
+#: Levels each bundled task's splits hold (all of them, in every split).
+TASK_LEVELS = {
+    "oxs_arith": {1, 2, 3},
+    "oxs_math": {1, 2, 3, 4},
+    "oxs_math_numeric": {1, 2, 3, 4},
+    "oxs_sequence": {1, 2, 3},
+    "oxs_compare": {1, 2, 3},
+    "oxs_facts": {1, 2, 3},
+}
+
+
 @pytest.mark.parametrize("split", ["test", "train"])
 def test_every_bundled_item_has_a_level_that_follows_from_its_content(split):
-    """Levels are recomputed here from the prompts and solutions themselves, not from the
-    generators' ``difficulty`` dicts."""
+    """Levels are recomputed here from the prompts and solutions themselves (and, for facts,
+    from how often the pretraining corpus states the fact), not from the generators'
+    ``difficulty`` dicts."""
+    assert set(TASKS) == set(TASK_LEVELS)
+    corpus = Counter(
+        (e["difficulty"]["entity"], e["difficulty"]["attribute"]) for e in task_split("oxs_facts", "pretrain")
+    )
     for name in TASKS:
+        if split not in TASKS[name].sizes:
+            continue  # oxs_facts has no train split
         items = task_split(name, split)
-        assert all(e["level"] in (1, 2, 3) for e in items), name
-        assert len({e["level"] for e in items}) == 3, name
+        assert {e["level"] for e in items} == TASK_LEVELS[name], name
         for e in items:
+            assert isinstance(e["difficulty"], dict), (name, e)
             if name == "oxs_arith":  # one worked-solution line per operation
                 expected = len(e["solution"].splitlines()) - 1
+            elif name in ("oxs_math", "oxs_math_numeric"):
+                expected = _math_level(e["prompt"])
             elif name == "oxs_sequence":
-                step = _sequence_step(e["prompt"])
-                expected = 1 if step <= 5 else 2 if step <= 10 else 3
-                assert e["difficulty"]["step"] == step
+                terms = _sequence_terms(e["prompt"])
+                assert _sequence_level_fits(e["level"], terms), e
+                assert e["difficulty"]["step"] == abs(terms[1] - terms[0])
+                expected = e["level"]
+            elif name == "oxs_facts":
+                fact = (e["difficulty"]["entity"], e["difficulty"]["attribute"])
+                expected = FACT_REPEATS.index(corpus[fact]) + 1
             else:
                 gap = _compare_gap(e)
                 expected = 1 if gap >= 24 else 2 if gap >= 10 else 3
                 assert e["difficulty"]["gap"] == gap
             assert e["level"] == expected, (name, e)
+        if name in ("oxs_sequence", "oxs_facts"):  # levels in equal parts
+            assert len(set(Counter(e["level"] for e in items).values())) == 1, name
 
 
 @pytest.fixture(scope="module")
@@ -75,19 +126,22 @@ def test_levels_reach_run_record_item_table_and_the_level_breakdown(tiny_loaded,
     store, and accuracy_by_level over the item table equals the per-level means computed
     here by hand."""
     model, tokenizer = tiny_loaded
-    limit = 18  # every level of every task appears in the first 18 items
+    # Every level of every task appears in the first `limit` items: oxs_compare's levels need 18;
+    # the others cycle their levels (oxs_math in 6 kinds), so 12 suffice and save generations.
+    limits = {name: 18 if name == "oxs_compare" else 12 for name in TASKS}
     requests = [
-        BenchmarkRequest(id=name, task=name, metric=task.metric, limit=limit, batch_size=32)
+        BenchmarkRequest(id=name, task=name, metric=task.metric, limit=limits[name], batch_size=32)
         for name, task in TASKS.items()
     ]
     result = evaluate_model(model, requests, tokenizer=tokenizer)
     for name in TASKS:
         items = result["items"][name]
-        truth = task_split(name, "test")[:limit]
-        assert items["doc_id"] == list(range(limit))
+        truth = task_split(name, "test")[: limits[name]]
+        assert items["doc_id"] == list(range(limits[name]))
         assert items["level"] == [truth[i]["level"] for i in items["doc_id"]], name
         assert items["difficulty"] == [truth[i]["difficulty"] for i in items["doc_id"]], name
-        assert len(set(items["level"])) == 3, name
+        assert set(items["level"]) == TASK_LEVELS[name], name
+        assert all(isinstance(d, dict) and d for d in items["difficulty"]), name
 
     store = Store(tmp_path / "study")
     record = {
@@ -104,7 +158,7 @@ def test_levels_reach_run_record_item_table_and_the_level_breakdown(tiny_loaded,
     by_level = accuracy_by_level(table)
     for name in TASKS:
         items = result["items"][name]
-        for level in (1, 2, 3):
+        for level in sorted(TASK_LEVELS[name]):
             scores = [s for s, lv in zip(items["score"], items["level"], strict=True) if lv == level]
             row = by_level[(by_level["benchmark"] == name) & (by_level["level"] == level)]
             assert len(row) == 1 and row["n_items"].iloc[0] == len(scores)
@@ -170,8 +224,20 @@ def test_tasks_list_shows_test_items_per_level():
     levels = {row["task"]: row["levels"] for row in json.loads(done.stdout)["tasks"]}
     assert levels == {
         "oxs_arith": {"1": 168, "2": 166, "3": 166},
-        "oxs_sequence": {"1": 103, "2": 103, "3": 94},
+        "oxs_math": {"1": 50, "2": 100, "3": 100, "4": 50},
+        "oxs_math_numeric": {"1": 50, "2": 50, "3": 50, "4": 50},
+        "oxs_sequence": {"1": 100, "2": 100, "3": 100},
         "oxs_compare": {"1": 102, "2": 104, "3": 94},
+        "oxs_facts": {"1": 81, "2": 81, "3": 81},
+    }
+    rows = {row["task"]: row for row in json.loads(done.stdout)["tasks"]}
+    assert {t: (r["role"], r["chance"]) for t, r in rows.items()} == {
+        "oxs_arith": ("in-domain", 0.0),
+        "oxs_math": ("second math dataset", 0.0),
+        "oxs_math_numeric": ("subset", 0.0),
+        "oxs_sequence": ("out-of-domain generative", 0.0),
+        "oxs_compare": ("out-of-domain MC", 0.25),
+        "oxs_facts": ("knowledge", 0.25),
     }
 
 

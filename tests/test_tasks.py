@@ -220,8 +220,14 @@ def test_math_answers_levels_and_worked_solutions():
     assert len(items) == 300
     kinds = Counter(e["difficulty"]["kind"] for e in items)
     assert kinds == dict.fromkeys(MATH_KINDS, 50), "kinds in equal parts"
-    expected_level = {"precedence": 1, "equation": 2, "fraction": 2, "parentheses": 3, "like_terms": 3,
-                      "two_step_equation": 4}
+    expected_level = {
+        "precedence": 1,
+        "equation": 2,
+        "fraction": 2,
+        "parentheses": 3,
+        "like_terms": 3,
+        "two_step_equation": 4,
+    }
     for e in items:
         assert e["answer"] == _math_reference(e["prompt"]), e
         assert e["level"] == expected_level[e["difficulty"]["kind"]]
