@@ -378,3 +378,31 @@ def test_every_exported_task_has_one_schema_across_splits(tmp_path):
         assert all(len(c) == 1 for c in columns.values()), name
         assert len(set().union(*columns.values())) == 1, name
         assert ("train" in files) is (TASKS[name].training_refusal is None), name
+
+
+def test_rl_reward_on_math_scores_expression_and_number_answers():
+    """``task:oxs_math`` through the training data loader and the RL exact-match reward: the
+    worked solution earns 1, an unsimplified fraction, a dropped ``x`` or a wrong number 0."""
+    from oxstudy.selfplay import exact_match_reward, load_examples
+    from oxstudy.spec import DataSpec
+
+    examples = load_examples(DataSpec(source="task:oxs_math", train_size=12))
+    by_kind = {
+        e["difficulty"]["kind"]: (e, x)
+        for e, x in zip(task_split("oxs_math", "train")[:12], examples, strict=True)
+    }
+    fraction, frac_example = by_kind["fraction"]
+    like, like_example = by_kind["like_terms"]
+    number, number_example = by_kind["equation"]
+    p, q = (int(v) for v in fraction["answer"].split("/"))
+    completions = [
+        fraction["solution"],
+        f"#### {2 * p}/{2 * q}",
+        like["solution"],
+        f"#### {like['answer'].removesuffix('x')}",
+        number["solution"],
+        f"#### {number['answer']}x",
+        f"#### {int(number['answer']) + 1}",
+    ]
+    answers = [frac_example["answer"]] * 2 + [like_example["answer"]] * 2 + [number_example["answer"]] * 3
+    assert exact_match_reward(completions, answers) == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
