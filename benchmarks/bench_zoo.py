@@ -8,11 +8,16 @@ thread per build, ``--jobs`` builds at a time. The check (``oxstudy.zoo.ladder_p
 
 * adjacent sizes ordered for EVERY seed pair with a gap of at least ``--margin`` (5 points):
   the larger model's worst seed beats the smaller model's best seed by the margin;
-* every seed of the ladder's smallest model in [5%, 20%], of its largest in [40%, 70%].
+* every seed of the ladder's smallest model in [5%, 20%], of its largest in [40%, 70%];
+* every bundled task's base accuracy for the largest model (every seed) in [10%, 90%] and at
+  least 5 points above chance (``oxstudy.zoo.task_range_problems``).
+
+Every build is evaluated on all bundled tasks (whole test splits); the table per task and
+model (mean over seeds, with the range) is what docs/world.md reports.
 
 Exit status 1 when the check fails. Naming sizes (``tiny``) builds and checks only those
-(the ranges of the ladder positions they hold): the whole ladder with 3 seeds takes about half
-an hour on an idle 2-core machine with --jobs 2, zoo:tiny one to three minutes per seed.
+(the ranges of the ladder positions they hold): the whole ladder with 3 seeds takes about 20
+minutes on a 2-core machine with --jobs 2, zoo:tiny about 2.5 minutes per seed.
 
 Usage: python benchmarks/bench_zoo.py [NAMES] [--seeds 3] [--jobs 2] [--cached] [--json]
 """
@@ -30,11 +35,13 @@ from multiprocessing import get_context
 
 
 def build_one(name: str, seed: int) -> dict:
-    """Build (name, seed) in this process (a fresh spawned worker); returns its metadata."""
+    """Build (name, seed) in this process (a fresh spawned worker), evaluated on every bundled
+    task; returns its metadata."""
     os.environ["OXSTUDY_ZOO_SEED"] = str(seed)
     from oxstudy import zoo
+    from oxstudy.tasks import bundled_tasks
 
-    zoo.build(name)
+    zoo.build(name, eval_tasks=bundled_tasks())
     return zoo.zoo_metadata(name) or {}
 
 
@@ -68,7 +75,10 @@ def main() -> None:
         metas = {job: future.result() for job, future in futures.items()}
     wall_s = time.perf_counter() - started
     accuracy = {n: {s: metas[(n, s)]["base_accuracy"]["value"] for s in seeds} for n in names}
+    task_accuracy = {n: {s: metas[(n, s)]["task_accuracy"] for s in seeds} for n in names}
     problems = zoo.ladder_problems(accuracy, margin=args.margin)
+    if names[-1] == zoo.zoo_names()[-1]:
+        problems += zoo.task_range_problems(task_accuracy[names[-1]])
     report = {
         "benchmark": "zoo_ladder",
         "seeds": seeds,
@@ -83,6 +93,10 @@ def main() -> None:
                 "steps": metas[(n, seeds[0])]["config"]["steps"],
                 "accuracy": accuracy[n],
                 "by_level": {s: metas[(n, s)]["base_accuracy"].get("by_level") for s in seeds},
+                "tasks": {
+                    t: {s: task_accuracy[n][s][t]["value"] for s in seeds} for t in task_accuracy[n][seeds[0]]
+                },
+                "chance": {t: v["chance"] for t, v in task_accuracy[n][seeds[0]].items()},
                 "build_s": {s: metas[(n, s)]["build_s"] for s in seeds},
                 "config_hash": {s: metas[(n, s)]["config_hash"] for s in seeds},
             }
@@ -104,11 +118,23 @@ def main() -> None:
                 levels = row["by_level"][s] or {}
                 shown = ", ".join(f"level {k}: {v['accuracy'] * 100:.1f}% (n={v['n']})" for k, v in levels.items())
                 print(f"  {row['model']} seed {s} by level: {shown}")
-        print(f"base accuracy on oxs_arith (n=500); {len(jobs)} builds in {wall_s:.0f} s with {args.jobs} job(s); "
+        tasks = list(report["models"][0]["tasks"])
+        print("\nbase accuracy per bundled task (mean over seeds [min-max]; chance in brackets):")
+        print(f"{'task':<18} " + " ".join(f"{row['model']:>20}" for row in report["models"]))
+        for task in tasks:
+            cells = []
+            for row in report["models"]:
+                values = list(row["tasks"][task].values())
+                mean = sum(values) / len(values)
+                cells.append(f"{mean * 100:5.1f}% [{min(values) * 100:.0f}-{max(values) * 100:.0f}]")
+            chance = report["models"][0]["chance"][task]
+            print(f"{task:<18} " + " ".join(f"{c:>20}" for c in cells) + f"  (chance {chance * 100:.0f}%)")
+        print(f"ladder: base accuracy on oxs_arith (n=500); {len(jobs)} builds in {wall_s:.0f} s with {args.jobs} job(s); "
               f"1-min load {report['load_avg_1m']:.1f}; machine {report['machine']}")  # fmt: skip
         verdict = "PASS" if not problems else "FAIL\n  " + "\n  ".join(problems)
         print(f"ladder check (adjacent sizes >= {args.margin * 100:g} points apart for every seed pair; "
-              f"smallest in 5-20%, largest in 40-70%): {verdict}")  # fmt: skip
+              f"smallest in 5-20%, largest in 40-70%; for the largest every task in 10-90% and >= 5 points "
+              f"above chance): {verdict}")  # fmt: skip
     raise SystemExit(1 if problems else 0)
 
 

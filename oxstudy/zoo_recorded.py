@@ -1,15 +1,15 @@
 """Base accuracies of the default zoo models as recorded where the ladder was built (data).
 
 ``oxstudy zoo list`` shows these next to what the local build measured, so drift between
-machines is visible: float kernels differ between CPUs, and hundreds of pretraining steps
-amplify the difference (a fresh clone on another 2-core machine measured zoo:tiny 9.0%,
-small 31.8% and medium 23.6% against the 9.2 / 21.8 / 29.6 below: issue 11).
-``tests/test_zoo.py`` checks that a fresh build of ``zoo:tiny`` lands within ``TOLERANCE``.
+machines is visible: float kernels differ between CPUs, and two thousand pretraining steps
+amplify the difference (the first ladder, world v1, measured 9.2 / 21.8 / 29.6% here and
+9.0 / 31.8 / 23.6% on another machine of the same kind: issue 11).
+``tests/test_quiet.py`` checks that a fresh build of ``zoo:tiny`` lands within ``TOLERANCE``.
 
 An entry counts only for the config hash it was recorded for: a changed recipe, corpus or
 ``$OXSTUDY_ZOO_SEED`` is another model with nothing recorded. To re-record, build the ladder
 (``oxstudy zoo build``) and copy ``base_accuracy.value`` and ``machine`` from each model's
-``oxstudy_zoo.json``.
+``oxstudy_zoo.json`` (``benchmarks/bench_zoo.py --seeds 3`` prints every seed's values).
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from typing import Any
 
 #: Largest accepted |measured - recorded| (absolute accuracy) for a fresh build of zoo:tiny.
 #: On the recording machine a build is deterministic (one torch thread) and reproduces the
-#: value exactly; elsewhere float kernels differ. 0.03 is about 2.3 binomial standard errors
-#: of a 500-item accuracy near 9% (sqrt(0.092 * 0.908 / 500) = 0.013) and 15x the drift seen
-#: for zoo:tiny on another machine (0.2 points). The larger models drift more (up to 10
-#: points, issue 11): for them ``zoo list`` marks drift beyond this tolerance, no test asserts.
-TOLERANCE = 0.03
+#: value exactly; elsewhere float kernels differ, which perturbs training less than another
+#: pretraining seed does. Across 3 seeds zoo:tiny measured 14.6 / 12.0 / 11.4% (the largest
+#: deviation from seed 0: 3.2 points), so 0.04 is the seeds' spread plus about one binomial
+#: standard error of a 500-item accuracy near 15% (0.016). The larger models spread more
+#: between seeds (small 29.8-49.8%, medium 61.2-70.6%): ``zoo list`` marks their drift beyond
+#: this tolerance and no test asserts it.
+TOLERANCE = 0.04
 
 RECORDED: dict[str, Any] = {
-    # The built models' metadata predates the "machine" field; this is the machine they were
-    # built on (one torch thread each), described the way zoo.machine_description() does.
+    # The machine the ladder was built on (one torch thread each), as zoo.machine_description()
+    # records it in every build's metadata.
     "machine": {
         "cpu": "AMD EPYC",
         "cpu_count": 2,
@@ -37,8 +39,8 @@ RECORDED: dict[str, Any] = {
     "measured": "2026-11-29",
     "task": "oxs_arith",
     "models": {
-        "tiny": {"config_hash": "64e6a180f75f", "params": 242432, "accuracy": {"oxs_arith": 0.092}},
-        "small": {"config_hash": "fe07901d2abf", "params": 1337344, "accuracy": {"oxs_arith": 0.218}},
-        "medium": {"config_hash": "83e4981ace44", "params": 2071040, "accuracy": {"oxs_arith": 0.296}},
+        "tiny": {"config_hash": "8d2ead301ba0", "params": 43168, "accuracy": {"oxs_arith": 0.146}},
+        "small": {"config_hash": "b2fe03b37021", "params": 114768, "accuracy": {"oxs_arith": 0.346}},
+        "medium": {"config_hash": "512c268340f3", "params": 246336, "accuracy": {"oxs_arith": 0.612}},
     },
 }

@@ -31,14 +31,14 @@ def _sequence_terms(prompt: str) -> list[int]:
 
 def _sequence_level_fits(level: int, terms: list[int]) -> bool:
     """Whether a progression fits the documented rung of its level (docs/world.md):
-    1: increasing, step 1-9, first term <= 40; 2: increasing, step 2-19, first term <= 99;
-    3: decreasing, step 2-19."""
+    1: increasing, step 1-5, first term <= 30; 2: increasing, step 2-9, first term <= 50;
+    3: decreasing, step 2-9."""
     step = terms[1] - terms[0]
     if level == 1:
-        return 1 <= step <= 9 and terms[0] <= 40
+        return 1 <= step <= 5 and terms[0] <= 30
     if level == 2:
-        return 2 <= step <= 19 and terms[0] <= 99
-    return -19 <= step <= -2 and terms[-1] + step > 0
+        return 2 <= step <= 9 and terms[0] <= 50
+    return -9 <= step <= -2 and terms[-1] + step > 0
 
 
 #: oxs_math's level by the form of the prompt (docs/world.md: 1 precedence; 2 equation,

@@ -144,7 +144,7 @@ TASKS: dict[str, TaskDef] = {
             "exact_match,strict-match",
             False,
             "next term of an arithmetic progression (out of domain, generative)",
-            {"test": 300, "train": 600, "pretrain": 2400},
+            {"test": 300, "train": 600, "pretrain": 750},
             role="out-of-domain generative",
         ),
         TaskDef(
