@@ -226,3 +226,25 @@ def test_task_range_check_flags_floors_ceilings_and_chance():
     assert problem.startswith("oxs_facts seed 0: 29.0% is less than 5 points above chance (25%)")
     ceiling = {0: {"oxs_compare": {"value": 0.93, "chance": 0.25}}}
     assert zoo.task_range_problems(ceiling) == ["oxs_compare seed 0: 93.0% outside [10%, 90%]"]
+
+
+@pytest.mark.slow
+def test_base_task_accuracy_reports_every_task_with_chance_and_levels(zoo_tiny):
+    """What a build records under ``task_accuracy`` (bench_zoo asks for every bundled task):
+    lm-eval's value on the whole test split, the task's chance level and per-level accuracies
+    that average back to the value."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oxstudy.tasks.suite import TASKS, task_split
+
+    model = AutoModelForCausalLM.from_pretrained(zoo_tiny)
+    tokenizer = AutoTokenizer.from_pretrained(zoo_tiny)
+    result = zoo.base_task_accuracy(model, tokenizer, ["oxs_facts", "oxs_sequence"])
+    assert list(result) == ["oxs_facts", "oxs_sequence"]
+    for task, row in result.items():
+        assert row["n"] == len(task_split(task, "test")) and row["chance"] == TASKS[task].chance
+        assert row["metric"] == TASKS[task].metric and 0.0 <= row["value"] <= 1.0
+        levels = row["by_level"]
+        assert sum(v["n"] for v in levels.values()) == row["n"]
+        assert sum(v["accuracy"] * v["n"] for v in levels.values()) / row["n"] == pytest.approx(row["value"])
+    assert result["oxs_facts"]["chance"] == 0.25 and result["oxs_sequence"]["chance"] == 0.0
