@@ -50,7 +50,7 @@ SPECIAL_TOKENS = ["<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>
 #: The pretraining corpus: how many ``pretrain``-split examples it takes from each bundled
 #: task. Arithmetic word problems dominate (the training domain); the second math dataset,
 #: the out-of-domain tasks and the knowledge task's fact statements are there so the base
-#: models are above chance on every benchmark. ``oxs_facts`` is two passes over its
+#: models are above chance on every benchmark. ``oxs_facts`` is six passes over its
 #: statements (a frequent fact is stated 36 times, a rare one 6 times: its levels).
 #: ``CORPUS_REPEATS`` repeats a task's examples where its generator has few distinct ones.
 DEFAULT_CORPUS: dict[str, int] = {
@@ -103,7 +103,7 @@ class ZooConfig:
 #: the only difference. Tiny transformers learn this arithmetic in a sharp transition after
 #: about a thousand steps (docs/world.md, "How the ladder was chosen"); at 2,000 steps the
 #: largest is past it, the middle one in it and the smallest, at 2 layers, barely starts it.
-#: Steps were chosen for the CPU budget: the ladder builds in about 6 minutes on 2 cores.
+#: Steps were chosen for the CPU budget: the ladder builds in about 7 minutes on 2 cores.
 ZOO: dict[str, ZooConfig] = {
     c.name: c
     for c in (
