@@ -68,7 +68,7 @@ def main() -> None:
     names = [n for n in zoo.zoo_names() if n in names]  # ladder order
     seeds = list(range(args.seeds))
     # largest first: with --jobs > 1 the longest builds start first
-    jobs = sorted(itertools.product(names, seeds), key=lambda job: -zoo.estimate_params(job[0]))
+    jobs = sorted(itertools.product(names, seeds), key=lambda job: -zoo.build_cost(job[0]))
     started = time.perf_counter()
     with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
         futures = {job: pool.submit(build_one, *job) for job in jobs}
