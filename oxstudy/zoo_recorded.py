@@ -18,8 +18,8 @@ from typing import Any
 
 #: Largest accepted |measured - recorded| (absolute accuracy) for a fresh build of zoo:tiny.
 #: On the recording machine a build is deterministic (one torch thread) and reproduces the
-#: value exactly; elsewhere float kernels differ, which perturbs training less than another
-#: pretraining seed does. Across 3 seeds zoo:tiny measured 14.6 / 12.0 / 11.4% (the largest
+#: value exactly; elsewhere float kernels differ, which we expect (unmeasured for the v2
+#: ladder: one machine so far) to perturb training less than another pretraining seed. Across 3 seeds zoo:tiny measured 14.6 / 12.0 / 11.4% (the largest
 #: deviation from seed 0: 3.2 points), so 0.04 is the seeds' spread plus about one binomial
 #: standard error of a 500-item accuracy near 15% (0.016). The larger models spread more
 #: between seeds (small 29.8-49.8%, medium 61.2-70.6%): ``zoo list`` marks their drift beyond
