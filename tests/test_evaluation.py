@@ -169,3 +169,28 @@ def test_eval_command_json(zoo_tiny):
     assert payload["metrics"]["oxs_arith"]["metric"] == "exact_match,strict-match"
     assert payload["metrics"]["oxs_compare"]["metric"] == "acc,none"
     assert len(payload["items"]["oxs_compare"]["score"]) == 8
+
+
+def test_lm_eval_fixed_costs_are_paid_once_per_process(tiny_loaded, monkeypatch):
+    """lm-eval runs torch's collect_env (a pip subprocess) per simple_evaluate call and
+    recompiles every Jinja template per document; oxstudy pays each once per process."""
+    import lm_eval.utils as lm_utils
+    import torch.utils.collect_env as collect_env
+
+    from oxstudy import evaluation
+
+    model, tokenizer = tiny_loaded
+    calls: list[int] = []
+    monkeypatch.setattr(collect_env, "get_pretty_env_info", lambda: calls.append(1) or "env")
+    monkeypatch.setattr(evaluation, "_ENV_INFO", {})
+    benches = [
+        BenchmarkRequest(id="arith", task="oxs_arith", limit=8, batch_size=8),
+        BenchmarkRequest(id="compare", task="oxs_compare", metric="acc,none", limit=8, batch_size=8),
+    ]
+    first = evaluate_model(model, benches, tokenizer=tokenizer)
+    second = evaluate_model(model, benches, tokenizer=tokenizer)
+    assert len(calls) == 1, f"collect_env ran {len(calls)} times for four lm-eval calls"
+    assert evaluation._ENV_INFO["pretty_env_info"] == "env"
+    cache = lm_utils.env.from_string.cache_info()
+    assert cache.hits > 8 * 2 and cache.currsize < 50, cache
+    assert first == second
