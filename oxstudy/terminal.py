@@ -33,3 +33,23 @@ def progress_console(**options: Any):
     from rich.console import Console
 
     return Console(file=terminal_stderr(), **options)
+
+
+def progress_bar(*, info: bool = False, disable: bool = False):
+    """oxstudy's progress bar (description, bar, done/total, elapsed, ETA) on
+    :func:`progress_console`; ``info`` adds a column for a task's ``info`` field (the
+    cell's current phase in ``oxstudy run``)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    columns += [TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    return Progress(*columns, console=progress_console(highlight=False), disable=disable, transient=False)

@@ -170,24 +170,12 @@ def run(
 
 
 def _run_with_progress(runner: Any, cells: list[Any], store: Any, *, quiet: bool) -> list[Any]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from oxstudy.execute import read_progress
-    from oxstudy.terminal import progress_console
+    from oxstudy.terminal import progress_bar
     from runners.base import RunnerEvent
 
     labels = {c.run_id: c.label for c in cells}
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=progress_console(), disable=quiet, transient=False,
-    )  # fmt: skip
+    progress = progress_bar(info=True, disable=quiet)
     counts = {"done": 0, "failed": 0}
     last_phase: dict[str, str] = {}
     with progress:

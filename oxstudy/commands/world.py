@@ -18,28 +18,10 @@ tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", 
 
 
 def _progress():
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    # on the terminal while a build sends third-party output to its log (zoo.build_log)
+    from oxstudy.terminal import progress_bar
 
-    from oxstudy.terminal import progress_console
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        # on the terminal while a build sends third-party output to its log (zoo.build_log)
-        console=progress_console(highlight=False),
-        transient=False,
-    )
+    return progress_bar()
 
 
 @zoo_app.command("build")
