@@ -104,7 +104,8 @@ class ZooConfig:
 #: The ladder: three widths/depths, the same corpus, recipe and number of steps, so size is
 #: the only difference. Tiny transformers learn this arithmetic in a sharp transition after
 #: about a thousand steps (docs/world.md, "How the ladder was chosen"); at 2,000 steps the
-#: largest is past it, the middle one in it and the smallest, at 2 layers, barely starts it.
+#: largest is past it (for two pretraining seeds of three; the third is at 48%), the middle one
+#: in it and the smallest, at 2 layers, barely starts it.
 #: Steps were chosen for the CPU budget: the ladder builds in about 7 minutes on 2 cores.
 ZOO: dict[str, ZooConfig] = {
     c.name: c
