@@ -237,6 +237,8 @@ def _quiet_lm_eval() -> None:
 
 
 _ENV_INFO: dict[str, Any] = {}
+#: lm-eval's ``pretty_env_info`` under oxstudy (torch's ``collect_env`` costs about a second).
+ENV_INFO_NOT_COLLECTED = "not collected by oxstudy: see the run record's provenance"
 
 
 def _lighten_lm_eval() -> None:
@@ -245,11 +247,12 @@ def _lighten_lm_eval() -> None:
     Measured on a zoo:medium cell (three benchmarks, 270 items, 2-core CPU): 9.3 s of
     evaluation, of which 3.5 s were ``add_env_info`` running torch's ``collect_env`` (a
     ``pip list`` subprocess and more) once per ``simple_evaluate`` call, and 1.7 s were Jinja
-    recompiling the same ``doc_to_text``/``doc_to_target`` template for every document. The
-    environment report is computed once per process and reused (oxstudy records its own
-    provenance; lm-eval's copy is not stored), and compiled templates are cached by their
-    source string (a compiled Jinja template is immutable, so rendering is unchanged).
-    Both patches are skipped when lm-eval's internals are not where 0.4 keeps them.
+    recompiling the same ``doc_to_text``/``doc_to_target`` template for every document.
+    lm-eval's environment report is filled once per process without ``collect_env`` (its
+    ``pretty_env_info`` says so: oxstudy does not store lm-eval's copy; a run record's
+    ``provenance`` has the versions, machine and hashes), and compiled templates are cached
+    by their source string (a compiled Jinja template is immutable, so rendering is
+    unchanged). Both patches are skipped when lm-eval's internals are not where 0.4 keeps them.
     """
     import lm_eval.evaluator as evaluator
     import lm_eval.utils as lm_utils
@@ -259,7 +262,14 @@ def _lighten_lm_eval() -> None:
 
         def add_env_info_once(storage: dict[str, Any]) -> None:
             if not _ENV_INFO:
-                original(_ENV_INFO)
+                import torch.utils.collect_env as collect_env
+
+                full_report = collect_env.get_pretty_env_info
+                collect_env.get_pretty_env_info = lambda: ENV_INFO_NOT_COLLECTED
+                try:
+                    original(_ENV_INFO)
+                finally:
+                    collect_env.get_pretty_env_info = full_report
             storage.update(_ENV_INFO)
 
         add_env_info_once._oxstudy_cached = True  # type: ignore[attr-defined]

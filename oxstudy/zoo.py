@@ -171,7 +171,20 @@ def corpus_texts(config: ZooConfig) -> list[tuple[str, str]]:
     return pairs
 
 
+#: Corpus hashes by (corpus, repeats, seed), part of every zoo config hash. Computing one
+#: generates the whole corpus (about 2 s), so a driver hands what it computed to its cell
+#: processes (``remember_corpus_shas``) instead of each cell regenerating it to find its model.
 _CORPUS_SHA: dict[str, str] = {}
+
+
+def corpus_sha_memo() -> dict[str, str]:
+    """The corpus hashes this process has computed (a copy, for cell processes)."""
+    return dict(_CORPUS_SHA)
+
+
+def remember_corpus_shas(memo: dict[str, str] | None) -> None:
+    """Adopt corpus hashes computed by the driver (same code, so the same values)."""
+    _CORPUS_SHA.update(memo or {})
 
 
 def _corpus_sha(config: ZooConfig) -> str:

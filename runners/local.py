@@ -34,16 +34,21 @@ DRIVER_WATCH_S = 0.5
 
 
 def _cell_process(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None,
-                  gpu_ids: list[int] | None, driver_pid: int, driver_start: str | None, report: Any) -> None:
+                  gpu_ids: list[int] | None, driver_pid: int, driver_start: str | None, report: Any,
+                  corpus_shas: dict[str, str] | None = None) -> None:
     """Entry point of a cell process (runs in the fork server's child).
 
     ``report``: the write end of a pipe to the driver, for the one thing a record cannot
-    carry: why no record could be written (a full or read-only store).
+    carry: why no record could be written (a full or read-only store). ``corpus_shas``: the
+    driver's zoo corpus hashes (``oxstudy.zoo.corpus_sha_memo``).
     """
     import sys
     import threading
 
+    from oxstudy import zoo
     from runners.lock import pid_alive
+
+    zoo.remember_corpus_shas(corpus_shas)
 
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
@@ -124,6 +129,8 @@ class LocalRunner(Runner):
     name: str = field(default="local", init=False)
 
     def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
+        from oxstudy import zoo
+
         emit = on_event or (lambda event: None)
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(PRELOAD)
@@ -154,7 +161,7 @@ class LocalRunner(Runner):
             process = context.Process(
                 target=_cell_process,
                 args=(cell.model_dump(mode="json"), str(store.root), attempt, None if gpus else threads, gpus,
-                      os.getpid(), driver_start, send),
+                      os.getpid(), driver_start, send, zoo.corpus_sha_memo()),
                 name=f"oxstudy-{cell.run_id}",
             )
             process.start()

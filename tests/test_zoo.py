@@ -248,3 +248,21 @@ def test_base_task_accuracy_reports_every_task_with_chance_and_levels(zoo_tiny):
         assert sum(v["n"] for v in levels.values()) == row["n"]
         assert sum(v["accuracy"] * v["n"] for v in levels.values()) / row["n"] == pytest.approx(row["value"])
     assert result["oxs_facts"]["chance"] == 0.25 and result["oxs_sequence"]["chance"] == 0.0
+
+
+def test_driver_corpus_hashes_spare_cells_regenerating_the_corpus(monkeypatch):
+    """A cell finds its zoo model by config hash, which hashes the whole pretraining corpus;
+    the local runner hands the driver's hashes over so a cell does not regenerate it."""
+    expected = zoo.model_dir("tiny")
+    memo = zoo.corpus_sha_memo()
+    assert memo, "computing a zoo config hash fills the memo"
+
+    def regenerate(config):
+        raise AssertionError("corpus regenerated despite the driver's hash")
+
+    monkeypatch.setattr(zoo, "_CORPUS_SHA", {})
+    monkeypatch.setattr(zoo, "corpus_texts", regenerate)
+    with pytest.raises(AssertionError, match="regenerated"):
+        zoo.model_dir("tiny")
+    zoo.remember_corpus_shas(memo)
+    assert zoo.model_dir("tiny") == expected
