@@ -171,7 +171,7 @@ def test_eval_command_json(zoo_tiny):
     assert len(payload["items"]["oxs_compare"]["score"]) == 8
 
 
-def test_lm_eval_fixed_costs_are_paid_once_per_process(tiny_loaded, monkeypatch):
+def test_lm_eval_fixed_costs_are_not_paid_per_call(tiny_loaded, monkeypatch):
     """lm-eval runs torch's collect_env (a pip subprocess) per simple_evaluate call and
     recompiles every Jinja template per document; oxstudy skips the first and compiles each
     template once per process."""
