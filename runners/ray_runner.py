@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +32,25 @@ if TYPE_CHECKING:
     from oxstudy.plan import Cell
     from oxstudy.store import Store
 
-#: Environment passed to every worker (also on remote nodes, through the runtime env).
+#: Environment passed to every worker (also on remote nodes, through the runtime env). A
+#: worker resolves ``zoo:NAME`` with ``OXSTUDY_ZOO_SEED`` (the run id records the seed the plan
+#: saw, so a worker without it would train another model under that id), and reads hub models
+#: from the caches and token the driver uses.
 FORWARDED_ENV = (
-    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HOME", "TRL_EXPERIMENTAL_SILENCE",
-    "TOKENIZERS_PARALLELISM", "OXSTUDY_CACHE",
+    "OXSTUDY_CACHE", "OXSTUDY_ZOO_SEED",
+    "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_TOKEN",
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
+    "TRL_EXPERIMENTAL_SILENCE", "TOKENIZERS_PARALLELISM",
 )  # fmt: skip
+
+
+def worker_env(environ: Mapping[str, str], runtime_env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Ray runtime env for the workers: ``runtime_env`` with the ``FORWARDED_ENV``
+    variables set in ``environ`` added to its ``env_vars`` (the caller's own values win)."""
+    merged = dict(runtime_env or {})
+    forwarded = {name: environ[name] for name in FORWARDED_ENV if name in environ}
+    merged["env_vars"] = {**forwarded, **merged.get("env_vars", {})}
+    return merged
 
 
 def _ray_cell(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None) -> dict[str, Any]:
@@ -98,9 +113,7 @@ class RayRunner(Runner):
 
         if ray.is_initialized():
             return False
-        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        runtime_env = dict(self.runtime_env or {})
-        runtime_env["env_vars"] = {**env_vars, **runtime_env.get("env_vars", {})}
+        runtime_env = worker_env(os.environ, self.runtime_env)
         options: dict[str, Any] = {
             "include_dashboard": False,
             "log_to_driver": False,
@@ -120,6 +133,18 @@ class RayRunner(Runner):
         ray.init(**options)
         return True
 
+    def task_options(self, cell: Cell) -> dict[str, Any]:
+        """Ray task options of one cell. The forwarded environment goes with every task too
+        (Ray merges a task's ``env_vars`` into the job's), so it reaches the workers also when
+        Ray was initialised before this runner, by the user or another library."""
+        return {
+            "num_cpus": self.cpus_per_cell,
+            "num_gpus": cell.execution.gpus_per_run,
+            "retry_exceptions": False,
+            "name": f"oxstudy:{cell.label}",
+            "runtime_env": {"env_vars": worker_env(os.environ, self.runtime_env)["env_vars"]},
+        }
+
     # ------------------------------------------------------------------ run
     def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
         import ray
@@ -138,12 +163,9 @@ class RayRunner(Runner):
         def submit(cell: Cell, number: int) -> None:
             attempt = book.new_attempt(cell, number)
             threads = max(1, int(self.cpus_per_cell))
-            attempt.handle = remote.options(
-                num_cpus=self.cpus_per_cell,
-                num_gpus=cell.execution.gpus_per_run,
-                retry_exceptions=False,
-                name=f"oxstudy:{cell.label}",
-            ).remote(cell.model_dump(mode="json"), str(store.root.resolve()), number, threads)
+            attempt.handle = remote.options(**self.task_options(cell)).remote(
+                cell.model_dump(mode="json"), str(store.root.resolve()), number, threads
+            )
             inflight[attempt.handle] = attempt
             emit(RunnerEvent("start", cell.run_id, {"attempt": number, "gpus": cell.execution.gpus_per_run}))
 
