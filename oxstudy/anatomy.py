@@ -86,10 +86,10 @@ def effective_rank(matrix: Any, top: int) -> float:
     if min(m.shape) <= 4 * top:
         sigma = torch.linalg.svdvals(m)[:top]
     else:
-        generator_state = torch.random.get_rng_state()  # svd_lowrank draws: leave the global stream alone
-        torch.manual_seed(0)
-        _, sigma, _ = torch.svd_lowrank(m, q=top, niter=4)
-        torch.random.set_rng_state(generator_state)
+        # svd_lowrank draws from the global generator of m's device: leave the caller's alone
+        with torch.random.fork_rng(devices=[m.device] if m.is_cuda else []):
+            torch.manual_seed(0)
+            _, sigma, _ = torch.svd_lowrank(m, q=top, niter=4)
     total = float(sigma.sum())
     if total <= 0:
         return 0.0

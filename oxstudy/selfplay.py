@@ -194,29 +194,30 @@ def sample_completions(model: Any, tokenizer: Any, prompts: Sequence[str], *, n:
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+    device = next(model.parameters()).device
     out: list[list[str]] = []
+    # Sampling seeds the global generators of the device it runs on (CPU, or the GPU's own
+    # stream): fork them, so the caller's training randomness is the same with or without it.
     try:
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                               add_generation_prompt=True) for p in prompts]
-        per_batch = max(1, batch_size // n)
-        device = next(model.parameters()).device
-        for start in range(0, len(texts), per_batch):
-            chunk = texts[start:start + per_batch]
-            encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                generated = model.generate(
-                    **encoded, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                    max_new_tokens=max_new_tokens, num_return_sequences=n,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                )
-            completions = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
-                                                 skip_special_tokens=True)
-            for i in range(len(chunk)):
-                out.append([c.strip() for c in completions[i * n:(i + 1) * n]])
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                   add_generation_prompt=True) for p in prompts]
+            per_batch = max(1, batch_size // n)
+            for start in range(0, len(texts), per_batch):
+                chunk = texts[start:start + per_batch]
+                encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+                with torch.no_grad():
+                    generated = model.generate(
+                        **encoded, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                        max_new_tokens=max_new_tokens, num_return_sequences=n,
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                    )
+                completions = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1]:],
+                                                     skip_special_tokens=True)
+                for i in range(len(chunk)):
+                    out.append([c.strip() for c in completions[i * n:(i + 1) * n]])
     finally:
-        torch.random.set_rng_state(generator_state)
         if was_training:
             model.train()
     return out

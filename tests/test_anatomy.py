@@ -140,7 +140,11 @@ def test_effective_rank_known_spectra() -> None:
     p = np.array([0.75, 0.25])
     assert effective_rank(skewed, 8) == pytest.approx(math.exp(-(p * np.log(p)).sum()), rel=1e-4)
     big = torch.randn(300, 200, generator=torch.Generator().manual_seed(2))[:, :1] @ torch.randn(1, 200)
+    torch.manual_seed(5)
+    expected = torch.rand(4)
+    torch.manual_seed(5)
     assert effective_rank(big, 8) == pytest.approx(1.0, abs=1e-3)  # randomized path: rank one
+    assert torch.equal(torch.rand(4), expected)  # its random draws left the global stream alone
 
 
 def test_token_kl_closed_form_and_direction() -> None:

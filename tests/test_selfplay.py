@@ -118,6 +118,12 @@ def test_sampling_is_reproducible_per_seed(zoo_tiny):
     assert len(first) == 3 and all(len(s) == 3 for s in first)
     assert first == again and first != other
     assert any("####" in c for s in first for c in s)  # the pretrained zoo model answers in format
+    # the caller's global stream is where it was: training draws the same with or without sampling
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    sample_completions(model, tokenizer, prompts[:1], n=2, temperature=1.0, max_new_tokens=8, seed=7)
+    assert torch.equal(torch.rand(4), expected)
 
 
 def test_prepare_data_caches_per_base_model_data_and_seed(zoo_tiny, tmp_path):
