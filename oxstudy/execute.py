@@ -738,7 +738,8 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
     outcome: dict[str, Any] = {"run_id": cell.run_id, "attempts": attempt, "recorded": True}
     wall = time.perf_counter()
     try:
-        return _execute_cell(cell, store, outcome, attempt=attempt, threads=threads, redirect=redirect)
+        with _zoo_seed_of(cell):
+            return _execute_cell(cell, store, outcome, attempt=attempt, threads=threads, redirect=redirect)
     except OSError as exc:
         if not is_storage_error(exc):
             raise
@@ -752,6 +753,31 @@ def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int =
         outcome.update(status="failed", reason=reason, failure_class=DETERMINISTIC,
                        wall_s=round(time.perf_counter() - wall, 3))
         return outcome
+
+
+@contextlib.contextmanager
+def _zoo_seed_of(cell: Cell) -> Iterator[None]:
+    """``$OXSTUDY_ZOO_SEED`` as the cell was planned with, for the time of the cell (restored
+    after). A worker's environment is not the planner's (a remote Ray node, a SLURM job started
+    with ``--export=NONE``): without this it would build the default ``zoo:NAME`` for a run id
+    that records another pretraining seed, or the reverse."""
+    from oxstudy.zoo import SEED_ENV
+
+    if not cell.model.source.startswith("zoo:"):
+        yield
+        return
+    before = os.environ.get(SEED_ENV)
+    if cell.zoo_seed is None:
+        os.environ.pop(SEED_ENV, None)
+    else:
+        os.environ[SEED_ENV] = str(cell.zoo_seed)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(SEED_ENV, None)
+        else:
+            os.environ[SEED_ENV] = before
 
 
 def _no_interprocess_tqdm_lock() -> None:

@@ -67,6 +67,10 @@ class Cell(BaseModel):
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     #: post-training measurements (anatomy, KL drift, base evaluation): not part of the run id
     measure: MeasureSpec = MeasureSpec()
+    #: the zoo pretraining seed the run id records (``$OXSTUDY_ZOO_SEED`` when the cell was
+    #: planned; None: the model's default). Workers build and load ``zoo:NAME`` with it, whatever
+    #: their own environment says, so a record never holds another model than its id names.
+    zoo_seed: int | None = None
 
     @property
     def label(self) -> str:
@@ -272,6 +276,7 @@ def expand_cells(spec: StudySpec, check: bool = False) -> tuple[list[Cell], list
                         execution=spec.execution,
                         evaluation=spec.evaluation,
                         measure=measure,
+                        zoo_seed=identity["model"].get("zoo_seed"),
                     )
                 )
     # a clash is reported once per algorithm, not per seed

@@ -266,3 +266,39 @@ def test_driver_corpus_hashes_spare_cells_regenerating_the_corpus(monkeypatch):
         zoo.model_dir("tiny")
     zoo.remember_corpus_shas(memo)
     assert zoo.model_dir("tiny") == expected
+
+
+def test_a_worker_builds_the_zoo_seed_its_cell_was_planned_with(monkeypatch, tmp_path):
+    """The run id records ``$OXSTUDY_ZOO_SEED`` as the planner saw it; a worker whose own
+    environment differs (a remote node, a job started with --export=NONE) must still train
+    that model. ``zoo.build`` is replaced by a spy that notes the seed in force and stops the
+    cell (no pretraining here): what is tested is the worker's environment, not the build."""
+    import os
+
+    from tiny_study import tiny_cells
+
+    from oxstudy.execute import execute_cell
+    from oxstudy.store import Store
+
+    seen: list[str | None] = []
+
+    def spy(name, *args, **kwargs):
+        seen.append(os.environ.get(zoo.SEED_ENV))
+        raise ResourceError(f"zoo:{name}: not built in this test")
+
+    monkeypatch.setattr(zoo, "build", spy)
+    monkeypatch.setenv(zoo.SEED_ENV, "3")
+    planned_with_3 = tiny_cells("seed-3", [1], "local")[0]
+    monkeypatch.delenv(zoo.SEED_ENV)
+    planned_default = tiny_cells("seed-default", [1], "local")[0]
+    assert planned_with_3.zoo_seed == 3 and planned_default.zoo_seed is None
+    assert planned_with_3.run_id != planned_default.run_id
+
+    store = Store(tmp_path / "study")
+    # a worker without the variable, then one with another value
+    outcome = execute_cell(planned_with_3.model_dump(mode="json"), str(store.root), redirect=False)
+    monkeypatch.setenv(zoo.SEED_ENV, "5")
+    execute_cell(planned_default.model_dump(mode="json"), str(store.root), redirect=False)
+    assert seen == ["3", None]
+    assert outcome["status"] == "failed" and "not built in this test" in outcome["reason"]
+    assert os.environ[zoo.SEED_ENV] == "5", "the worker's own environment is restored afterwards"
