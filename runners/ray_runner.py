@@ -53,10 +53,15 @@ def worker_env(environ: Mapping[str, str], runtime_env: dict[str, Any] | None = 
     return merged
 
 
-def _ray_cell(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None) -> dict[str, Any]:
-    """The task body: runs in a fresh Ray worker process."""
+def _ray_cell(
+    cell: dict[str, Any], store_root: str, attempt: int, threads: int | None, corpus_shas: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The task body: runs in a fresh Ray worker process. ``corpus_shas``: the driver's zoo
+    corpus hashes, so the worker does not regenerate the corpus to find its model."""
+    from oxstudy import zoo
     from oxstudy.execute import execute_cell
 
+    zoo.remember_corpus_shas(corpus_shas)
     return execute_cell(cell, store_root, attempt=attempt, threads=threads)
 
 
@@ -149,6 +154,8 @@ class RayRunner(Runner):
     def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
         import ray
 
+        from oxstudy import zoo
+
         emit = on_event or (lambda event: None)
         book = AttemptBook(store, emit, retries=self.retries)
         if not cells:
@@ -164,7 +171,7 @@ class RayRunner(Runner):
             attempt = book.new_attempt(cell, number)
             threads = max(1, int(self.cpus_per_cell))
             attempt.handle = remote.options(**self.task_options(cell)).remote(
-                cell.model_dump(mode="json"), str(store.root.resolve()), number, threads
+                cell.model_dump(mode="json"), str(store.root.resolve()), number, threads, zoo.corpus_sha_memo()
             )
             inflight[attempt.handle] = attempt
             emit(RunnerEvent("start", cell.run_id, {"attempt": number, "gpus": cell.execution.gpus_per_run}))

@@ -41,10 +41,15 @@ if TYPE_CHECKING:
     from oxstudy.store import Store
 
 
-def _slurm_cell(cell: dict[str, Any], store_root: str, attempt: int, threads: int | None) -> dict[str, Any]:
-    """The array task's body (unpickled and run on the compute node)."""
+def _slurm_cell(
+    cell: dict[str, Any], store_root: str, attempt: int, threads: int | None, corpus_shas: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The array task's body (unpickled and run on the compute node). ``corpus_shas``: the
+    driver's zoo corpus hashes, so the task does not regenerate the corpus to find its model."""
+    from oxstudy import zoo
     from oxstudy.execute import execute_cell
 
+    zoo.remember_corpus_shas(corpus_shas)
     return execute_cell(cell, store_root, attempt=attempt, threads=threads)
 
 
@@ -171,6 +176,8 @@ class SlurmRunner(Runner):
 
     # ------------------------------------------------------------------ run
     def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
+        from oxstudy import zoo
+
         emit = on_event or (lambda event: None)
         book = AttemptBook(store, emit, retries=self.retries)
         if not cells:
@@ -196,12 +203,14 @@ class SlurmRunner(Runner):
                 executor = self.executor(execution, folder, f"oxstudy-{group[0][0].study}")
                 attempts = [book.new_attempt(cell, number) for cell, number in group]
                 threads = execution.slurm.cpus_per_task if self.on_slurm else None
+                corpus_shas = zoo.corpus_sha_memo()
                 jobs = executor.map_array(
                     _slurm_cell,
                     [cell.model_dump(mode="json") for cell, _ in group],
                     [store_root] * len(group),
                     [number for _, number in group],
                     [threads] * len(group),
+                    [corpus_shas] * len(group),
                 )
                 for attempt, job in zip(attempts, jobs, strict=True):
                     attempt.handle = job
