@@ -146,10 +146,19 @@ def test_is_correct_strict_and_loose():
     assert not is_correct("#### 42", "no number")
 
 
+def _task_config(directory, name: str) -> dict:
+    """A bundled task's config as lm-eval reads it: its file with the base it ``include:``s."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    return load_yaml(directory / f"{name}.yaml", resolve_func=False)
+
+
 def test_export_writes_jsonl_and_yaml_with_absolute_paths(tmp_path):
     out = export_tasks(tmp_path / "tasks")
     for name in bundled_tasks():
-        config = yaml.safe_load((out / f"{name}.yaml").read_text())
+        own = yaml.safe_load((out / f"{name}.yaml").read_text())
+        assert own["include"] in {"_oxs_generate.yaml", "_oxs_choice.yaml"} and (out / own["include"]).is_file()
+        config = _task_config(out, name)
         assert config["task"] == name and config["dataset_path"] == "json"
         files = config["dataset_kwargs"]["data_files"]
         assert all(p.startswith(str(out)) for p in files.values())
@@ -286,7 +295,7 @@ def test_math_templates_capture_expressions_and_arith_keeps_numbers(tmp_path):
     out = export_tasks(tmp_path / "tasks", ["oxs_arith", "oxs_math", "oxs_math_numeric"])
 
     def strict(name: str, reply: str) -> str | None:
-        config = yaml.safe_load((out / f"{name}.yaml").read_text())
+        config = _task_config(out, name)
         (strict_filter,) = [f for f in config["filter_list"] if f["name"] == "strict-match"]
         match = re.search(strict_filter["filter"][0]["regex_pattern"], reply)
         return match.group(1) if match else None
@@ -406,3 +415,19 @@ def test_rl_reward_on_math_scores_expression_and_number_answers():
     ]
     answers = [frac_example["answer"]] * 2 + [like_example["answer"]] * 2 + [number_example["answer"]] * 3
     assert exact_match_reward(completions, answers) == [1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+
+
+def test_lm_eval_indexes_the_six_tasks_and_not_their_shared_bases(tmp_path):
+    """The bases (``_oxs_generate.yaml``, ``_oxs_choice.yaml``) have no ``task:`` key: lm-eval's
+    index skips them, and every bundled task resolves through its ``include:``."""
+    from lm_eval.tasks import TaskManager
+
+    out = export_tasks(tmp_path / "tasks")
+    manager = TaskManager(include_path=str(out), include_defaults=False)
+    assert sorted(name for name in manager.all_tasks if name.startswith("oxs_") or name.startswith("_oxs")) == sorted(
+        bundled_tasks()
+    )
+    assert {name for name in bundled_tasks() if _task_config(out, name)["output_type"] == "multiple_choice"} == {
+        "oxs_compare",
+        "oxs_facts",
+    }

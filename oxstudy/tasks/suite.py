@@ -327,8 +327,18 @@ def cache_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "oxstudy"
 
 
+#: Shared lm-eval configs the task YAMLs ``include:`` (generative, multiple choice). They carry
+#: no ``task:`` key, so lm-eval's task index skips them; they must sit beside the task files.
+BASE_TEMPLATES = ("_oxs_generate", "_oxs_choice")
+
+
 def _template(name: str) -> str:
     return resources.files("oxstudy.tasks").joinpath("templates", f"{name}.yaml").read_text(encoding="utf-8")
+
+
+def _write_base_templates(directory: Path) -> None:
+    for base in BASE_TEMPLATES:
+        (directory / f"{base}.yaml").write_text(_template(base), encoding="utf-8")
 
 
 def suite_fingerprint() -> str:
@@ -337,6 +347,8 @@ def suite_fingerprint() -> str:
     pkg = resources.files("oxstudy.tasks")
     for source in ("generators.py", "suite.py"):
         h.update(pkg.joinpath(source).read_bytes())
+    for base in BASE_TEMPLATES:
+        h.update(_template(base).encode())
     for name in TASKS:
         h.update(_template(name).encode())
         h.update(repr(TASKS[name]).encode())
@@ -345,9 +357,11 @@ def suite_fingerprint() -> str:
 
 def export_tasks(directory: str | Path, names: Iterable[str] | None = None) -> Path:
     """Write each bundled task's ``NAME.yaml`` (absolute ``data_files`` paths) and
-    ``NAME_{train,test}.jsonl`` into ``directory``; returns it (an lm-eval include path)."""
+    ``NAME_{train,test}.jsonl`` into ``directory``, with the shared configs the task files
+    ``include:`` (``BASE_TEMPLATES``); returns it (an lm-eval include path)."""
     directory = Path(directory).expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    _write_base_templates(directory)
     for name in names or TASKS:
         if name not in TASKS:
             from oxstudy.errors import InputError
