@@ -37,3 +37,16 @@ def zoo_tiny() -> str:
     from oxstudy.zoo import build
 
     return str(build("tiny"))
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch intra-op thread for a module of tiny-model tests (restored after): on a shared
+    2-core CPU extra threads only add contention. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("single_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

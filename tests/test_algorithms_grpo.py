@@ -45,12 +45,7 @@ TRAINING = {"effective_batch_size": MICRO, "per_device_batch_size": MICRO, "max_
             "max_length": 128, "max_steps": 4}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

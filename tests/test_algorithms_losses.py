@@ -23,12 +23,7 @@ BETA = 0.5
 PROMPT = 2  # prompt tokens before each completion
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention on shared CPUs
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -448,13 +443,11 @@ def test_reference_free_losses_through_the_trainer(method, model_dir, data, tmp_
 # ----------------------------------------------------------------------------- KTO
 
 
-@pytest.mark.parametrize("method", ["kto", "apo-unpaired"])
-def test_unpaired_losses(method, model_dir, data, tmp_path):
-    hp = registry.resolve_hyperparameters(method)
-    trainer = trainer_for(method, model_dir, data, tmp_path)
-    lengths = [3, 4, 2, 4]
-    labels = torch.tensor([True, False, True, False])
-    mask = completion_mask(lengths, WIDTH)
+def unpaired_batch(labels: torch.Tensor) -> SimpleNamespace:
+    """Four unpaired completions (``labels``: desirable or not) with their KL-mismatched
+    counterparts: token log-prob tables of policy and reference (zero past each completion),
+    the trainer's inputs and the reference model serving them."""
+    mask = completion_mask([3, 4, 2, 4], WIDTH)
     ids = torch.randint(5, 100, (4, WIDTH), generator=torch.Generator().manual_seed(3))
     kl_ids = torch.randint(100, 200, (4, WIDTH), generator=torch.Generator().manual_seed(4))
     shift = mask[:, 1:].float()
@@ -462,9 +455,21 @@ def test_unpaired_losses(method, model_dir, data, tmp_path):
     kl_policy, kl_ref = table(4, WIDTH, 13) * shift, table(4, WIDTH, 14, 1.0, 3.0) * shift
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": mask, "label": labels,
               "KL_input_ids": kl_ids, "KL_attention_mask": torch.ones_like(kl_ids), "KL_completion_mask": mask}
-    trainer.ref_model = LogProbTable([(ids, ref, {}), (kl_ids, kl_ref, {})])
-    policy = policy.clone().requires_grad_(True)
-    kl_policy = kl_policy.clone().requires_grad_(True)
+    return SimpleNamespace(ids=ids, kl_ids=kl_ids, shift=shift, policy=policy, ref=ref, kl_policy=kl_policy,
+                           kl_ref=kl_ref, inputs=inputs,
+                           ref_model=LogProbTable([(ids, ref, {}), (kl_ids, kl_ref, {})]))
+
+
+@pytest.mark.parametrize("method", ["kto", "apo-unpaired"])
+def test_unpaired_losses(method, model_dir, data, tmp_path):
+    hp = registry.resolve_hyperparameters(method)
+    trainer = trainer_for(method, model_dir, data, tmp_path)
+    labels = torch.tensor([True, False, True, False])
+    batch = unpaired_batch(labels)
+    ids, kl_ids, shift, ref, kl_ref, inputs = batch.ids, batch.kl_ids, batch.shift, batch.ref, batch.kl_ref, batch.inputs
+    trainer.ref_model = batch.ref_model
+    policy = batch.policy.clone().requires_grad_(True)
+    kl_policy = batch.kl_policy.clone().requires_grad_(True)
     got = trainer.compute_loss(LogProbTable([(ids, policy, {}), (kl_ids, kl_policy, {})]), inputs)
     got_grads = torch.autograd.grad(got, [policy, kl_policy], allow_unused=True)
 

@@ -24,20 +24,20 @@ import torch.nn.functional as F
 from test_algorithms_losses import (
     BETA,
     DPO_FORMULAS,
-    WIDTH,
     LogProbTable,
-    completion_mask,
     pair_batch,
     reference_free_loss,
     sums,
-    table,
     trainer_for,
+    unpaired_batch,
 )
 
 from oxstudy.algorithms import registry
 
-# pytest fixtures shared with test_algorithms_losses: the tiny model, the training data, one thread.
-model_dir, data, single_thread = losses.model_dir, losses.data, losses.single_thread
+# pytest fixtures shared with test_algorithms_losses: the tiny model and the training data (one
+# torch thread: conftest.single_thread).
+model_dir, data = losses.model_dir, losses.data
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def verdict(ours, our_grad, theirs, their_grad):
@@ -194,16 +194,11 @@ def _kto_case(tiny_model, training_data, tmp_path, **oxrl_kwargs):
     hp = registry.resolve_hyperparameters("kto")
     trainer = trainer_for("kto", tiny_model, training_data, tmp_path)
     desirable = torch.tensor([True, True, False, False])
-    mask = completion_mask([3, 4, 2, 4], WIDTH)
-    ids = torch.randint(5, 100, (4, WIDTH), generator=torch.Generator().manual_seed(3))
-    kl_ids = torch.randint(100, 200, (4, WIDTH), generator=torch.Generator().manual_seed(4))
-    shift = mask[:, 1:].float()
-    policy, ref = table(4, WIDTH, 11) * shift, table(4, WIDTH, 12) * shift
-    kl_policy, kl_ref = table(4, WIDTH, 13) * shift, table(4, WIDTH, 14, 1.0, 3.0) * shift
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": mask, "label": desirable,
-              "KL_input_ids": kl_ids, "KL_attention_mask": torch.ones_like(kl_ids), "KL_completion_mask": mask}
-    trainer.ref_model = LogProbTable([(ids, ref, {}), (kl_ids, kl_ref, {})])
-    leaf = policy.clone().requires_grad_(True)
+    batch = unpaired_batch(desirable)
+    ids, kl_ids, shift, ref, kl_policy, kl_ref = batch.ids, batch.kl_ids, batch.shift, batch.ref, batch.kl_policy, batch.kl_ref
+    inputs = batch.inputs
+    trainer.ref_model = batch.ref_model
+    leaf = batch.policy.clone().requires_grad_(True)
     ours = trainer.compute_loss(LogProbTable([(ids, leaf, {}), (kl_ids, kl_policy, {})]), inputs)
     (our_grad,) = torch.autograd.grad(ours, leaf)
     if oxrl_kwargs.pop("trl_z0", False):

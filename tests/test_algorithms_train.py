@@ -36,12 +36,7 @@ TRAINING = {"weight_decay": 0.0, "max_completion_length": 24, "max_length": 96}
 DATA = {"train_size": 8, "preference": {"samples_per_prompt": 4, "max_new_tokens": 48}}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: extra threads only add contention on shared CPUs
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from oxstudy.selfplay import (
 )
 from oxstudy.spec import DataSpec
 
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 EXAMPLES = [
