@@ -103,6 +103,16 @@ class Attempt:
             and (time.monotonic() - self.running_since > timeout_s)
         )
 
+    def watch(self, store: Store, emit: EventSink, runner_timeout_s: float | None) -> float | None:
+        """One poll of a running attempt: emits its progress as a ``phase`` event when it changed,
+        and returns its time limit (the runner's, else the cell's ``execution.timeout_s``) once it
+        is past it, else None."""
+        progress = self.poll_progress(store)
+        if progress is not None:
+            emit(RunnerEvent("phase", self.run_id, progress))
+        timeout = runner_timeout_s if runner_timeout_s is not None else self.cell.execution.timeout_s
+        return timeout if self.timed_out(timeout) else None
+
 
 @dataclass
 class AttemptBook:

@@ -194,13 +194,8 @@ class RayRunner(Runner):
                         crash = _crash_reason(exc)
                     settle(attempt, crash)
                 for ref, attempt in list(inflight.items()):
-                    progress = attempt.poll_progress(store)
-                    if progress is not None:
-                        emit(RunnerEvent("phase", attempt.run_id, progress))
-                    timeout = (
-                        self.timeout_s if self.timeout_s is not None else attempt.cell.execution.timeout_s
-                    )
-                    if attempt.timed_out(timeout):
+                    timeout = attempt.watch(store, emit, self.timeout_s)
+                    if timeout is not None:
                         ray.cancel(ref, force=True)
                         # wait for the worker to be gone before judging what it left behind
                         ray.wait([ref], timeout=30)

@@ -240,13 +240,8 @@ class SlurmRunner(Runner):
                             crash = _job_reason(job, exc)
                         settle(attempt, crash)
                         continue
-                    progress = attempt.poll_progress(store)
-                    if progress is not None:
-                        emit(RunnerEvent("phase", attempt.run_id, progress))
-                    timeout = (
-                        self.timeout_s if self.timeout_s is not None else attempt.cell.execution.timeout_s
-                    )
-                    if attempt.timed_out(timeout):
+                    timeout = attempt.watch(store, emit, self.timeout_s)
+                    if timeout is not None:
                         job.cancel(check=False)
                         deadline = time.monotonic() + 60
                         while not job.done() and time.monotonic() < deadline:
