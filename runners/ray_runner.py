@@ -32,12 +32,11 @@ if TYPE_CHECKING:
     from oxstudy.plan import Cell
     from oxstudy.store import Store
 
-#: Environment passed to every worker (also on remote nodes, through the runtime env). A
-#: worker resolves ``zoo:NAME`` with ``OXSTUDY_ZOO_SEED`` (the run id records the seed the plan
-#: saw, so a worker without it would train another model under that id), and reads hub models
-#: from the caches and token the driver uses.
+#: Environment passed to every worker (also on remote nodes, through the runtime env): the
+#: driver's cache, and the hub caches, endpoint and token it reads models with. (The zoo's
+#: pretraining seed travels in each cell: ``Cell.zoo_seed``.)
 FORWARDED_ENV = (
-    "OXSTUDY_CACHE", "OXSTUDY_ZOO_SEED",
+    "OXSTUDY_CACHE",
     "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_DATASETS_CACHE", "HF_ENDPOINT", "HF_TOKEN",
     "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE",
     "TRL_EXPERIMENTAL_SILENCE", "TOKENIZERS_PARALLELISM",

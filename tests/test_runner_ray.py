@@ -45,9 +45,9 @@ def local_ray(zoo_tiny: str):
     assert not ray.is_initialized()
 
 
-def test_worker_env_forwards_the_zoo_seed_and_hub_settings() -> None:
+def test_worker_env_forwards_the_hub_settings() -> None:
     environ = {
-        "OXSTUDY_ZOO_SEED": "1",
+        "OXSTUDY_CACHE": "/cache",
         "HF_HUB_CACHE": "/hub",
         "HF_TOKEN": "t",
         "HOME": "/root",
@@ -56,34 +56,31 @@ def test_worker_env_forwards_the_zoo_seed_and_hub_settings() -> None:
     env = worker_env(environ, {"working_dir": ".", "env_vars": {"HF_TOKEN": "mine"}})
     assert env["working_dir"] == "."
     # the caller's runtime env wins; unrelated variables stay on the driver
-    assert env["env_vars"] == {"OXSTUDY_ZOO_SEED": "1", "HF_HUB_CACHE": "/hub", "HF_TOKEN": "mine"}
+    assert env["env_vars"] == {"OXSTUDY_CACHE": "/cache", "HF_HUB_CACHE": "/hub", "HF_TOKEN": "mine"}
 
 
-def test_a_cell_task_sees_the_drivers_zoo_seed_set_after_ray_started(local_ray, monkeypatch) -> None:
+def test_a_cell_task_sees_the_hub_settings_set_after_ray_started(local_ray, monkeypatch) -> None:
     """Ray was started (by the fixture) before the variables were set, so only the task's own
-    runtime env can carry them: a worker resolving ``zoo:tiny`` without the seed would train
-    the default model under a run id that says seed 1."""
-    monkeypatch.setenv("OXSTUDY_ZOO_SEED", "1")
+    runtime env can carry them to the worker (on a remote node, the job's would not either)."""
     monkeypatch.setenv("HF_HUB_CACHE", "/somewhere/hub")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    names = ("HF_HUB_CACHE", "HF_TOKEN")
 
     def worker_sees() -> dict[str, str | None]:  # nested: shipped by value to the worker
         import os
 
-        return {name: os.environ.get(name) for name in ("OXSTUDY_ZOO_SEED", "HF_HUB_CACHE")}
+        return {name: os.environ.get(name) for name in names}
 
     cell = tiny_cells("ray-env", [1])[0]
     options = get_runner("ray").task_options(cell)
     probe = ray.remote(max_calls=1)(worker_sees)
     assert ray.get(probe.options(**options).remote(), timeout=120) == {
-        "OXSTUDY_ZOO_SEED": "1",
         "HF_HUB_CACHE": "/somewhere/hub",
+        "HF_TOKEN": "hf_test",
     }
     # and without the forwarding a worker would not have seen them
     bare = {k: v for k, v in options.items() if k != "runtime_env"}
-    assert ray.get(probe.options(**bare).remote(), timeout=120) == {
-        "OXSTUDY_ZOO_SEED": None,
-        "HF_HUB_CACHE": None,
-    }
+    assert ray.get(probe.options(**bare).remote(), timeout=120) == dict.fromkeys(names)
 
 
 @pytest.mark.slow
