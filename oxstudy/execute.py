@@ -721,16 +721,21 @@ def _benchmark_dataset_provenance(cell: Cell) -> dict[str, dict[str, Any]]:
 
 
 def execute_cell(cell: dict[str, Any] | Cell, store_root: str, *, attempt: int = 1, threads: int | None = None,
-                 redirect: bool = True) -> dict[str, Any]:
+                 redirect: bool = True, corpus_shas: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one cell and write its record; return ``{run_id, status, attempts, reason, failure_class,
     recorded, wall_s}``.
 
     Never raises for a failure of the cell itself. ``threads`` caps torch's intra-op threads
     (local workers divide the machine's cores between them). When the store cannot be
     written (disk full, read-only), the outcome carries the real cause as ``reason`` and
-    ``recorded`` is False: the driver then knows why there is no record.
+    ``recorded`` is False: the driver then knows why there is no record. ``corpus_shas``: the
+    driver's zoo corpus hashes (``oxstudy.zoo.corpus_sha_memo``), so a worker process does not
+    regenerate the corpus (about 2 s) to find its model.
     """
+    from oxstudy import zoo
     from oxstudy.store import describe_os_error, is_storage_error
+
+    zoo.remember_corpus_shas(corpus_shas)
 
     cell = cell if isinstance(cell, Cell) else Cell.model_validate(cell)
     store = Store(store_root)

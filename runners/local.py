@@ -45,10 +45,7 @@ def _cell_process(cell: dict[str, Any], store_root: str, attempt: int, threads: 
     import sys
     import threading
 
-    from oxstudy import zoo
     from runners.lock import pid_alive
-
-    zoo.remember_corpus_shas(corpus_shas)
 
     if gpu_ids is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
@@ -66,7 +63,7 @@ def _cell_process(cell: dict[str, Any], store_root: str, attempt: int, threads: 
     threading.Thread(target=watch_driver, daemon=True).start()
     from oxstudy.execute import execute_cell
 
-    outcome = execute_cell(cell, store_root, attempt=attempt, threads=threads)
+    outcome = execute_cell(cell, store_root, attempt=attempt, threads=threads, corpus_shas=corpus_shas)
     try:
         report.send({k: outcome.get(k) for k in ("status", "reason", "failure_class", "recorded")})
         report.close()

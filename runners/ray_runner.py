@@ -57,11 +57,9 @@ def _ray_cell(
 ) -> dict[str, Any]:
     """The task body: runs in a fresh Ray worker process. ``corpus_shas``: the driver's zoo
     corpus hashes, so the worker does not regenerate the corpus to find its model."""
-    from oxstudy import zoo
     from oxstudy.execute import execute_cell
 
-    zoo.remember_corpus_shas(corpus_shas)
-    return execute_cell(cell, store_root, attempt=attempt, threads=threads)
+    return execute_cell(cell, store_root, attempt=attempt, threads=threads, corpus_shas=corpus_shas)
 
 
 def _crash_reason(exc: BaseException) -> str:
@@ -160,6 +158,7 @@ class RayRunner(Runner):
         if not cells:
             return []
         started_here = self._connect()
+        corpus_shas = zoo.corpus_sha_memo()
         # max_calls cannot go through .options(): a fresh worker process for every cell
         remote = ray.remote(max_calls=1, max_retries=0)(_ray_cell)
         max_parallel = self.max_parallel or max(c.execution.max_parallel for c in cells)
@@ -170,7 +169,7 @@ class RayRunner(Runner):
             attempt = book.new_attempt(cell, number)
             threads = max(1, int(self.cpus_per_cell))
             attempt.handle = remote.options(**self.task_options(cell)).remote(
-                cell.model_dump(mode="json"), str(store.root.resolve()), number, threads, zoo.corpus_sha_memo()
+                cell.model_dump(mode="json"), str(store.root.resolve()), number, threads, corpus_shas
             )
             inflight[attempt.handle] = attempt
             emit(RunnerEvent("start", cell.run_id, {"attempt": number, "gpus": cell.execution.gpus_per_run}))

@@ -46,11 +46,9 @@ def _slurm_cell(
 ) -> dict[str, Any]:
     """The array task's body (unpickled and run on the compute node). ``corpus_shas``: the
     driver's zoo corpus hashes, so the task does not regenerate the corpus to find its model."""
-    from oxstudy import zoo
     from oxstudy.execute import execute_cell
 
-    zoo.remember_corpus_shas(corpus_shas)
-    return execute_cell(cell, store_root, attempt=attempt, threads=threads)
+    return execute_cell(cell, store_root, attempt=attempt, threads=threads, corpus_shas=corpus_shas)
 
 
 def slurm_parameters(
@@ -178,6 +176,7 @@ class SlurmRunner(Runner):
     def run(self, cells: list[Cell], store: Store, *, on_event: EventSink | None = None) -> list[CellOutcome]:
         from oxstudy import zoo
 
+        corpus_shas = zoo.corpus_sha_memo()
         emit = on_event or (lambda event: None)
         book = AttemptBook(store, emit, retries=self.retries)
         if not cells:
@@ -203,7 +202,6 @@ class SlurmRunner(Runner):
                 executor = self.executor(execution, folder, f"oxstudy-{group[0][0].study}")
                 attempts = [book.new_attempt(cell, number) for cell, number in group]
                 threads = execution.slurm.cpus_per_task if self.on_slurm else None
-                corpus_shas = zoo.corpus_sha_memo()
                 jobs = executor.map_array(
                     _slurm_cell,
                     [cell.model_dump(mode="json") for cell, _ in group],
