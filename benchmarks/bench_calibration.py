@@ -14,7 +14,7 @@ hypothesis oxstudy's tests are about: the benchmark (its items) is fixed, seeds 
 Under the alternative, arm A's offset is solved so that the true difference is ``2 x`` the
 regime's run-level sd (d ~ 2), the same standardised effect in every regime.
 
-Printed per regime: type-I error at alpha 0.05 of the flag rule (Welch over seeds, Hsu's df where
+Printed per regime: type-I error at alpha 0.05 of the flag rule (Welch over seeds, Hsu's or the capped df where
 oxstudy uses it: the only test that sets a ``significant`` flag, report marker or claim verdict,
 whatever ``--test`` is), of Student, Mann-Whitney and permutation (reported beside it, no flag), of
 McNemar between two checkpoints (which oxstudy reports, labelled, with no flag) and of the two item-level methods oxstudy no longer uses
@@ -83,6 +83,9 @@ REGIMES = [
     Regime("unequal sd (x3)", sd_ratio=3.0),
     Regime("unequal sd, 3 vs 5 seeds", sd_ratio=3.0, seeds=3, seeds_b=5),
     Regime("unequal sd, 5 vs 3 (large sd, few)", sd_ratio=3.0, seeds=5, seeds_b=3),
+    Regime("5 vs 2 seeds, equal sd", seeds=5, seeds_b=2),
+    Regime("unequal sd, 5 vs 2 (large sd, few)", sd_ratio=3.0, seeds=5, seeds_b=2),
+    Regime("10 vs 3 seeds, equal sd", seeds=10, seeds_b=3),
     Regime("accuracy 0.05", accuracy=0.05),
     Regime("accuracy 0.95", accuracy=0.95),
     Regime("accuracy 0.05, 2 seeds", accuracy=0.05, seeds=2, items=100),
@@ -159,8 +162,8 @@ def welch_p(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, t-interval low, high) of the Welch (or Student) test of mean(a) - mean(b), per row.
 
-    ``df_rule``: None = oxstudy's choice (``tests.welch_df_rule``: Hsu's df for unequal seeds with a
-    small arm), or ``satterthwaite`` / ``hsu`` explicitly."""
+    ``df_rule``: None = oxstudy's choice (``tests.welch_df_rule``: Hsu's or the capped df with unequal
+    seeds), or ``satterthwaite`` / ``hsu`` / ``capped`` explicitly."""
     from oxstudy.stats import tests as ht
 
     na, nb = a.shape[1], b.shape[1]
@@ -174,15 +177,13 @@ def welch_p(
         with np.errstate(invalid="ignore", divide="ignore"):
             df = (qa + qb) ** 2 / (qa**2 / (na - 1) + qb**2 / (nb - 1))
         if df_rule is None:  # oxstudy's rule, per study
-            hsu = np.array(
-                [
-                    ht.welch_df_rule(na, nb, x, y) == "hsu"
-                    for x, y in zip(np.sqrt(va), np.sqrt(vb), strict=True)
-                ]
+            rules = np.array(
+                [ht.welch_df_rule(na, nb, x, y) for x, y in zip(np.sqrt(va), np.sqrt(vb), strict=True)]
             )
         else:
-            hsu = np.full(a.shape[0], df_rule == "hsu")
-        df = np.where(hsu, float(ht.hsu_df(na, nb)), df)
+            rules = np.full(a.shape[0], df_rule)
+        df = np.where(rules == "hsu", float(ht.hsu_df(na, nb)), df)
+        df = np.where(rules == "capped", np.minimum(df, float(ht.capped_df(na, nb))), df)
         se = np.sqrt(qa + qb)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = (ma - mb) / se
@@ -346,8 +347,8 @@ def seed_level_outcomes(reg, a: np.ndarray, b: np.ndarray, ta: np.ndarray, tb: n
     p_w, lo, hi = welch_p(a, b)
     rec = {
         "welch": p_w <= ALPHA,
-        # the rule that sets oxstudy's flags and claim verdicts whatever --test is: Welch (Hsu df
-        # where welch_df_rule says so); the chosen student/mannwhitney/permutation is only reported
+        # the rule that sets oxstudy's flags and claim verdicts whatever --test is: Welch on the df of
+        # welch_df_rule; the chosen student/mannwhitney/permutation is only reported
         "flag_rule": p_w <= ALPHA,
         "student": welch_p(a, b, True)[0] <= ALPHA,
         "mannwhitney": mannwhitney_p(a, b) <= ALPHA,

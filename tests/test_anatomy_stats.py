@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from oxstudy.stats.anatomy import analyze_post_training, forgetting, holm, t_interval, welch
+from oxstudy.stats.anatomy import analyze_post_training, forgetting, holm_within, t_interval, welch
 
 TYPES = ["q", "k", "v", "down"]
 
@@ -83,8 +83,21 @@ def test_conventions_against_references() -> None:
     low, high = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
     assert t_interval(x)["low"] == pytest.approx(low) and t_interval(x)["high"] == pytest.approx(high)
     y = [0.1, 0.2, 0.15]
+    # 5 vs 3 runs, the 3-run arm with the smaller sd: scipy's Welch test
+    assert welch(x, y)["test"] == "welch"
     assert welch(x, y)["p"] == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # 5 vs 2 runs: Hsu's df = 1, as oxstudy analyze's flag rule
+    ref = stats.ttest_ind(x, y[:2], equal_var=False)
+    assert welch(x, y[:2])["test"] == "welch-hsu"
+    assert welch(x, y[:2])["p"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 1))
+    # Holm within one quantity of one model; an undefined p counts in m as p = 1 and stays NaN
+    rows = [{"model": "m", "quantity": "q", "p": p} for p in (0.01, 0.04, 0.03)]
+    rows += [{"model": "m", "quantity": "r", "p": 0.01}, {"model": "m", "quantity": "r", "p": float("nan")},
+             {"model": "n", "quantity": "q", "p": 0.02}]
+    holm_within(rows)
+    assert [r["p_holm"] for r in rows[:3]] == pytest.approx([0.03, 0.06, 0.06])
+    assert rows[3]["p_holm"] == pytest.approx(0.02) and math.isnan(rows[4]["p_holm"])
+    assert rows[5]["p_holm"] == pytest.approx(0.02)
 
 
 def test_shares_contrasts_and_heatmaps() -> None:

@@ -18,7 +18,7 @@ from oxstudy.stats.difficulty import (
     plateau_test,
     steps_to_match_curve,
 )
-from oxstudy.stats.transfer import transfer_differences, transfer_matrix
+from oxstudy.stats.transfer import transfer_differences, transfer_matrix, welch_difference
 
 
 def items_frame(spec):
@@ -83,13 +83,20 @@ def test_flat_gains_are_no_plateau():
     assert plateau_test(gains)["plateau"] is False
 
 
-def test_non_inferiority_uses_welchs_interval():
-    candidate, full = np.array([0.50, 0.52, 0.49, 0.55, 0.51]), np.array([0.53, 0.54, 0.50, 0.56])
+def test_non_inferiority_uses_the_flag_rules_welch_interval():
+    candidate, full = np.array([0.50, 0.52, 0.49, 0.55, 0.51]), np.array([0.53, 0.54, 0.50, 0.56, 0.52])
     result = non_inferiority(candidate, full, margin=0.05)
     reference = stats.ttest_ind(candidate, full, equal_var=False).confidence_interval(0.95)
     assert (result["ci_low"], result["ci_high"]) == pytest.approx((reference.low, reference.high))
     assert result["non_inferior"] == (reference.low > -0.05)
     assert non_inferiority(candidate, full, margin=0.001)["non_inferior"] is False
+    # unequal seeds, the 4-seed arm with the larger sd: Hsu's df = 3, as oxstudy analyze's flag rule
+    full = full[:4]
+    assert full.std(ddof=1) > candidate.std(ddof=1)
+    result = non_inferiority(candidate, full, margin=0.05)
+    diff = candidate.mean() - full.mean()
+    half = stats.t.ppf(0.975, 3) * np.sqrt(candidate.var(ddof=1) / 5 + full.var(ddof=1) / 4)
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((diff - half, diff + half))
 
 
 def test_matches_with_fewer_steps_reports_the_step_fraction():
@@ -196,3 +203,15 @@ def test_interaction_test_over_rejects_with_unexplained_cell_effects():
     """The documented limitation: inference is over seeds for these cells, so shortcut effects that
     vary between cells for reasons other than pass@k look like an interaction."""
     assert simulate_interaction_rejections(1000, gamma=0.0, cell_effect_sd=0.02, rng_seed=4) > 0.1
+
+
+def test_transfer_difference_of_constant_arms_has_no_p_value():
+    # numpy's var of [0.813] * 3 is ~1e-32, not 0: without the exact-zero sd this gave p ~ 6e-32
+    result = welch_difference(np.array([0.813] * 3), np.array([0.5] * 3))
+    assert result["p_value"] is None and result["note"] == "zero variance in both arms"
+    assert result["ci_low"] == result["ci_high"] == pytest.approx(0.313)
+    # 2 vs 4 seeds: Hsu's df = 1, as oxstudy analyze
+    a, b = np.array([0.61, 0.60]), np.array([0.50, 0.55, 0.52, 0.58])
+    result = welch_difference(a, b)
+    t = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / 2 + b.var(ddof=1) / 4)
+    assert result["test"] == "welch-hsu" and result["p_value"] == pytest.approx(2 * stats.t.sf(abs(t), 1))

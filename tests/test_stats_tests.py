@@ -133,12 +133,40 @@ def test_permutation_supports_scipy_before_and_after_the_rng_argument(monkeypatc
     assert old["p_value"] == new["p_value"] and old["note"] == "20 random splits"
 
 
-def test_welch_uses_hsu_df_only_for_a_small_arm_with_the_larger_sd():
+def test_welch_df_rule_hsu_for_two_seeds_or_a_small_arm_with_the_larger_sd_else_capped():
     assert ht.welch_df_rule(5, 5, 1.0, 9.0) == "satterthwaite"  # equal seeds: always Welch-Satterthwaite
     assert ht.welch_df_rule(5, 3, 1.0, 3.0) == "hsu"  # 3 seeds, larger sd
-    assert ht.welch_df_rule(5, 3, 3.0, 1.0) == "satterthwaite"  # 3 seeds, smaller sd
-    assert ht.welch_df_rule(10, 5, 1.0, 3.0) == "satterthwaite"  # 5 seeds: enough
+    assert ht.welch_df_rule(5, 2, 3.0, 1.0) == ht.welch_df_rule(2, 5, 1.0, 3.0) == "hsu"  # 2 seeds: any sd
+    # 3 seeds with the smaller sd: Welch-Satterthwaite df 5.26 (by hand) > 2 * (3 - 1), but no cap
+    # below twice the seeds
+    assert ht.welch_df_rule(5, 3, 3.0, 1.0) == "satterthwaite"
+    assert ht.welch_df_rule(6, 3, 3.0, 1.0) == "capped"  # df 6.65 > 4
+    assert ht.welch_df_rule(10, 5, 1.0, 3.0) == "satterthwaite"  # df 4.45 < the cap 8
     res = ht.t_test_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, df_rule="hsu")
     ref = stats.ttest_ind_from_stats(0.6, 0.01, 5, 0.5, 0.05, 3, equal_var=False)
     assert res["test"] == "welch-hsu" and res["df"] == 2 and res["statistic"] == pytest.approx(ref.statistic)
     assert res["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 2))
+
+
+def test_capped_df_is_welch_satterthwaite_bounded_by_a_balanced_design_at_the_smaller_n():
+    a, b = np.array([0.61, 0.52, 0.58, 0.66, 0.49, 0.57, 0.63, 0.55]), np.array([0.50, 0.54, 0.47])
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert ref.df > 4  # the cap binds
+    assert ht.welch_df_rule(a.size, b.size, a.std(ddof=1), b.std(ddof=1)) == "capped"
+    res = ht.flag_test_values(a, b)
+    assert res["test"] == "welch-capped" and res["df"] == 4
+    assert res["statistic"] == pytest.approx(ref.statistic)
+    assert res["p_value"] == pytest.approx(2 * stats.t.sf(abs(ref.statistic), 4))
+    half = stats.t.ppf(0.975, 4) * np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert (res["ci_low"], res["ci_high"]) == pytest.approx((a.mean() - b.mean() - half, a.mean() - b.mean() + half))
+    # without the cap it is scipy's Welch test
+    plain = ht.t_test_from_stats(a.mean(), a.std(ddof=1), a.size, b.mean(), b.std(ddof=1), b.size)
+    assert plain["df"] == pytest.approx(ref.df) and plain["p_value"] == pytest.approx(ref.pvalue)
+
+
+@pytest.mark.parametrize("test", ["welch", "student", "mannwhitney", "permutation"])
+def test_nan_input_is_an_error_not_a_p_value(test):
+    with pytest.raises(ValueError, match="non-finite"):
+        ht.run_test(test, np.array([0.5, np.nan, 0.6]), np.array([0.4, 0.45, 0.5]))
+    with pytest.raises(ValueError, match="non-finite"):
+        ht.flag_test_values(np.array([0.5, 0.55, 0.6]), np.array([0.4, np.inf]))

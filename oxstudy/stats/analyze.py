@@ -47,8 +47,10 @@ WORST_TYPE1 = {"student": 0.138, "mannwhitney": 0.094, "permutation": 0.094}
 REPORTED_LABEL = ("reported, sets no flag: not calibrated under unequal variances (type-I up to {worst:g} in "
                   "bench_calibration)")
 #: Which test sets every significance flag, report marker and claim verdict, whatever --test is.
-FLAG_RULE = ("welch: Welch's t-test over seeds, on Hsu's df min(n_a, n_b) - 1 when seeds are unequal, the smaller "
-             "arm has <= 4 seeds and the larger sd (welch-hsu), else Welch-Satterthwaite df; a --test of student, "
+FLAG_RULE = ("welch: two-sided Welch's t-test over seeds; with unequal seeds on Hsu's df min(n_a, n_b) - 1 when "
+             "one arm has 2 seeds or the smaller arm has <= 4 seeds and the larger sd (welch-hsu), else on the "
+             "Welch-Satterthwaite df capped at 2 (min(n_a, n_b) - 1) (welch-capped where the cap binds); a --test of "
+             "student, "
              "mannwhitney or permutation is computed and reported as p_value_<test> and sets no flag (type-I error "
              "up to 0.138 / 0.094 / 0.094 under unequal variances in benchmarks/bench_calibration.py; the flag rule "
              "stays <= 0.065 in every regime)")
@@ -318,12 +320,12 @@ class _Analysis:
             "cell_ci": ("t-interval, df = n - 1 (measured coverage 0.94-0.96; approximate, 0.88, for 2 seeds of "
                         "few discrete scores near 0 or 1)"),
             "calibration": "benchmarks/bench_calibration.py; tables in docs/analysis.md (Calibration)",
-            "diff_ci": ("Welch-Satterthwaite t-interval (Hsu's df = min(n_a, n_b) - 1 when seeds are unequal and the "
-                        "smaller arm has <= 4 seeds and the larger sd), whatever --test is"),
+            "diff_ci": ("two-sided Welch t-interval on the flag rule's df (Welch-Satterthwaite with equal seeds; "
+                        "with unequal seeds Hsu's or the capped df, as in significance.rule), whatever --test is"),
             "cohens_d": "pooled sd with n-1 weights", "hedges_g": "d * (1 - 3 / (4 (n_a + n_b) - 9))",
             "family_scope": "one family per model x benchmark x metric",
-            "significance": {"flag_set_by": "welch (welch-hsu where Hsu's df applies; per comparison in "
-                                            "flag_set_by)", "rule": FLAG_RULE, "conditions_on": CONDITIONS_ON,
+            "significance": {"flag_set_by": "welch (welch-hsu / welch-capped where that df applies; per "
+                                            "comparison in flag_set_by)", "sidedness": "two-sided", "rule": FLAG_RULE, "conditions_on": CONDITIONS_ON,
                              "family_size": "every comparison of the family, defined or not (undefined ones "
                                             "enter the correction as p = 1); the power section uses the same m"},
             "replicates": {"n_resamples": o["n_resamples"], "rng_seed": o["rng_seed"],
@@ -453,7 +455,7 @@ class _Analysis:
         return list(combinations(algs, 2))
 
     def _compare(self, ca: int, cb: int, test: str) -> dict:
-        """One comparison: Welch's test (Hsu's df where :func:`tests.welch_df_rule` says so) sets the
+        """One comparison: Welch's test (the df of :func:`tests.welch_df_rule`) sets the
         flag; a chosen ``test`` other than welch is computed and reported beside it (``p_value_<test>``,
         ``reported_test``) and sets nothing: it is not calibrated under unequal variances (FLAG_RULE)."""
         a, b = self.recs[ca], self.recs[cb]
@@ -464,18 +466,20 @@ class _Analysis:
                 raise InputError(f"{cell['where']}: column {column}: n < 2 for a test: model={cell['model']} "
                                  f"algorithm={cell['algorithm']} benchmark={cell['benchmark']} has {n} seed(s)")
         ma, mb, sa, sb = float(a["mean"]), float(b["mean"]), float(a["sd"]), float(b["sd"])
-        rule = ht.welch_df_rule(na, nb, sa, sb)
-        res = ht.t_test_from_stats(ma, sa, na, mb, sb, nb, df_rule=rule)
-        low, high = ht.diff_interval(ma, sa, na, mb, sb, nb, self.opts["confidence"], df_rule=rule)
+        res = ht.flag_test(ma, sa, na, mb, sb, nb, self.opts["confidence"])
+        rule, low, high = res["df_rule"], res["ci_low"], res["ci_high"]
         d = ht.cohens_d(ma, sa, na, mb, sb, nb)
         notes = [res["note"]] if res["note"] else []
         extra: dict = {}
-        if rule == "hsu" and res["p_value"] is not None:
+        if rule != "satterthwaite" and res["p_value"] is not None:
             plain = ht.t_test_from_stats(ma, sa, na, mb, sb, nb)
             extra["p_value_welch_satterthwaite"] = plain["p_value"]
-            notes.append(f"unequal seeds ({na} vs {nb}), the larger sd in the smaller arm: Welch's statistic on "
-                         f"Hsu's conservative df = {min(na, nb) - 1} (Welch-Satterthwaite df {plain['df']:.3g} is "
-                         "too liberal there; its p-value is p_value_welch_satterthwaite)")
+            why = {"hsu": (f"Hsu's conservative df = {min(na, nb) - 1}, as "
+                           + ("2 seeds cannot estimate which arm's variance dominates" if min(na, nb) == 2
+                              else "the smaller arm has the larger sd")),
+                   "capped": f"df capped at {ht.capped_df(na, nb)}, a balanced design's at {min(na, nb)} seeds"}[rule]
+            notes.append(f"unequal seeds ({na} vs {nb}): Welch's statistic on {why} (Welch-Satterthwaite df "
+                         f"{plain['df']:.3g} is too liberal there; its p-value is p_value_welch_satterthwaite)")
         if test != "welch":
             extra.update(self._reported_test(ca, cb, test, notes))
         if d is None and not notes:

@@ -36,7 +36,9 @@ CONVENTIONS = {
     "relative_update": "sqrt(sum ||dW||_F^2) / sqrt(sum ||W0||_F^2) over the block's tensors; heatmaps: median over seeds",
     "share": "sum over the module types of ||dW||_F^2 / sum over all parameters of ||dW||_F^2",
     "interval": "mean over seeds with a Student t 95% interval (df = seeds - 1)",
-    "contrast": "Welch t-test on per-run values, Holm-adjusted over the pairs of one quantity",
+    "contrast": ("two-sided Welch t-test on per-run values (the flag rule's df: Hsu's or capped with unequal "
+                 "seeds), Holm-adjusted over the pairs of one quantity within one model (undefined ones count as "
+                 "p = 1)"),
     "forgetting": "trained - base per run; Pearson r across runs with a Fisher-z 95% CI",
     "kl": "mean per-token KL(trained || base) over greedy continuations of the trained model",
 }
@@ -85,30 +87,38 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
     return {"mean": mean, "sd": sd, "low": mean - half, "high": mean + half, "n": int(n)}
 
 
-def holm(pvalues: Sequence[float]) -> list[float]:
-    """Holm step-down adjusted p-values (NaN kept as NaN)."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    valid = np.flatnonzero(np.isfinite(p))
-    order = valid[np.argsort(p[valid])]
-    m, running = len(order), 0.0
-    for rank, index in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[index]))
-        out[index] = running
-    return out.tolist()
+def holm_within(rows: list[dict[str, Any]], keys: Sequence[str] = ("model", "quantity")) -> None:
+    """Add ``p_holm`` to each row: Holm's step-down adjustment over its family, the rows that share
+    ``keys`` (one quantity of one model). As in ``oxstudy analyze``, an undefined comparison (p NaN)
+    counts in the family's size as p = 1 and keeps p_holm NaN."""
+    from oxstudy.stats.corrections import adjust
+
+    families: dict[tuple[Any, ...], list[int]] = {}
+    for index, row in enumerate(rows):
+        families.setdefault(tuple(row[k] for k in keys), []).append(index)
+    for members in families.values():
+        raw = np.array([rows[i]["p"] for i in members], dtype=float)
+        adjusted = adjust(np.where(np.isfinite(raw), raw, 1.0), "holm")
+        for i, p, q in zip(members, raw, adjusted, strict=True):
+            rows[i]["p_holm"] = float(q) if np.isfinite(p) else float("nan")
 
 
-def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
-    """Welch's t-test of mean(a) - mean(b)."""
+def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """The flag rule's Welch t-test of mean(a) - mean(b) (``oxstudy.stats.tests.flag_test``: Hsu's or
+    the capped df with unequal seeds); ``t`` and ``p`` NaN where undefined (fewer than 2 runs in an
+    arm, zero variance in both)."""
+    from oxstudy.stats.tests import flag_test_values
+
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if x.size < 2 or y.size < 2:
-        return {
-            "diff": float(x.mean() - y.mean()) if x.size and y.size else float("nan"),
-            "t": float("nan"),
-            "p": float("nan"),
-        }
-    result = sps.ttest_ind(x, y, equal_var=False)
-    return {"diff": float(x.mean() - y.mean()), "t": float(result.statistic), "p": float(result.pvalue)}
+    if not x.size or not y.size:
+        return {"diff": float("nan"), "t": float("nan"), "p": float("nan"), "test": None}
+    result = flag_test_values(x, y)
+    return {
+        "diff": float(result["difference"]),
+        "t": float("nan") if result["statistic"] is None else result["statistic"],
+        "p": float("nan") if result["p_value"] is None else result["p_value"],
+        "test": result["test"],
+    }
 
 
 def per_run_quantities(table: pd.DataFrame, groups: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
@@ -183,8 +193,7 @@ def _contrasts(per_run: pd.DataFrame, quantity: str) -> list[dict[str, Any]]:
                         **welch(x, y),
                     }
                 )
-    for row, adjusted in zip(rows, holm([r["p"] for r in rows]), strict=True):
-        row["p_holm"] = adjusted
+    holm_within(rows)
     return rows
 
 
@@ -339,8 +348,7 @@ def frozen_comparisons(per_run: pd.DataFrame, records: Sequence[dict[str, Any]])
                             **welch(x, y),
                         }
                     )
-    for row, adjusted in zip(out, holm([r["p"] for r in out]), strict=True):
-        row["p_holm"] = adjusted
+    holm_within(out)
     return out
 
 

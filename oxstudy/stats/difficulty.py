@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from oxstudy.stats.descriptives import describe, t_interval
+from oxstudy.stats.descriptives import describe
+from oxstudy.stats.tests import flag_test_values
 
 GROUP = ["model", "algorithm", "benchmark"]
 
@@ -146,8 +147,9 @@ def non_inferiority(candidate: np.ndarray, full: np.ndarray, margin: float, conf
     """Is the candidate arm no worse than the full arm by more than ``margin``?
 
     Estimated: ``mean(candidate) - mean(full)`` over seeds.
-    How: Welch's t-interval of the difference (two-sided ``confidence``, i.e. a one-sided test at
-    ``(1 - confidence) / 2``); non-inferior when the lower bound exceeds ``-margin``.
+    How: the flag rule's Welch t-interval of the difference (``oxstudy.stats.tests.flag_test``;
+    two-sided ``confidence``, i.e. a one-sided test at ``(1 - confidence) / 2``); non-inferior when
+    the lower bound exceeds ``-margin``. Zero variance in both arms gives a point interval.
     """
     a, b = np.asarray(candidate, dtype=float), np.asarray(full, dtype=float)
     diff = float(a.mean() - b.mean())
@@ -164,14 +166,11 @@ def non_inferiority(candidate: np.ndarray, full: np.ndarray, margin: float, conf
     if a.size < 2 or b.size < 2:
         out["note"] = "needs at least 2 seeds per arm"
         return out
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0.0:
-        out.update(ci_low=diff, ci_high=diff, non_inferior=diff > -margin, note="zero variance in both arms")
-        return out
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    out["ci_low"], out["ci_high"] = t_interval(diff, se, df, confidence)
+    result = flag_test_values(a, b, confidence)
+    out["ci_low"], out["ci_high"] = result["ci_low"], result["ci_high"]
     out["non_inferior"] = bool(out["ci_low"] > -margin)
+    if result["p_value"] is None:
+        out["note"] = "zero variance in both arms"
     return out
 
 

@@ -8,13 +8,12 @@ columns ``model, train, benchmark, seed, value``, where ``train`` names the trai
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from oxstudy.stats.descriptives import describe, t_interval
+from oxstudy.stats.descriptives import describe
+from oxstudy.stats.tests import flag_test_values
 
 
 def transfer_matrix(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
@@ -40,23 +39,20 @@ def transfer_matrix(runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFram
 
 
 def welch_difference(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:
-    """``mean(a) - mean(b)`` with Welch's t-interval and two-sided p-value (scipy's ``ttest_ind``,
-    ``equal_var=False``)."""
+    """``mean(a) - mean(b)`` with the two-sided t-interval and p-value of the flag rule's Welch test
+    (``oxstudy.stats.tests.flag_test``: scipy's ``ttest_ind(equal_var=False)`` with equal seeds; Hsu's
+    or the capped df with unequal seeds, as ``oxstudy analyze``). Zero variance in both arms gives a
+    point interval and no p-value; NaN values raise ``ValueError``."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    diff = float(a.mean() - b.mean())
-    out = {"difference": diff, "ci_low": None, "ci_high": None, "p_value": None, "df": None, "note": None}
+    out = {"difference": float(a.mean() - b.mean()), "ci_low": None, "ci_high": None, "p_value": None,
+           "df": None, "test": None, "note": None}
     if a.size < 2 or b.size < 2:
         out["note"] = "needs at least 2 seeds per arm"
         return out
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    if va + vb == 0.0:
-        out.update(ci_low=diff, ci_high=diff, note="zero variance in both arms")
-        return out
-    se = math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    out["ci_low"], out["ci_high"] = t_interval(diff, se, df, confidence)
-    out["p_value"] = float(2 * stats.t.sf(abs(diff / se), df))
-    out["df"] = float(df)
+    result = flag_test_values(a, b, confidence)
+    out.update({key: result[key] for key in ("ci_low", "ci_high", "p_value", "df", "test")})
+    if result["p_value"] is None:
+        out["note"] = "zero variance in both arms"
     return out
 
 
