@@ -225,15 +225,23 @@ def permutation_p(
 
 
 def mannwhitney_p(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """scipy.stats.mannwhitneyu's two-sided p per row, choosing 'exact'/'asymptotic' per row as its
-    'auto' does for one pair (exact when an arm has <= 8 values and the row has no ties)."""
+    """oxstudy's Mann-Whitney two-sided p per row: scipy's 'exact'/'asymptotic' per row as its 'auto'
+    does for one pair (exact when an arm has <= 8 values and the row has no ties); rows with ties in
+    such small samples get oxstudy's exact permutation distribution (``tests.mann_whitney``)."""
+    from oxstudy.stats import tests as ht
+
     pooled = np.sort(np.concatenate([a, b], axis=1), axis=1)
     ties = (np.diff(pooled, axis=1) == 0).any(axis=1)
     p = np.ones(a.shape[0])  # every value identical: oxstudy reports p = 1
-    small = min(a.shape[1], b.shape[1]) <= 8
-    for rows, method in ((~ties, "exact" if small else "asymptotic"), (ties, "asymptotic")):
+    small = min(a.shape[1], b.shape[1]) <= ht.MW_EXACT_MAX
+    exact_ties = small and math.comb(a.shape[1] + b.shape[1], a.shape[1]) <= 10_000
+    for rows, method in ((~ties, "exact" if small else "asymptotic"), (ties, None if exact_ties else "asymptotic")):
         rows = rows & (pooled[:, 0] != pooled[:, -1])
-        if rows.any():
+        if not rows.any():
+            continue
+        if method is None:
+            p[rows] = [ht.mann_whitney(x, y)["p_value"] for x, y in zip(a[rows], b[rows], strict=True)]
+        else:
             p[rows] = stats.mannwhitneyu(a[rows], b[rows], axis=1, method=method).pvalue
     return p
 

@@ -193,3 +193,53 @@ def test_chosen_test_reported_from_summary_statistics():
     row = analyze(summary, baseline="narrow", test="student", sections=["comparisons"])["comparisons"][0]
     assert row["p_value_student"] == pytest.approx(stats.ttest_ind(WIDE_3, NARROW_5).pvalue)
     assert row["flag_set_by"] == "welch-hsu" and row["significant"] is False
+
+
+def test_item_standard_error_clusters_by_item():
+    from oxstudy.stats.descriptives import item_standard_error
+
+    # 2 runs x 4 items: item means 1, 0.5, 0, 0.5 -> sd 0.4082 (ddof 1) / sqrt(4)
+    scores = np.array([[1, 1, 0, 0], [1, 0, 0, 1]], dtype=float)
+    assert item_standard_error(scores) == pytest.approx(np.std([1, 0.5, 0, 0.5], ddof=1) / 2)
+    assert item_standard_error(scores[:1]) == pytest.approx(np.std([1, 1, 0, 0], ddof=1) / 2)  # lm-eval's
+
+
+def test_item_standard_error_matches_the_spread_over_fresh_item_sets():
+    # 5 runs share 200 items of Beta(0.5, 0.5) difficulty: the se must estimate how the cell mean
+    # varies when another item set is drawn (the old per-run formula gave ~0.016 against ~0.028)
+    from oxstudy.stats.descriptives import item_standard_error
+
+    rng = np.random.default_rng(0)
+    means, ses = [], []
+    for _ in range(400):
+        difficulty = rng.beta(0.5, 0.5, 200)
+        scores = (rng.random((5, 200)) < difficulty).astype(float)
+        means.append(scores.mean())
+        ses.append(item_standard_error(scores))
+    assert np.mean(ses) == pytest.approx(np.std(means, ddof=1), rel=0.1)
+
+
+def test_a_metric_outside_zero_one_does_not_change_the_units_of_the_proportions(study, result):
+    runs, _ = study
+    mixed = runs.copy()
+    bleu = mixed["benchmark"] == "bench0"
+    mixed.loc[bleu, "value"] = mixed.loc[bleu, "value"] * 40  # a BLEU-like metric around 20
+    mixed_result = analyze(mixed, baseline="dpo", correction="holm", n_resamples=2000, factors=["params"])
+    conventions = mixed_result["conventions"]
+    assert conventions["points_per_unit_by_benchmark"] == {"bench0/exact_match": 1.0, "bench1/exact_match": 100.0}
+    assert any("different scales" in w for w in mixed_result["warnings"])
+
+    def power_rows(res, bench):
+        return [(r["model"], r["mde_points"], [s["seeds_per_arm"] for s in r["seeds_needed"]])
+                for r in res["power"] if r["benchmark"] == bench]
+
+    # bench1 (a proportion) is planned in points exactly as without the other metric
+    for mixed_row, row in zip(power_rows(mixed_result, "bench1"), power_rows(result, "bench1"), strict=True):
+        assert mixed_row[0] == row[0] and mixed_row[1] == pytest.approx(row[1]) and mixed_row[2] == row[2]
+    # bench0 in its own units: its MDE is 40 x the proportion's, divided by the 100 points per unit
+    for (_, mde_mixed, _), (_, mde, _) in zip(power_rows(mixed_result, "bench0"), power_rows(result, "bench0"), strict=True):
+        assert mde_mixed == pytest.approx(mde * 40 / 100)
+    spreads = {b["benchmark"]: b["algorithm_spread"]["spread_points"] for b in mixed_result["leverage"]["benchmarks"]}
+    reference = {b["benchmark"]: b["algorithm_spread"]["spread_points"] for b in result["leverage"]["benchmarks"]}
+    assert spreads["bench1"] == pytest.approx(reference["bench1"])
+    assert not [c for c in mixed_result["leverage"]["compression"] if {c["in_domain"], c["other"]} == {"bench0", "bench1"}]

@@ -107,3 +107,29 @@ def test_leverage_sums_of_squares_by_hand():
     assert leverage.between_sum_of_squares(n, mean, groups) == pytest.approx(expected)
     spread = leverage.factor_spread(mean, np.tile(mean, (10, 1)), groups)
     assert spread["spread"] == pytest.approx(9.75 - (2.0 + 5.5) / 2)
+
+
+def test_factorial_with_an_empty_cell_tests_main_effects_only():
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    from oxstudy.stats.factorial import anova
+
+    rng = np.random.default_rng(5)
+    rows = [{"lr": lr, "beta": beta, "value": 0.5 + 0.02 * (lr == "hi") + rng.normal(0, 0.01)}
+            for lr in ("lo", "hi") for beta in ("0.1", "0.3", "1.0") for _ in range(3)
+            if not (lr == "hi" and beta == "1.0")]  # one of the six combinations has no runs
+    data = pd.DataFrame(rows)
+    result = anova(data, ["lr", "beta"])
+    assert result["model"] == "main effects only" and "1 of 6 factor combinations have no runs" in result["note"]
+    assert "lr=hi, beta=1.0" in result["note"]
+    reference = anova_lm(smf.ols("value ~ C(lr) + C(beta)", data=data).fit(), typ=2)
+    terms = {t["term"]: t for t in result["terms"]}
+    assert set(terms) == {"lr", "beta"}  # no interaction row
+    for term in ("lr", "beta"):
+        row = reference.loc[f"C({term})"]
+        assert terms[term]["df"] == row["df"] and terms[term]["F"] == pytest.approx(row["F"])
+        assert terms[term]["p_value"] == pytest.approx(row["PR(>F)"])
+    full = data[data["beta"] != "1.0"]  # complete 2 x 2: the full factorial with its interaction
+    assert anova(full, ["lr", "beta"])["model"] == "full factorial"
+    assert {t["term"] for t in anova(full, ["lr", "beta"])["terms"]} == {"lr", "beta", "lr:beta"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -48,15 +49,37 @@ def test_zero_variance_gives_a_note_not_nan():
     assert ht.t_test_from_stats(1.0, 0.1, 1, 0.0, 0.1, 5)["p_value"] is None
 
 
-def test_mann_whitney_equals_scipy_including_ties():
-    a = np.array([1, 2, 2, 3, 5.0])
-    b = np.array([2, 3, 3, 4, 6, 7.0])
+def test_mann_whitney_equals_scipy_including_ties_in_large_samples():
+    a = np.array([1, 2, 2, 3, 5.0, 8, 9, 9, 10])
+    b = np.array([2, 3, 3, 4, 6, 7.0, 11, 12, 12, 13])
     res = ht.mann_whitney(a, b)
     ref = stats.mannwhitneyu(a, b, alternative="two-sided")
     assert res["p_value"] == pytest.approx(ref.pvalue)
     assert res["statistic"] == ref.statistic
     same = ht.mann_whitney(np.ones(3), np.ones(4))
     assert same["p_value"] == 1.0 and "identical" in same["note"]
+    small = ht.mann_whitney(np.array([0.5, 0.6, 0.7]), np.array([0.3, 0.4, 0.45]))  # no ties: scipy's exact
+    assert small["p_value"] == pytest.approx(0.1) and small["note"] is None
+
+
+def _exact_u_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p of U over every split of the pooled values (midranks), written out."""
+    pooled = np.concatenate([a, b])
+    ranks = stats.rankdata(pooled)
+    u = [ranks[list(idx)].sum() - a.size * (a.size + 1) / 2 for idx in itertools.combinations(range(pooled.size), a.size)]
+    observed = ranks[: a.size].sum() - a.size * (a.size + 1) / 2
+    u = np.array(u)
+    return min(1.0, 2 * min(np.mean(u >= observed - 1e-9), np.mean(u <= observed + 1e-9)))
+
+
+def test_mann_whitney_with_ties_in_small_samples_is_the_exact_permutation_distribution():
+    # scipy's normal approximation says 0.059 here; no split of six values can give less than 2/20
+    a, b = np.array([0.5, 0.5, 0.6]), np.array([0.3, 0.3, 0.3])
+    res = ht.mann_whitney(a, b)
+    assert res["p_value"] == pytest.approx(0.1) and "exact permutation" in res["note"]
+    a, b = np.array([1, 2, 2, 3, 5.0]), np.array([2, 3, 3, 4, 6, 7.0])
+    assert ht.mann_whitney(a, b)["p_value"] == pytest.approx(_exact_u_p(a, b))
+    assert ht.mann_whitney(a, b)["statistic"] == stats.mannwhitneyu(a, b).statistic
 
 
 def test_permutation_is_exact_for_five_vs_five():

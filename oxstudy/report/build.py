@@ -176,6 +176,10 @@ class AnalysisView:
         self.alpha = self.conventions.get("alpha", 0.05)
         self.correction = self.conventions.get("correction")
         self.points_per_unit = float(self.conventions.get("points_per_unit") or 1.0)
+        by_benchmark = self.conventions.get("points_per_unit_by_benchmark") or {}
+        self.unit_label = ("points" if self.points_per_unit == 100 else
+                           "points for metrics in [0, 1], the metric's own units for the others"
+                           if 100 in by_benchmark.values() else "metric units")
         self.params: dict[str, float] = dict(meta.model_params)
         for row in self.cells + self.seed_values:
             if is_number(row.get("params")) and row.get("model") not in self.params:
@@ -697,7 +701,7 @@ def _leverage_section(view: AnalysisView) -> Section:
     if not per_bench:
         section.note = "No leverage analysis in the analysis."
         return section
-    unit = "points" if view.points_per_unit == 100 else "metric units"
+    unit = view.unit_label
     section.intro = (f"Spread = range of marginal means per factor, in {unit}, most leverage first; whiskers "
                      "are approximate 95% CIs from t replicates; share = eta-squared. 'algorithm' is the spread "
                      "across algorithms.")
@@ -756,7 +760,7 @@ def _power_section(view: AnalysisView) -> Section:
     if not rows:
         section.note = "No power analysis in the analysis."
         return section
-    unit = "points" if view.points_per_unit == 100 else "metric units"
+    unit = view.unit_label
     section.intro = ("Minimum detectable difference (MDE) at the design's seeds per arm, the per-comparison "
                      f"alpha after correction and {_percent(rows[0].get('power'))} power, from the pooled sd; "
                      f"and the seeds per arm needed to detect a difference of the given size ({unit}).")

@@ -231,8 +231,17 @@ class _Analysis:
                 raise InputError(f"{sub['where'].iloc[0]}: column metric: mixed metrics in one comparison at "
                                  f"model={model} benchmark={bench}: {sets.index[0]} has {sorted(first)}, "
                                  f"{odd} has {sorted(sets[odd])}")
-        values = cells["mean"].to_numpy()
-        self.points_per_unit = 100.0 if np.all((values >= 0) & (values <= 1)) else 1.0
+        # Points per metric unit, decided per benchmark x metric: a metric whose cell means all lie in
+        # [0, 1] is a proportion (x 100 = points); another (BLEU, perplexity) keeps its own units, and
+        # must not switch the proportions' units with it.
+        self.unit_of = {key: 100.0 if np.all((sub["mean"] >= 0) & (sub["mean"] <= 1)) else 1.0
+                        for key, sub in cells.groupby(["benchmark", "metric"], sort=False)}
+        self.points_per_unit = 100.0 if all(u == 100.0 for u in self.unit_of.values()) else 1.0
+        if len(set(self.unit_of.values())) > 1:
+            own = ", ".join(f"{b}/{m}" for (b, m), u in self.unit_of.items() if u == 1.0)
+            self.warnings.append(f"metrics on different scales: those in [0, 1] are in points (x 100), {own} in its "
+                                 "own units (conventions.points_per_unit_by_benchmark); no compression ratio "
+                                 "is computed across the two kinds")
 
     def _order_models(self) -> list[str]:
         t = self.table
@@ -342,6 +351,7 @@ class _Analysis:
             "power": {"power": o["power"], "alpha_per_comparison": "alpha / m (bonferroni, holm, bh), "
                       "alpha (none)", "test": "two-sided two-sample t-test (TTestIndPower)"},
             "points_per_unit": self.points_per_unit,
+            "points_per_unit_by_benchmark": {f"{b}/{m}": u for (b, m), u in self.unit_of.items()},
             "deployment_scales": o["deployment_scales"],
             "anova_type": o["anova_type"],
             "leverage": "spread = range of marginal means of cell means (points); share = one-way "
@@ -761,7 +771,6 @@ class _Analysis:
 
     def _leverage(self) -> dict:
         conf = self.opts["confidence"]
-        ppu = self.points_per_unit
         tags = self._tags()
         cells = self.cells.join(tags, on="algorithm")
         missing_tags = sorted(a for a in self.alg_order if tags.loc[a].isna().any())
@@ -772,6 +781,7 @@ class _Analysis:
         per_bench = []
         spreads: dict = {}
         for (bench, metric), sub in cells.groupby(["benchmark", "metric"], sort=False):
+            ppu = self.unit_of[(bench, metric)]
             idx = sub.index.to_numpy()
             means = sub["mean"].to_numpy()
             boot = self.boot[:, idx]
@@ -787,7 +797,7 @@ class _Analysis:
                     continue
                 res = leverage.factor_spread(means[keep], boot[:, keep], levels[keep], conf)
                 ss = leverage.between_sum_of_squares(n[keep], means[keep], levels[keep])
-                factors.append(self._factor_row(name, res, ss, ss_total))
+                factors.append(self._factor_row(name, res, ss, ss_total, ppu))
             keep = pd.notna(sub["paradigm"].to_numpy(object)) & pd.notna(sub["loss_family"].to_numpy(object))
             if keep.any():
                 outer = sub["paradigm"].to_numpy(object)[keep]
@@ -795,7 +805,7 @@ class _Analysis:
                 res = leverage.nested_spread(means[keep], boot[:, keep], outer, inner, conf)
                 if res is not None:
                     ss = leverage.nested_between_sum_of_squares(n[keep], means[keep], outer, inner)
-                    factors.append(self._factor_row("loss_family", res, ss, ss_total))
+                    factors.append(self._factor_row("loss_family", res, ss, ss_total, ppu))
             factors.sort(key=lambda f: -f["spread_points"])
             spreads[(bench, metric)] = {f["factor"]: f for f in factors}
             # algorithm spread (task-specific leverage): pooled over models and per model
@@ -813,7 +823,7 @@ class _Analysis:
             if "in_domain" in self.table.columns:
                 vals = self.table.loc[self.table["benchmark"] == bench, "in_domain"].dropna()
                 in_domain = bool(vals.astype(bool).any()) if len(vals) else None
-            per_bench.append({"benchmark": bench, "metric": metric, "in_domain": in_domain,
+            per_bench.append({"benchmark": bench, "metric": metric, "in_domain": in_domain, "points_per_unit": ppu,
                               "ss_total": ss_total, "factors": factors,
                               "hierarchy": [f["factor"] for f in factors],
                               "algorithm_spread": {"spread_points": alg_res["spread"] * ppu,
@@ -831,8 +841,8 @@ class _Analysis:
         return {"benchmarks": per_bench, "compression": compression,
                 "tags": {a: {k: _plain(v) for k, v in r.items()} for a, r in tags.to_dict("index").items()}}
 
-    def _factor_row(self, name: str, res: dict, ss: float, ss_total: float) -> dict:
-        ppu = self.points_per_unit
+    @staticmethod
+    def _factor_row(name: str, res: dict, ss: float, ss_total: float, ppu: float) -> dict:
         levels = res["levels"]
         if levels and isinstance(next(iter(levels.values())), dict):
             levels = {p: {"levels": {k: v * ppu for k, v in d["levels"].items()}, "spread_points": d["spread"] * ppu}
@@ -853,7 +863,7 @@ class _Analysis:
         out = []
         for d in domain:
             for other in per_bench:
-                if other is d or other["in_domain"]:
+                if other is d or other["in_domain"] or other["points_per_unit"] != d["points_per_unit"]:
                     continue
                 num, den = d["algorithm_spread"], other["algorithm_spread"]
                 row = {"in_domain": d["benchmark"], "other": other["benchmark"], "model": None,
@@ -887,9 +897,9 @@ class _Analysis:
     # ------------------------------------------------------------------ power
     def _power(self) -> list[dict]:
         o = self.opts
-        ppu = self.points_per_unit
         out = []
         for (model, bench, metric), sub in self.cells.groupby(GROUP, sort=False):
+            ppu = self.unit_of[(bench, metric)]
             k = len(sub)
             m = (k - 1) if (self.family == "vs-baseline" and self.baseline in set(sub["algorithm"])) else k * (k - 1) // 2
             n = int(sub["n"].min())

@@ -60,16 +60,19 @@ def describe(values: np.ndarray, confidence: float = 0.95) -> dict:
 
 
 def item_standard_error(scores: np.ndarray) -> float:
-    """Standard error of a cell mean due to sampling of test items only.
+    """Standard error of a cell mean due to sampling of test items.
 
-    ``scores`` is a (seeds x items) matrix. Each seed-run's mean has item-sampling variance
-    ``var_items(run) / n_items`` (sample variance over items, ddof=1); the cell mean averages
-    S runs, so its item-level se is ``sqrt(sum_r var_r / n_items) / S``. This is what
-    lm-eval's stderr reports per run; it ignores seed-to-seed variation.
+    ``scores`` is a (runs x items) matrix whose runs were all scored on the same items. The cell
+    mean is the mean over items of each item's mean score across the runs, so the items are the
+    independent units and the se clusters by item: ``sd_items(mean_runs(score)) / sqrt(n_items)``
+    (sample sd, ddof=1; the clustered se of Miller 2024, "Adding Error Bars to Evals"). It covers
+    which items were drawn and each item's run-to-run noise, not a seed's shift common to every
+    item (that is the seed-level se). With one run it is lm-eval's per-run stderr. Summing the
+    runs' variances as if their item errors were independent would understate it by about
+    sqrt(runs) when items differ in difficulty.
     """
     scores = np.asarray(scores, dtype=float)
-    n_seeds, n_items = scores.shape
+    n_items = scores.shape[1]
     if n_items < 2:
         return 0.0
-    per_run_var = scores.var(axis=1, ddof=1) / n_items
-    return float(math.sqrt(per_run_var.sum()) / n_seeds)
+    return float(scores.mean(axis=0).std(ddof=1) / math.sqrt(n_items))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -63,7 +64,19 @@ def anova(data: pd.DataFrame, factors: list[str], response: str = "value", typ: 
     from statsmodels.stats.anova import anova_lm
 
     contrast = ", Sum" if typ == 3 else ""
-    formula = "y ~ " + " * ".join(f"C({f}{contrast})" for f in names.values())
+    n_combinations = math.prod(len(v) for v in levels.values())
+    # A full factorial with an empty cell is rank-deficient: anova_lm then reports interaction dfs
+    # and p-values of a model that cannot be estimated. Test main effects only (additive model).
+    joiner = " * " if n_cells == n_combinations else " + "
+    if n_cells < n_combinations:
+        observed = set(frame.groupby(list(names.values())).groups)
+        grid = itertools.product(*(levels[f] for f in factors))
+        empty = [combo for combo in grid if (combo if len(factors) > 1 else combo[0]) not in observed]
+        shown = "; ".join(", ".join(f"{f}={v}" for f, v in zip(factors, combo, strict=True)) for combo in empty[:3])
+        result["note"] = (f"{len(empty)} of {n_combinations} factor combinations have no runs ({shown}"
+                          f"{'; ...' if len(empty) > 3 else ''}): interactions are not estimable, so only main "
+                          "effects are tested (additive model; the interactions stay in the residual)")
+    formula = "y ~ " + joiner.join(f"C({f}{contrast})" for f in names.values())
     fit = smf.ols(formula, data=frame).fit()
     table = anova_lm(fit, typ=typ)
     back = {v: k for k, v in names.items()}
@@ -84,6 +97,7 @@ def anova(data: pd.DataFrame, factors: list[str], response: str = "value", typ: 
     result["residual"] = {"sum_sq": ss_resid, "df": float(table.loc["Residual", "df"])}
     if ss_resid == 0:
         result["note"] = "zero residual variance: F statistics are undefined"
+    result["model"] = "full factorial" if joiner == " * " else "main effects only"
     return result
 
 
