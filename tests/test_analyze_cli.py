@@ -34,14 +34,29 @@ def test_analyze_json_to_stdout_and_tables():
     assert result["conventions"]["replicates"]["n_resamples"] == 500
     assert result["comparisons"][0]["checkpoints"]["scope"] == "checkpoint-vs-checkpoint"
     proc = oxstudy("analyze", str(DATA / "analysis_runs.csv"), "--items", str(DATA / "analysis_items.parquet"),
-                   "--baseline", "dpo", "--resamples", "200")
+                   "--baseline", "dpo", "--correction", "holm", "--resamples", "200")
     assert proc.returncode == 0, proc.stderr
     assert "Comparisons" in proc.stdout and "Leverage on bench0" in proc.stdout
+    assert "[green]" not in proc.stdout
     # which test set each flag, and McNemar labelled as a checkpoint comparison without a flag
     assert "'sig' set by the welch test over seeds" in proc.stdout and "checkpoints differ" in proc.stdout
     assert "no flag" in proc.stdout and "P(real)" not in proc.stdout
     if result["inversions"]:
         assert "P(flip | data)" in proc.stdout
+
+
+def test_text_output_flags_and_explains_comparisons(tmp_path):
+    table = tmp_path / "constant.csv"
+    values = {"a": (0.5, 0.5, 0.5), "b": (0.4, 0.4, 0.4), "c": (0.50, 0.51, 0.52), "d": (0.30, 0.31, 0.32)}
+    table.write_text("model,algorithm,seed,benchmark,value\n" + "".join(
+        f"m,{alg},{seed},x,{value}\n" for alg, seeds in values.items() for seed, value in enumerate(seeds)))
+    proc = oxstudy("analyze", str(table), "--baseline", "b")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    # a comparison without a test says why (as the --json note does)
+    assert "no test for a vs b (m, x): both arms have zero variance" in text
+    # a significant comparison's 'sig' cell is styled, not printed as markup
+    assert "[green]" not in proc.stdout and " yes " in proc.stdout
 
 
 def test_bad_input_is_one_located_line_and_exit_2(tmp_path):

@@ -247,6 +247,10 @@ def test_json_export_is_the_analysis(tmp_path: Path, analysis_for_export: dict) 
 
     (path,) = export.export_tables(analysis_for_export, "json", tmp_path / "out.html")
     assert json.loads(path.read_text()) == json.loads(json.dumps(analysis_for_export))
+    # strict JSON: a NaN anywhere (an undefined measurement) is written as null
+    (path,) = export.export_tables({**analysis_for_export, "extra": {"gain": float("nan")}}, "json", tmp_path / "n")
+    assert json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))["extra"] == {
+        "gain": None}
 
 
 def test_unknown_export_format_is_an_input_error(tmp_path: Path, analysis_for_export: dict) -> None:
@@ -408,3 +412,23 @@ def test_item_level_checkpoint_results_are_shown_with_their_test() -> None:
     body = sections_of(build_report(analysis, meta_from_table(runs, study="s")))["comparisons"]
     assert "<th scope=\"col\">flag_set_by</th>" in body and ">welch<" in body
     assert "<th scope=\"col\">checkpoint_mcnemar</th>" in body and "not a test between algorithms" in body
+
+
+def test_cli_outputs_to_a_folder_a_device_and_a_file_in_the_way(tmp_path: Path, capsys) -> None:
+    study = write_study(tmp_path / "studies" / "mini")
+    folder = tmp_path / "out"
+    folder.mkdir()
+    code, out, err = run_cli(["report", str(study), "-o", str(folder), "--resamples", "200"], capsys)
+    assert code == 0, err
+    assert (folder / "mini.html").is_file() and not (tmp_path / "out.html").exists()
+    # a full disk: one line naming the device, nothing created beside it
+    if Path("/dev/full").exists():
+        for argv in (["report", str(study), "-o", "/dev/full", "--resamples", "200"],
+                     ["analyze", str(study), "--resamples", "200", "--json", "/dev/full"]):
+            code, out, err = run_cli(argv, capsys)
+            assert code == 2 and err.strip() == "error: /dev/full: No space left on device (disk full)", err
+        assert not Path("/dev/full.html").exists()
+    # a parent that is a file
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run_cli(["report", str(study), "-o", str(tmp_path / "afile" / "r.html")], capsys)
+    assert code == 2 and err.strip() == f"error: {tmp_path / 'afile'}: is a file, not a directory", err

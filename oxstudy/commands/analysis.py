@@ -57,12 +57,14 @@ def _load(results: list[Path] | None, items, mapping, model, algorithm, seed, pa
 
 
 def _write_json(data: dict, target: str) -> None:
+    from oxstudy.outputs import write_output
+
     text = json.dumps(data, indent=2, allow_nan=False)
     if target == "-":
         sys.stdout.write(text + "\n")
     else:
-        Path(target).write_text(text + "\n", encoding="utf-8")
-        err_console.print(f"wrote {target}")
+        write_output(target, text + "\n")
+        err_console.print(f"wrote {escape(str(target))}")
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
@@ -207,10 +209,17 @@ def print_analysis(result: dict) -> None:
             sig = r.get("significant")
             table.add_row(r["model"], r["benchmark"], r["a"], r["b"], _fmt(r["diff"]), ci, r.get("flag_set_by") or "-",
                           _p(r.get("p_value")), _p(r.get("p_adjusted")), str(r.get("family_size", "-")),
-                          "-" if sig is None else ("[green]yes[/]" if sig else "no"), _fmt(r.get("cohens_d"), 3),
+                          "-" if sig is None else (Text("yes", style="green") if sig else "no"),
+                          _fmt(r.get("cohens_d"), 3),
                           *([_p(r.get(f"p_value_{reported}"))] if reported else []),
                           *([_checkpoints_cell(r.get("checkpoints"), conv["alpha"])] if checkpoints_any else []))
         console.print(table)
+        undefined = [r for r in result["comparisons"] if r.get("p_value") is None and r.get("note")]
+        for r in undefined[:10]:  # why a row has no test: the same note as in --json
+            console.print(f"[dim]no test for {escape(str(r['a']))} vs {escape(str(r['b']))} ({escape(str(r['model']))}, "
+                          f"{escape(str(r['benchmark']))}): {escape(str(r['note']))}[/]")
+        if len(undefined) > 10:
+            console.print(f"[dim]... and {len(undefined) - 10} more comparisons without a test (see --json)[/]")
     if result["power"]:
         table = Table(title=f"Power ({conv['power']['power']:.0%}, two-sided t-test, alpha / m)")
         for col in ("model", "benchmark", "n/arm", "m", "pooled sd", "min. detectable diff (pts)", "seeds needed"):

@@ -914,8 +914,6 @@ def write_report(html: str, path: str | Path) -> Path:
     """Write the HTML atomically (temp file + rename) and return the path. The file gets the
     mode of any file the user writes (the umask decides; mkstemp's 0600 would keep a report
     meant to be shared from others)."""
-    from oxstudy.store import atomic_write_text
+    from oxstudy.outputs import write_output
 
-    target = Path(path)
-    atomic_write_text(target, html)
-    return target
+    return write_output(path, html)

@@ -166,33 +166,42 @@ def export_tables(analysis: dict[str, Any], fmt: str, path: str | Path) -> list[
         from oxstudy.errors import InputError
 
         raise InputError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)} or html")
+    from oxstudy.outputs import is_special, write_output
+
     base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
     stem = base.with_suffix("")
+
+    def target(suffix: str) -> Path:  # a device the user named (/dev/stdout) is written as named
+        return base if is_special(base) else Path(f"{stem}{suffix}")
+
     written: list[Path] = []
     if fmt == "json":
-        target = stem.with_suffix(".json")
-        target.write_text(json.dumps(analysis, indent=2, default=_json_default) + "\n", encoding="utf-8")
-        written.append(target)
+        text = json.dumps(_strict(analysis), indent=2, default=_json_default, allow_nan=False) + "\n"
+        written.append(write_output(target(".json"), text))
     elif fmt == "md":
-        target = stem.with_suffix(".md")
-        target.write_text(to_markdown(main_tables(analysis)), encoding="utf-8")
-        written.append(target)
+        written.append(write_output(target(".md"), to_markdown(main_tables(analysis))))
     elif fmt == "tex":
-        target = stem.with_suffix(".tex")
-        target.write_text(to_latex(main_tables(analysis)), encoding="utf-8")
-        written.append(target)
+        written.append(write_output(target(".tex"), to_latex(main_tables(analysis))))
     else:
         cells = records(analysis.get("cells"))
-        target = Path(f"{stem}.cells.csv")
-        target.write_text(to_csv(cells, _CELL_COLUMNS), encoding="utf-8")
-        written.append(target)
+        written.append(write_output(target(".cells.csv"), to_csv(cells, _CELL_COLUMNS)))
         comparisons = records(analysis.get("comparisons"))
         if comparisons:
-            target = Path(f"{stem}.comparisons.csv")
-            target.write_text(to_csv(comparisons, _COMPARISON_COLUMNS), encoding="utf-8")
-            written.append(target)
+            written.append(write_output(target(".comparisons.csv"), to_csv(comparisons, _COMPARISON_COLUMNS)))
     return written
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None: strict JSON, as ``analyze --json``."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value: Any) -> Any:

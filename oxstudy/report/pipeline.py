@@ -170,13 +170,18 @@ def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None
         raise InputError(f"--format: unknown format(s) {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
     analysis, meta, curves, claims = prepare(options, progress)
     output = options.output or default_output(meta.study)
+    if output.is_dir():  # -o reports/: the study's report in that folder, not reports.html beside it
+        output = output / default_output(meta.study).name
     written: list[Path] = []
     for fmt in dict.fromkeys(options.formats):
         if fmt == "html":
             if progress:
                 progress("rendering figures")
             html = build_report(analysis, meta, claims=claims, curves=curves)
-            target = output if output.suffix in (".html", ".htm") else output.with_suffix(".html")
+            from oxstudy.outputs import is_special
+
+            special = is_special(output)  # a device the user named (/dev/stdout) is written as named
+            target = output if special or output.suffix in (".html", ".htm") else output.with_suffix(".html")
             written.append(write_report(html, target))
         else:
             written.extend(export_tables(analysis, fmt, output))
