@@ -432,3 +432,12 @@ def test_cli_outputs_to_a_folder_a_device_and_a_file_in_the_way(tmp_path: Path, 
     (tmp_path / "afile").write_text("x")
     code, out, err = run_cli(["report", str(study), "-o", str(tmp_path / "afile" / "r.html")], capsys)
     assert code == 2 and err.strip() == f"error: {tmp_path / 'afile'}: is a file, not a directory", err
+
+
+def test_a_bad_analysis_setting_in_the_study_spec_is_blamed_on_the_spec(tmp_path: Path, capsys) -> None:
+    study = write_study(tmp_path / "studies" / "mini")
+    (study / "spec.yaml").write_text("name: mini\nanalysis:\n  alpha: 2\n  baseline: dpo\n")
+    code, out, err = run_cli(["analyze", str(study), "--resamples", "100"], capsys)
+    assert code == 2 and err.strip() == f"error: {study}/spec.yaml: analysis.alpha: Input should be less than 1, got 2"
+    code, out, err = run_cli(["analyze", str(study), "--resamples", "100", "--alpha", "0.1", "--json", "-"], capsys)
+    assert code == 0, err  # a flag given on the command line replaces the spec's value

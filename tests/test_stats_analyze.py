@@ -129,6 +129,9 @@ def test_degenerate_and_bad_inputs():
     json.dumps(res, allow_nan=False)
     with pytest.raises(InputError, match="unknown baseline 'zz'"):
         analyze(base, baseline="zz")
+    for diff in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="--power-diff: .* positive number of points"):
+            analyze(base, baseline="b", power_diffs=[1.0, diff])
     single = base.assign(seed=[0, 1, 2, 0, 0, 0]).drop_duplicates(["algorithm", "seed"])
     with pytest.raises(InputError, match="n < 2 for a test"):
         analyze(single.assign(_where=["t.csv:2", "t.csv:3", "t.csv:4", "t.csv:5"]), baseline="b")

@@ -149,6 +149,10 @@ class _Analysis:
             raise InputError(f"--test: unknown test {opts['test']!r} (expected {', '.join(ht.TESTS)})")
         if not 0 < opts["alpha"] < 1:
             raise InputError(f"--alpha: must be between 0 and 1, got {opts['alpha']}")
+        bad_diffs = [d for d in opts["power_diffs"] if not (math.isfinite(d) and d > 0)]
+        if bad_diffs:
+            raise InputError(f"--power-diff: a difference to plan seeds for must be a positive number of points, "
+                             f"got {bad_diffs[0]:g}")
         self.kind = opts["kind"] or ("summary" if "mean" in table.columns and "value" not in table.columns
                                      else "runs")
         self.table = self._normalise(table)
