@@ -108,3 +108,21 @@ def test_the_checker_catches_wrong_examples() -> None:
     assert problems_in("x", "oxstudy analyze studies/dpo-taxonomy --baseline dpo")
     assert problems_in("x", "oxstudy verify specs/claims/oxrl_claims.yaml")
     assert problems_in("x", "oxstudy validate specs/claims/*.yaml")  # claims files are not specs
+
+
+def test_docs_name_exactly_the_specs_that_extend_the_oxrl_defaults() -> None:
+    """docs/spec.md and docs/algorithms.md list the bundled specs that extend
+    specs/shared/oxrl_defaults.yaml (their GRPO arms get OXRL's settings); the others are
+    quickstart, grpo_family and the *_cpu specs, as both pages say."""
+    import yaml
+
+    extending, others = set(), set()
+    for path in (REPO / "specs").glob("*.yaml"):
+        base = (yaml.safe_load(path.read_text()) or {}).get("extends")
+        (extending if base == "shared/oxrl_defaults.yaml" else others).add(path.stem)
+    assert extending and all(name in ("quickstart", "grpo_family") or name.endswith("_cpu") for name in others)
+    for page, start, end in (("docs/spec.md", "The bundled GPU specs (", ")"),
+                             ("docs/algorithms.md", "reproduces OXRL's settings: the GPU specs", "(`grep")):
+        text = " ".join((REPO / page).read_text().split())
+        listed = text.split(start, 1)[1].split(end, 1)[0]
+        assert set(re.findall(r"`(\w+)`", listed)) == extending, f"{page}: {listed}"
