@@ -111,7 +111,7 @@ def _user_mlflow_tags() -> dict[str, Any]:
     if not isinstance(value, dict):
         from oxstudy.errors import InputError
 
-        raise InputError(f"MLFLOW_TAGS: {problem}; MLflow needs a JSON object, e.g. '{{\"team\": \"nlp\"}}'")
+        raise InputError(f'MLFLOW_TAGS: {problem}; MLflow needs a JSON object, e.g. \'{{"team": "nlp"}}\'')
     return value
 
 

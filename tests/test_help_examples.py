@@ -71,11 +71,16 @@ def problems_in(where: str, text: str) -> list[str]:
     for line in text.splitlines():
         for name in STUDY_DIR.findall(line):
             if name not in stores:
-                found.append(f"{where}: studies/{name} is no bundled spec's store (they are {', '.join(sorted(stores))})")
+                found.append(
+                    f"{where}: studies/{name} is no bundled spec's store (they are {', '.join(sorted(stores))})"
+                )
                 continue
             ids = [a.id for a in stores[name].algorithms]
-            found += [f"{where}: --baseline {b} is not an algorithm id of studies/{name} ({', '.join(ids)})"
-                      for b in BASELINE.findall(line) if b not in ids]
+            found += [
+                f"{where}: --baseline {b} is not an algorithm id of studies/{name} ({', '.join(ids)})"
+                for b in BASELINE.findall(line)
+                if b not in ids
+            ]
     return found
 
 
@@ -88,8 +93,12 @@ def test_help_examples_work_on_the_repo() -> None:
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_doc_examples_work_on_the_repo(doc: Path) -> None:
-    problems = [p for where, line in doc_lines() if where.startswith(f"{doc.relative_to(REPO)}:")
-                for p in problems_in(where, line)]
+    problems = [
+        p
+        for where, line in doc_lines()
+        if where.startswith(f"{doc.relative_to(REPO)}:")
+        for p in problems_in(where, line)
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -120,9 +129,13 @@ def test_docs_name_exactly_the_specs_that_extend_the_oxrl_defaults() -> None:
     for path in (REPO / "specs").glob("*.yaml"):
         base = (yaml.safe_load(path.read_text()) or {}).get("extends")
         (extending if base == "shared/oxrl_defaults.yaml" else others).add(path.stem)
-    assert extending and all(name in ("quickstart", "grpo_family") or name.endswith("_cpu") for name in others)
-    for page, start, end in (("docs/spec.md", "The bundled GPU specs (", ")"),
-                             ("docs/algorithms.md", "reproduces OXRL's settings: the GPU specs", "(`grep")):
+    assert extending and all(
+        name in ("quickstart", "grpo_family") or name.endswith("_cpu") for name in others
+    )
+    for page, start, end in (
+        ("docs/spec.md", "The bundled GPU specs (", ")"),
+        ("docs/algorithms.md", "reproduces OXRL's settings: the GPU specs", "(`grep"),
+    ):
         text = " ".join((REPO / page).read_text().split())
         listed = text.split(start, 1)[1].split(end, 1)[0]
         assert set(re.findall(r"`(\w+)`", listed)) == extending, f"{page}: {listed}"

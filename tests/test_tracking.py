@@ -48,11 +48,15 @@ CELL_TAGS = {"study": "tracked", "model": "tiny", "algorithm": "SFT", "method": 
 def test_defaults_without_user_values(cell, tmp_path: Path) -> None:
     env = tracking_environment(cell, tmp_path / "store")
     root = (tmp_path / "store").resolve() / "tracking"
-    assert env["TENSORBOARD_LOGGING_DIR"] == str(root / "tensorboard" / "tiny" / "SFT" / f"seed3-{cell.run_id}")
+    assert env["TENSORBOARD_LOGGING_DIR"] == str(
+        root / "tensorboard" / "tiny" / "SFT" / f"seed3-{cell.run_id}"
+    )
     assert env["MLFLOW_TRACKING_URI"] == (root / "mlruns").as_uri()
     assert env["MLFLOW_ALLOW_FILE_STORE"] == "true"
     assert json.loads(env["MLFLOW_TAGS"]) == {**CELL_TAGS, "run_id": cell.run_id}
-    assert env["WANDB_TAGS"].split(",") == [f"{k}:{v}" for k, v in {**CELL_TAGS, "run_id": cell.run_id}.items()]
+    assert env["WANDB_TAGS"].split(",") == [
+        f"{k}:{v}" for k, v in {**CELL_TAGS, "run_id": cell.run_id}.items()
+    ]
     assert (env["WANDB_MODE"], env["WANDB_PROJECT"]) == ("offline", "tracked")
 
 
@@ -65,9 +69,21 @@ def test_user_values_win(cell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     # The user's directory is the root: each cell still gets its own run directory under it.
     assert env["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "my-tb" / "tiny" / "SFT" / f"seed3-{cell.run_id}")
     assert env["MLFLOW_ALLOW_FILE_STORE"] == "false"
-    assert json.loads(env["MLFLOW_TAGS"]) == {**CELL_TAGS, "run_id": cell.run_id, "team": "nlp", "seed": "mine"}
-    assert env["WANDB_TAGS"].split(",") == ["exp7", "seed:mine", "study:tracked", "model:tiny", "algorithm:SFT",
-                                            "method:sft", f"run_id:{cell.run_id}"]
+    assert json.loads(env["MLFLOW_TAGS"]) == {
+        **CELL_TAGS,
+        "run_id": cell.run_id,
+        "team": "nlp",
+        "seed": "mine",
+    }
+    assert env["WANDB_TAGS"].split(",") == [
+        "exp7",
+        "seed:mine",
+        "study:tracked",
+        "model:tiny",
+        "algorithm:SFT",
+        "method:sft",
+        f"run_id:{cell.run_id}",
+    ]
 
 
 def test_tensorboard_callback_reads_the_cell_directory_and_the_environment_is_restored(
