@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from oxstudy.errors import SpecError
-from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, load_yaml, located
+from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, format_path, load_yaml, located
 
 Identifier = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+@-]*$", description="Short label: letters, digits, _ . + - @ (ARM@BENCHMARK: an arm trained for one benchmark, see analysis.alignment)")
 
@@ -762,6 +762,9 @@ def _method_problem(method: str) -> str | None:
         return None
     except KeyError:
         pass
+    renamed = registry.RENAMED.get(method.strip().lower())
+    if renamed:  # a name oxstudy retired on purpose: say why, not just "unknown"
+        return f"unknown method '{method}': {renamed}"
     suggestion = registry.suggest(method)
     hint = f" (did you mean '{suggestion}'?)" if suggestion else " (see `oxstudy algorithms`)"
     return f"unknown method '{method}'{hint}"
@@ -847,15 +850,7 @@ def check_spec(spec: StudySpec) -> list[Problem]:
     # Rules that need a consistent spec: the batch arithmetic and the matrix itself.
     from oxstudy.plan import expand_cells
 
-    for i, model in enumerate(spec.models):
-        for algorithm in spec.algorithms:
-            training = resolve_training(spec, model, algorithm)
-            if training.effective_batch_size % min(training.per_device_batch_size, training.effective_batch_size):
-                problems.append(
-                    (("models", i, "training"), f"effective_batch_size {training.effective_batch_size} is not a multiple of "
-                     f"per_device_batch_size {training.per_device_batch_size} (algorithm {algorithm.id})")
-                )
-                break
+    problems += _batch_problems(spec)
     if problems:
         return problems
     cells, clashes = expand_cells(spec, check=True)
@@ -863,6 +858,38 @@ def check_spec(spec: StudySpec) -> list[Problem]:
     if not cells:
         problems.append((("exclude",) if spec.exclude else ("models",), "the run matrix is empty after subsets and exclusions"))
     return problems
+
+
+def _batch_problems(spec: StudySpec) -> list[Problem]:
+    """``effective_batch_size`` must be a multiple of ``per_device_batch_size`` in every arm.
+
+    The problem is located where the user must change it: at the more specific of the two
+    values' origins (the study's ``training``, a model's or an algorithm's ``training``, as
+    :func:`resolve_training` merges them); when the two come from different places, the
+    message says where the other one is set.
+    """
+    problems: list[Problem] = []
+    fields = ("effective_batch_size", "per_device_batch_size")
+    for i, model in enumerate(spec.models):
+        for j, algorithm in enumerate(spec.algorithms):
+            training = resolve_training(spec, model, algorithm)
+            effective, per_device = training.effective_batch_size, training.per_device_batch_size
+            if not effective % min(per_device, effective):
+                continue
+            overrides = ((("algorithms", j, "training"), algorithm.training), (("models", i, "training"), model.training))
+            # Most specific first; a value no override sets comes from the study's `training`.
+            origins = {name: next((where for where, values in overrides
+                                   if values is not None and getattr(values, name) is not None), ("training",))
+                       for name in fields}
+            specificity = [where for where, _ in overrides] + [("training",)]
+            # The more specific origin is where the clash was introduced; ties name effective_batch_size.
+            field_name = min(fields, key=lambda name: specificity.index(origins[name]))
+            other = fields[1 - fields.index(field_name)]
+            message = f"effective_batch_size {effective} is not a multiple of per_device_batch_size {per_device}"
+            if origins[other] != origins[field_name]:
+                message += f" ({other} is set in {format_path(origins[other])})"
+            problems.append(((*origins[field_name], field_name), message))
+    return list(dict.fromkeys(problems))
 
 
 def _measure_problems(spec: StudySpec) -> list[Problem]:

@@ -269,3 +269,56 @@ def test_spec_reference_matches_the_models() -> None:
     from gen_spec_docs import tables
 
     assert tables() in (REPO / "docs" / "spec.md").read_text(), "run: python scripts/gen_spec_docs.py"
+
+
+def test_retired_method_error_says_why(tmp_path: Path) -> None:
+    """A method oxstudy dropped on purpose (registry.RENAMED) is refused with the reason, in the
+    spec error itself (docs/algorithms.md), not only in `oxstudy algorithms bnpo`."""
+    path = write(tmp_path, GOOD.replace("method: simpo", "method: bnpo"))
+    messages = errors_of(path)
+    assert_located(messages, path, 7, "algorithms[1].method", "unknown method 'bnpo': ")
+    assert any("Beta-distribution" in m and "method 'sgrpo'" in m for m in messages), messages
+    # A plain typo still gets the suggestion, not the retired-name text.
+    path = write(tmp_path, GOOD.replace("method: simpo", "method: simpoo"), "typo.yaml")
+    assert_located(errors_of(path), path, 7, "algorithms[1].method", "unknown method 'simpoo' (did you mean")
+
+
+BATCH = GOOD.replace("  max_steps: 2\n", "  max_steps: 2\n  effective_batch_size: 10\n  per_device_batch_size: 4\n")
+
+
+def test_batch_arithmetic_error_names_the_study_training_when_set_there(tmp_path: Path) -> None:
+    path = write(tmp_path, BATCH)
+    messages = errors_of(path)
+    assert messages == [f"{path}:13: training.effective_batch_size: effective_batch_size 10 is not a multiple of "
+                        "per_device_batch_size 4"]
+
+
+def test_batch_arithmetic_error_names_the_override_that_breaks_it(tmp_path: Path) -> None:
+    # The study's 10 / 5 is fine; the model's per-device 4 breaks it: located at the model's value.
+    text = BATCH.replace("per_device_batch_size: 4", "per_device_batch_size: 5").replace(
+        '{id: small, source: "zoo:tiny"}', '{id: small, source: "zoo:tiny", training: {per_device_batch_size: 4}}')
+    path = write(tmp_path, text)
+    assert errors_of(path) == [f"{path}:3: models[0].training.per_device_batch_size: effective_batch_size 10 is not a "
+                               "multiple of per_device_batch_size 4 (effective_batch_size is set in training)"]
+    # An algorithm's own effective batch against the study's per-device size: located at the algorithm.
+    text = BATCH.replace("effective_batch_size: 10", "effective_batch_size: 8").replace(
+        "{id: SimPO, method: simpo}", "{id: SimPO, method: simpo, training: {effective_batch_size: 6}}")
+    path = write(tmp_path, text, "alg.yaml")
+    assert errors_of(path) == [f"{path}:7: algorithms[1].training.effective_batch_size: effective_batch_size 6 is not "
+                               "a multiple of per_device_batch_size 4 (per_device_batch_size is set in training)"]
+
+
+def test_every_bundled_spec_validates_and_claims_files_live_apart() -> None:
+    """`oxstudy validate specs/*.yaml` (README, `oxstudy --help`, `validate --help`) passes on the
+    repo: claims files, which are not study specs, live in specs/claims/ and load as claims."""
+    from oxstudy.claims import load_claims
+
+    specs = sorted((REPO / "specs").glob("*.yaml"))
+    assert len(specs) >= 10
+    result = run_cli("validate", *map(str, specs))
+    assert result.returncode == 0, result.stderr
+    claims = sorted((REPO / "specs" / "claims").glob("*.yaml"))
+    assert claims and all(load_claims(path).claims for path in claims)
+    for path in (REPO / "README.md", *(REPO / "docs").glob("*.md"), *specs):
+        for name in re.findall(r"specs/claims/[\w./-]+\.yaml", path.read_text()):
+            assert (REPO / name).is_file(), f"{path.name} names {name}, which does not exist"

@@ -124,7 +124,7 @@ def analyze_command(
     compares each pair of checkpoints (two trained runs) on the items: a test of those runs, not of
     the algorithms, so it sets no flag. Output schema: docs/analysis.md (oxstudy.analysis/2).
 
-    Example: oxstudy analyze studies/dpo_taxonomy --baseline dpo --correction holm --json -
+    Example: oxstudy analyze studies/dpo-taxonomy --baseline DPO --correction holm --json -
     """
     from oxstudy.stats.analyze import analyze
 
@@ -339,7 +339,8 @@ def verify_command(
     Exit code 0 when every claim is supported, 1 otherwise, 2 on bad input: a claims file can
     run in CI.
 
-    Example: oxstudy verify specs/claims/oxrl_claims.yaml --results oxrl_table.csv
+    Example (after oxstudy run specs/sft_vs_rl_cpu.yaml):
+    oxstudy verify specs/claims/sft_vs_rl_cpu.yaml --results studies/sft-vs-rl-cpu
     """
     from oxstudy.claims import load_claims, verify
     from oxstudy.errors import InputError

@@ -33,7 +33,8 @@ def report(
     seed: str | None = typer.Option(None, "--seed", help="Seed of a single lm-eval directory."),
     metric: str | None = typer.Option(None, "--metric", help="Keep only this metric."),
     title: str | None = typer.Option(None, "--title", help="Report title (default: the study name)."),
-    resamples: int = typer.Option(10_000, "--resamples", help="Bootstrap resamples."),
+    resamples: int = typer.Option(10_000, "--resamples", help="Replicates of the cell means (rank, tau, spread, "
+                                  "ratio intervals; inversion probabilities), as in `oxstudy analyze`."),
     as_json: bool = typer.Option(False, "--json", help="Print the written paths and timing as JSON."),
 ) -> None:
     """Write a self-contained HTML report (and/or Markdown, LaTeX, CSV, JSON exports) of a study.
