@@ -97,7 +97,7 @@ def analyze_command(
                                       "Welch (Hsu's df for small unequal arms; calibrated in every simulated regime) "
                                       "always sets the significance flags; another test is computed and reported "
                                       "beside it as p_value_<test> and sets no flag: it is not calibrated under "
-                                      "unequal variances (type-I error up to 0.138 for student, 0.094 for "
+                                      "unequal variances (type-I error up to 0.204 for student, 0.094 for "
                                       "mannwhitney and permutation in bench_calibration).")] = "welch",
     factors: Annotated[str | None, typer.Option("--factors", help="Comma-separated factor columns for the "
                                                 "ANOVA, e.g. params,finetune (default: spec).")] = None,

@@ -41,8 +41,9 @@ RANK_OR_SPLIT_TESTS = ("mannwhitney", "permutation")
 #: Tests whose error rate assumes equal variances in the two arms (measured in bench_calibration.py).
 EQUAL_VARIANCE_TESTS = ("student", "permutation", "mannwhitney")
 #: Worst type-I error at alpha 0.05 over the regimes of benchmarks/bench_calibration.py (docs/analysis.md,
-#: Calibration): 5 vs 3 seeds with a 3x seed sd in the 3-seed arm; Welch (Hsu df rule) is at most 0.057.
-WORST_TYPE1 = {"student": 0.138, "mannwhitney": 0.094, "permutation": 0.094}
+#: Calibration): Student at 5 vs 2 seeds with a 3x seed sd in the 2-seed arm, the others at 5 vs 3 with it in
+#: the 3-seed arm; the flag rule (Welch on the df of tests.welch_df_rule) is at most 0.057.
+WORST_TYPE1 = {"student": 0.204, "mannwhitney": 0.094, "permutation": 0.094}
 #: The label of a user-chosen test that is reported beside the flag-setting Welch test.
 REPORTED_LABEL = ("reported, sets no flag: not calibrated under unequal variances (type-I up to {worst:g} in "
                   "bench_calibration)")
@@ -52,7 +53,7 @@ FLAG_RULE = ("welch: two-sided Welch's t-test over seeds; with unequal seeds on 
              "Welch-Satterthwaite df capped at 2 (min(n_a, n_b) - 1) (welch-capped where the cap binds); a --test of "
              "student, "
              "mannwhitney or permutation is computed and reported as p_value_<test> and sets no flag (type-I error "
-             "up to 0.138 / 0.094 / 0.094 under unequal variances in benchmarks/bench_calibration.py; the flag rule "
+             "up to 0.204 / 0.094 / 0.094 under unequal variances in benchmarks/bench_calibration.py; the flag rule "
              "stays <= 0.065 in every regime)")
 #: What McNemar's test between two checkpoints conditions on.
 CHECKPOINT_CONDITIONS_ON = ("these two trained runs (checkpoints); the items are the replicates: H0 is that the "
