@@ -132,9 +132,14 @@ def test_degenerate_and_bad_inputs():
     for diff in (0.0, -1.0, float("nan")):
         with pytest.raises(InputError, match="--power-diff: .* positive number of points"):
             analyze(base, baseline="b", power_diffs=[1.0, diff])
+    # one arm with a single seed: that comparison is descriptive, the rest of the analysis goes on
     single = base.assign(seed=[0, 1, 2, 0, 0, 0]).drop_duplicates(["algorithm", "seed"])
-    with pytest.raises(InputError, match="n < 2 for a test"):
-        analyze(single.assign(_where=["t.csv:2", "t.csv:3", "t.csv:4", "t.csv:5"]), baseline="b")
+    single = pd.concat([single, base.assign(algorithm="c", value=[0.45, 0.46, 0.44] * 2).iloc[:3]])
+    res = analyze(single, baseline="b", n_resamples=200)
+    rows = {r["a"]: r for r in res["comparisons"]}
+    assert rows["a"]["p_value"] is None and "single seed for b" in rows["a"]["note"]
+    assert rows["a"]["n_b"] == 1 and rows["a"]["diff"] == pytest.approx(0.1)
+    assert any("single seed" in w for w in res["warnings"]) and res["power"] and res["rankings"]
     mixed = base.assign(metric=["acc"] * 3 + ["f1"] * 3)
     with pytest.raises(InputError, match="mixed metrics"):
         analyze(mixed, baseline="b")

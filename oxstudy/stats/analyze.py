@@ -475,11 +475,6 @@ class _Analysis:
         ``reported_test``) and sets nothing: it is not calibrated under unequal variances (FLAG_RULE)."""
         a, b = self.recs[ca], self.recs[cb]
         na, nb = int(a["n"]), int(b["n"])
-        for cell, n in ((a, na), (b, nb)):
-            if n < 2:
-                column = "n" if self.kind == "summary" else "seed"
-                raise InputError(f"{cell['where']}: column {column}: n < 2 for a test: model={cell['model']} "
-                                 f"algorithm={cell['algorithm']} benchmark={cell['benchmark']} has {n} seed(s)")
         ma, mb, sa, sb = float(a["mean"]), float(b["mean"]), float(a["sd"]), float(b["sd"])
         res = ht.flag_test(ma, sa, na, mb, sb, nb, self.opts["confidence"])
         rule, low, high = res["df_rule"], res["ci_low"], res["ci_high"]
@@ -547,14 +542,16 @@ class _Analysis:
             for a, b in self._pairs(algs, family):
                 ca, cb = index[(model, a, bench, metric)], index[(model, b, bench, metric)]
                 row = {"model": model, "benchmark": bench, "metric": metric, "family": family, "a": a, "b": b}
-                if self.all_single:
-                    row.update({"n_a": 1, "n_b": 1, "mean_a": float(self.c_mean[ca]),
+                n_a, n_b = int(self.recs[ca]["n"]), int(self.recs[cb]["n"])
+                if n_a < 2 or n_b < 2:  # descriptive only; the rest of the analysis goes on
+                    single = " and ".join(name for name, n in ((a, n_a), (b, n_b)) if n < 2)
+                    row.update({"n_a": n_a, "n_b": n_b, "mean_a": float(self.c_mean[ca]),
                                 "mean_b": float(self.c_mean[cb]), "diff": float(self.c_mean[ca] - self.c_mean[cb]),
                                 "ci_low": None, "ci_high": None, "test": None, "statistic": None, "df": None,
                                 "p_value": None, "flag_set_by": None, "conditions_on": CONDITIONS_ON,
                                 "cohens_d": None, "hedges_g": None,
-                                "note": "single seed per arm: descriptive only, no test between algorithms is "
-                                        "possible"})
+                                "note": f"single seed for {single}: descriptive only, a test needs at least 2 seeds "
+                                        "per arm"})
                 else:
                     row.update(self._compare(ca, cb, test))
                 if checkpoints:
