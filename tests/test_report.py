@@ -233,6 +233,8 @@ def test_markdown_export_table_shape(tmp_path: Path, analysis_for_export: dict) 
     (path,) = export.export_tables(analysis_for_export, "md", tmp_path / "out.html")
     text = path.read_text()
     blocks = [b for b in text.split("### ") if b.strip()]
+    assert blocks[0].startswith("**Warnings**")  # the analysis' warnings come first
+    blocks = blocks[1:]
     assert len(blocks) == 3
     for block in blocks:
         lines = [line for line in block.splitlines() if line.startswith("|")]
@@ -441,3 +443,18 @@ def test_a_bad_analysis_setting_in_the_study_spec_is_blamed_on_the_spec(tmp_path
     assert code == 2 and err.strip() == f"error: {study}/spec.yaml: analysis.alpha: Input should be less than 1, got 2"
     code, out, err = run_cli(["analyze", str(study), "--resamples", "100", "--alpha", "0.1", "--json", "-"], capsys)
     assert code == 0, err  # a flag given on the command line replaces the spec's value
+
+
+def test_markdown_and_latex_exports_state_their_conventions_and_warnings(tmp_path: Path,
+                                                                          analysis_for_export: dict) -> None:
+    analysis = {**analysis_for_export, "warnings": ["1 corrupt record left out: runs/x.json"]}
+    (md,) = export.export_tables(analysis, "md", tmp_path / "out")
+    (tex,) = export.export_tables(analysis, "tex", tmp_path / "out")
+    text, latex = md.read_text(), tex.read_text()
+    correction = analysis["conventions"]["correction"]
+    for body in (text, latex.replace("\\pm", "±").replace("$", "").replace("\\%", "%")):
+        assert "Mean ± sample sd over seeds" in body and "95% t-interval" in body
+        assert "two-sided Welch t-test over seeds" in body and f"{correction} correction" in body
+    assert "- 1 corrupt record left out: runs/x.json" in text
+    assert "% warning: 1 corrupt record left out: runs/x.json" in latex
+    assert latex.count("\\footnotesize") == latex.count("\\begin{table}")
