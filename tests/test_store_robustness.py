@@ -1,0 +1,140 @@
+"""Malformed run records (valid checksum, wrong shape) are left out as corrupt, alike in every command.
+
+Each case writes a small study (3 algorithms x 3 seeds, one benchmark) with ``Store.write_record``,
+then rewrites one record through a mutation and recomputes its checksum, as an edit by hand or
+a writer of another version would. The loader must name the file and the field, and every
+command (analyze, status, plan, verify, report) must run on without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_store import make_record
+
+from oxstudy.store import Store, load_study, record_checksum
+
+ALGORITHMS = ("DPO", "IPO", "SFT")
+SEEDS = (0, 1, 2)
+
+
+def write_study(root: Path) -> Store:
+    store = Store(root)
+    run = 0
+    for algorithm in ALGORITHMS:
+        for seed in SEEDS:
+            run += 1
+            store.write_record(
+                make_record(
+                    f"{run:016x}",
+                    algorithm=algorithm,
+                    seed=seed,
+                    value=0.3 + 0.1 * ALGORITHMS.index(algorithm) + 0.01 * seed,
+                )
+            )
+    return store
+
+
+def rewrite(store: Store, run_id: str, mutate: Any) -> Path:
+    """Apply ``mutate(record)`` and write the record back with a fresh, valid checksum."""
+    path = store.record_path(run_id)
+    record = json.loads(path.read_text())
+    mutate(record)
+    record["checksum"] = record_checksum(record)
+    path.write_text(json.dumps(record, allow_nan=True))
+    return path
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from oxstudy.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+TARGET = f"{1:016x}"  # DPO seed 0
+
+
+def _set(path: str, value: Any):
+    def mutate(record: dict[str, Any]) -> None:
+        keys = path.split(".")
+        node = record
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return mutate
+
+
+#: (mutation, the field the warning must name): issue items 1, 3, 4 and 5
+MALFORMED = [
+    (_set("metrics.arith.value", math.nan), "metrics.arith.value"),
+    (_set("metrics.arith.value", None), "metrics.arith.value"),
+    (_set("metrics.arith.value", "abc"), "metrics.arith.value"),
+    (_set("metrics.arith", "oops"), "metrics.arith"),
+    (_set("metrics", [1, 2]), "metrics"),
+    (_set("cell", "x"), "cell"),
+    (_set("items", [1]), "items"),
+    (_set("items.arith.score", [1, 2]), "items.arith.doc_id"),
+    (_set("params", "abc"), "params"),
+    (_set("cell.seed", None), "cell.seed"),
+    (_set("schema", "oxstudy.run/99"), "schema"),
+    (_set("status", "weird"), "status"),
+]
+IDS = [
+    "nan-value",
+    "null-value",
+    "str-value",
+    "str-metric",
+    "list-metrics",
+    "str-cell",
+    "list-items",
+    "short-scores",
+    "str-params",
+    "null-seed",
+    "schema-99",
+    "weird-status",
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), MALFORMED, ids=IDS)
+def test_a_malformed_record_is_left_out_as_corrupt_naming_file_and_field(
+    tmp_path: Path, mutate, field
+) -> None:
+    store = write_study(tmp_path)
+    path = rewrite(store, TARGET, mutate)
+    tables = load_study(tmp_path)
+    assert len(tables.corrupt) == 1 and str(path) in tables.corrupt[0] and f"{field}:" in tables.corrupt[0]
+    assert TARGET not in set(tables.runs["run_id"]) and TARGET not in set(tables.failed["run_id"])
+    assert len(tables.runs) == 8 and tables.runs["value"].notna().all()
+    statuses, corrupt = store.statuses()
+    assert TARGET not in statuses and len(statuses) == 8 and corrupt == tables.corrupt
+
+
+@pytest.mark.parametrize(("mutate", "field"), MALFORMED, ids=IDS)
+def test_analyze_and_status_warn_and_go_on_past_a_malformed_record(
+    tmp_path: Path, capsys, mutate, field
+) -> None:
+    store = write_study(tmp_path)
+    rewrite(store, TARGET, mutate)
+    code, out, err = run_cli(["analyze", str(tmp_path), "--resamples", "100", "--json", "-"], capsys)
+    assert code == 0, err
+    result = json.loads(out)  # strict JSON: a NaN would not parse with parse_constant raising
+    json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert any(TARGET in w and f"{field}:" in w for w in result["warnings"]), result["warnings"]
+    dpo = [c for c in result["cells"] if c["algorithm"] == "DPO"]
+    assert dpo and all(c["n"] == 2 and c["mean"] is not None for c in dpo)
+    code, out, err = run_cli(["status", str(tmp_path), "--json"], capsys)
+    assert code == 0, err
+    status = json.loads(out)
+    assert len(status["corrupt"]) == 1 and f"{field}:" in status["corrupt"][0]
+    assert status["done"] == 8
