@@ -138,3 +138,39 @@ def test_analyze_and_status_warn_and_go_on_past_a_malformed_record(
     status = json.loads(out)
     assert len(status["corrupt"]) == 1 and f"{field}:" in status["corrupt"][0]
     assert status["done"] == 8
+
+
+def test_verify_and_report_go_on_past_a_nan_metric_with_strict_json(tmp_path: Path, capsys) -> None:
+    """Item 1: a NaN metric crashed `verify` (TypeError, exit 1 read as a verdict) and `report --claims`."""
+    study = tmp_path / "study"
+    store = write_study(study)
+    rewrite(store, f"{9:016x}", _set("metrics.arith.value", math.nan))  # SFT seed 2, the best arm
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        f"results: [{study}]\nclaims:\n  - {{id: b, kind: best, algorithm: SFT, model: tiny, benchmark: arith}}\n"
+    )
+    code, out, err = run_cli(["verify", str(claims), "--resamples", "100", "--json", "-"], capsys)
+    assert code == 0, err
+    report = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert report["claims"][0]["verdict"] == "SUPPORTED"
+    output = tmp_path / "report"
+    code, out, err = run_cli(
+        [
+            "report",
+            str(study),
+            "--claims",
+            str(claims),
+            "-f",
+            "json",
+            "-o",
+            str(output),
+            "--resamples",
+            "100",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    written = json.loads(
+        output.with_suffix(".json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")
+    )
+    assert any(f"{9:016x}" in w and "metrics.arith.value" in w for w in written["warnings"])
