@@ -174,3 +174,22 @@ def test_verify_and_report_go_on_past_a_nan_metric_with_strict_json(tmp_path: Pa
         output.with_suffix(".json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")
     )
     assert any(f"{9:016x}" in w and "metrics.arith.value" in w for w in written["warnings"])
+
+
+def test_plan_shows_a_record_with_an_unknown_status_as_corrupt(tmp_path: Path, capsys) -> None:
+    """Item 3: a record with status 'weird' at a planned cell made `plan` fail with KeyError: 'weird'."""
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    spec_path = Path(__file__).resolve().parents[1] / "specs" / "quickstart.yaml"
+    cell = plan(load_spec(spec_path))[0]
+    store = Store(tmp_path)
+    record = make_record(cell.run_id, algorithm=cell.algorithm.id, seed=cell.seed)
+    store.write_record(record)
+    rewrite(store, cell.run_id, _set("status", "weird"))
+    for extra in ([], ["--json"]):
+        code, out, err = run_cli(["plan", str(spec_path), "--store", str(tmp_path), *extra], capsys)
+        assert code == 0, err
+        assert "status: 'weird'" in " ".join(out.split())  # rich may wrap the line
+    totals = json.loads(out)["totals"]
+    assert totals["done"] == 0 and totals["pending"] == totals["cells"]
