@@ -484,6 +484,8 @@ def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
         raise InputError(f"{root}: not a study directory")
     if not store.runs_dir.is_dir() and not (root / "plan.json").exists():
         raise InputError(f"{root}: not a study directory (no runs/ and no plan.json)")
+    if store.runs_dir.exists() and not store.runs_dir.is_dir():
+        raise InputError(f"{store.runs_dir}: not a directory (a study keeps its records in runs/)")
     labels = _labels_from_plan(root)
     run_rows: list[dict[str, Any]] = []
     item_frames: list[pd.DataFrame] = []

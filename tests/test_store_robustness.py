@@ -193,3 +193,124 @@ def test_plan_shows_a_record_with_an_unknown_status_as_corrupt(tmp_path: Path, c
         assert "status: 'weird'" in " ".join(out.split())  # rich may wrap the line
     totals = json.loads(out)["totals"]
     assert totals["done"] == 0 and totals["pending"] == totals["cells"]
+
+
+# ----------------------------------------------------------------------------- status (items 6, 7, 13, 14, 22)
+def planned_study(root: Path) -> Store:
+    """``write_study`` plus the plan.json ``oxstudy run`` saves (run_id -> labels of all 9 cells)."""
+    store = write_study(root)
+    cells = [{"run_id": r["run_id"], "model": "tiny", "algorithm": r["cell"]["algorithm"]["id"],
+              "seed": r["cell"]["seed"]} for _, r, _ in store.iter_records()]  # fmt: skip
+    (root / "plan.json").write_text(json.dumps({"cells": cells}))
+    return store
+
+
+def status_json(root: Path | str, capsys) -> dict[str, Any]:
+    code, out, err = run_cli(["status", str(root), "--json"], capsys)
+    assert code == 0, err
+    return json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+def test_status_escapes_record_text_and_ignores_malformed_progress_files(tmp_path: Path, capsys) -> None:
+    root = tmp_path / "br[red]"
+    store = planned_study(root)
+    failed = {
+        "status": "failed",
+        "error": {"reason": "CUDA error [/bold] at [x]"},
+        "metrics": {},
+        "items": {},
+    }
+    rewrite(store, TARGET, lambda r: r.update(failed))
+    pending = f"{2:016x}"
+    store.record_path(pending).unlink()
+    progress = store.cell_dir(pending) / "progress.json"
+    progress.parent.mkdir(parents=True)
+    progress.write_text(json.dumps({"phase": "train [/b]", "updated_at": 4e9, "step": 3, "total": 9}))
+    code, out, err = run_cli(["status", str(root)], capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "CUDA error [/bold] at [x]" in text and "train [/b] 3/9" in text and "br[red]" in text
+    for content in ('{"phase": "train", "updated_at": "soon"}', "[1, 2]", '{"updated_at": 1}'):
+        progress.write_text(content)
+        code, out, err = run_cli(["status", str(root)], capsys)
+        assert code == 0, err
+        assert "malformed progress file ignored" in out and "progress.json" in " ".join(out.split())
+
+
+def test_status_json_is_strict_and_seeds_stay_integers(tmp_path: Path, capsys) -> None:
+    store = planned_study(tmp_path)
+    for run_id in (f"{4:016x}", f"{5:016x}"):
+        rewrite(store, run_id, lambda r: r.update({"status": "failed", "error": {"reason": "oom"}}))
+    rewrite(
+        store,
+        TARGET,
+        lambda r: r.update({"status": "failed", "error": {"reason": "oom"}}) or r["cell"].pop("seed"),
+    )
+    status = status_json(tmp_path, capsys)
+    assert sorted((f["seed"], type(f["seed"])) for f in status["failures"]) == [(0, int), (1, int)]
+    assert len(status["corrupt"]) == 1 and "cell.seed" in status["corrupt"][0]
+
+
+def test_status_totals_count_the_planned_cells_only(tmp_path: Path, capsys) -> None:
+    """Item 6: a record outside the plan was counted as done while a planned cell was pending."""
+    store = planned_study(tmp_path)
+    record = json.loads(store.record_path(TARGET).read_text())
+    store.write_record({**record, "run_id": "f" * 16})  # a record the plan does not list
+    store.record_path(f"{2:016x}").unlink()
+    status = status_json(tmp_path, capsys)
+    assert (status["done"], status["failed"], status["pending"], status["cells"]) == (8, 0, 1, 9)
+    assert sum(arm["pending"] for arm in status["arms"]) == 1
+    assert status["notes"] == ["1 record(s) not in the current plan (left out of the totals)"]
+
+
+def test_status_without_a_plan_says_pending_is_unknown_and_a_runs_file_is_an_error(
+    tmp_path: Path, capsys
+) -> None:
+    """Item 7: without plan.json the arms were empty and pending 0; `runs` as a file gave '0 done'."""
+    write_study(tmp_path)
+    status = status_json(tmp_path, capsys)
+    assert status["pending"] is None and status["done"] == 9
+    assert {(a["algorithm"], a["done"], a["pending"]) for a in status["arms"]} == {
+        (a, 3, None) for a in ALGORITHMS
+    }
+    assert any("no plan.json" in note and "pending cells unknown" in note for note in status["notes"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "plan.json").write_text(json.dumps({"cells": []}))
+    (other / "runs").write_text("")
+    for command in (["status", str(other)], ["analyze", str(other)]):
+        code, out, err = run_cli(command, capsys)
+        assert code == 2 and f"{other / 'runs'}: not a directory" in err and "Traceback" not in err
+
+
+def test_status_and_plan_of_a_studys_saved_spec_read_that_study(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Item 22: `status STUDY/spec.yaml` resolved the spec's store against the working directory."""
+    import shutil
+
+    spec_path = Path(__file__).resolve().parents[1] / "specs" / "quickstart.yaml"
+    from oxstudy.plan import plan
+    from oxstudy.spec import load_spec
+
+    cells = plan(load_spec(spec_path))
+    study = tmp_path / "moved" / "quickstart"
+    store = Store(study)
+    for cell in cells[:3]:
+        store.write_record(make_record(cell.run_id, algorithm=cell.algorithm.id, seed=cell.seed))
+    (study / "plan.json").write_text(
+        json.dumps(
+            {
+                "cells": [
+                    {"run_id": c.run_id, "model": c.model.id, "algorithm": c.algorithm.id, "seed": c.seed}
+                    for c in cells
+                ]
+            }
+        )
+    )
+    shutil.copy(spec_path, study / "spec.yaml")
+    monkeypatch.chdir(tmp_path)  # the spec's own store (studies/quickstart) does not exist here
+    status = status_json(study / "spec.yaml", capsys)
+    assert status["store"] == str(study) and status["done"] == 3
+    code, out, err = run_cli(["plan", str(study / "spec.yaml"), "--json"], capsys)
+    assert code == 0, err
+    planned = json.loads(out)
+    assert planned["store"] == str(study) and planned["totals"]["done"] == 3
