@@ -519,7 +519,8 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
     """Check every claim against ``results`` (:class:`oxstudy.results_io.Results`).
 
     Returns ``{"schema", "description", "claims": [{id, kind, text, verdict, message, numbers}],
-    "summary": {SUPPORTED: n, REFUTED: n, INCONCLUSIVE: n}, "all_supported"}``.
+    "summary": {SUPPORTED: n, REFUTED: n, INCONCLUSIVE: n}, "all_supported", "warnings"}``; the
+    warnings are the loader's (corrupt records, failed runs, a partial study), as in ``analyze``.
     """
     verifier = _Verifier(loaded, results, n_resamples, rng_seed)
     out = []
@@ -537,7 +538,8 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
     from oxstudy.stats.analyze import _clean
 
     return _clean({"schema": SCHEMA, "description": loaded.header.description, "claims": out, "summary": summary,
-                   "all_supported": summary[SUPPORTED] == len(out)})
+                   "all_supported": summary[SUPPORTED] == len(out),
+                   "warnings": list(getattr(results, "warnings", None) or [])})
 
 
 def _regime_kinds() -> None:

@@ -406,6 +406,8 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
                 warnings.append(f"{path}: {len(study.failed)} failed run(s) left out")
             if study.corrupt:
                 warnings.append(f"{path}: {len(study.corrupt)} corrupt record(s) left out: {', '.join(study.corrupt)}")
+            if study.missing:
+                warnings.append(f"{path}: partial study: {len(study.missing)} planned run(s) have no record yet")
             spec = spec or study.spec
             kinds.add("runs")
         elif path.is_dir():

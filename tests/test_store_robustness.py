@@ -314,3 +314,31 @@ def test_status_and_plan_of_a_studys_saved_spec_read_that_study(tmp_path: Path, 
     assert code == 0, err
     planned = json.loads(out)
     assert planned["store"] == str(study) and planned["totals"]["done"] == 3
+
+
+def test_analyze_and_verify_warn_of_a_partial_study_and_corrupt_records(tmp_path: Path, capsys) -> None:
+    """Items 9 and 10: analyze said nothing of a partial study; verify showed no loader warning at all."""
+    study = tmp_path / "study"
+    store = planned_study(study)
+    store.record_path(f"{2:016x}").unlink()  # a planned cell without a record
+    rewrite(store, f"{3:016x}", _set("metrics.arith.value", None))
+    code, out, err = run_cli(["analyze", str(study), "--resamples", "100", "--json", "-"], capsys)
+    assert code == 0, err
+    warnings = json.loads(out)["warnings"]
+    assert f"{study}: partial study: 2 planned run(s) have no record yet" in warnings  # the corrupt one too
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        f"results: [{study}]\nclaims:\n  - {{kind: best, algorithm: SFT, model: tiny, benchmark: arith}}\n"
+    )
+    for extra in ([], ["--json", "-"]):
+        code, out, err = run_cli(["verify", str(claims), "--resamples", "100", *extra], capsys)
+        assert code == 0, err
+        err = " ".join(err.split())
+        assert (
+            "partial study: 2 planned run(s)" in err
+            and "metrics.arith.value" in err
+            and "Traceback" not in err
+        )
+    report = json.loads(out)
+    assert any("partial study" in w for w in report["warnings"])
+    assert any("corrupt record" in w and f"{3:016x}" in w for w in report["warnings"])
