@@ -432,8 +432,9 @@ def _labels_from_plan(root: Path) -> dict[str, dict[str, Any]]:
     try:
         cells = json.loads(plan_file.read_text())["cells"]
         return {c["run_id"]: {"model": c["model"], "algorithm": c["algorithm"], "seed": c["seed"]} for c in cells}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # truncated or edited: labels would silently go
+        raise InputError(f"{plan_file}: unreadable plan ({exc.__class__.__name__}: {exc}); `oxstudy run SPEC` "
+                         "rewrites it") from None
 
 
 def record_rows(record: dict[str, Any], labels: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -540,8 +541,13 @@ def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
 
         try:
             spec_dict = yaml.safe_load(spec_file.read_text())
-        except yaml.YAMLError:
-            spec_dict = None
+        except yaml.YAMLError as exc:  # the analysis defaults (baseline, correction) would silently go
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{spec_file}:{mark.line + 1}" if mark is not None else str(spec_file)
+            raise InputError(f"{where}: the study's saved spec is not valid YAML "
+                             f"({getattr(exc, 'problem', None) or exc}); `oxstudy run SPEC` rewrites it") from None
+        if spec_dict is not None and not isinstance(spec_dict, dict):
+            raise InputError(f"{spec_file}: not a spec (a mapping); `oxstudy run SPEC` rewrites it")
     if labels:
         have = {r["run_id"] for r in records}
         missing = [{"run_id": rid, **lab} for rid, lab in labels.items() if rid not in have]

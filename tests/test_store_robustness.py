@@ -342,3 +342,33 @@ def test_analyze_and_verify_warn_of_a_partial_study_and_corrupt_records(tmp_path
     report = json.loads(out)
     assert any("partial study" in w for w in report["warnings"])
     assert any("corrupt record" in w and f"{3:016x}" in w for w in report["warnings"])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        (
+            "spec.yaml",
+            "name: s\nanalysis: {baseline: DPO\n",
+            "spec.yaml:3: the study's saved spec is not valid YAML",
+        ),
+        ("spec.yaml", "- a list\n", "spec.yaml: not a spec (a mapping)"),
+        ("plan.json", '{"cells": [{"run_id": "ab', "plan.json: unreadable plan (JSONDecodeError"),
+    ],
+    ids=["yaml-error", "yaml-list", "truncated-plan"],
+)
+def test_analyze_and_report_name_a_broken_spec_or_plan_in_the_study(
+    tmp_path: Path, capsys, name, content, message
+):
+    """Item 8: a malformed spec.yaml silently switched analyze to pairwise (baseline lost); a truncated
+    plan.json silently dropped the plan's labels."""
+    planned_study(tmp_path)
+    (tmp_path / "spec.yaml").write_text("name: s\nanalysis: {baseline: DPO}\n")
+    code, out, err = run_cli(["analyze", str(tmp_path), "--resamples", "100", "--json", "-"], capsys)
+    assert code == 0 and json.loads(out)["conventions"]["baseline"] == "DPO", err
+    (tmp_path / name).write_text(content)
+    for command in (["analyze", str(tmp_path)], ["report", str(tmp_path), "-o", str(tmp_path / "r.html")]):
+        code, out, err = run_cli(command, capsys)
+        assert code == 2 and err.startswith(f"error: {tmp_path}/{message}") and len(err.splitlines()) == 1, (
+            err
+        )
