@@ -372,3 +372,22 @@ def test_analyze_and_report_name_a_broken_spec_or_plan_in_the_study(
         assert code == 2 and err.startswith(f"error: {tmp_path}/{message}") and len(err.splitlines()) == 1, (
             err
         )
+
+
+def test_a_duplicate_run_in_a_csv_is_named_at_the_repeated_line(tmp_path: Path, capsys) -> None:
+    """Item 21: the error named line 3 (seed 1, no duplicate) instead of the repeated row."""
+
+    lines = ["model,algorithm,seed,benchmark,metric,value"]
+    lines += [f"m,{a},{s},b,acc,0.{s}{i}" for i, a in enumerate(ALGORITHMS) for s in SEEDS]  # lines 2-10
+    lines += [
+        "m,IPO,2,b,acc_norm,0.5",  # line 11: no duplicate (another metric)
+        "m,DPO,1,b,acc,0.9",  # line 12: repeats line 3
+        "m,DPO,0,b,acc,0.8",  # line 13: repeats line 2
+    ]
+    table = tmp_path / "runs.csv"
+    table.write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli(["analyze", str(table)], capsys)
+    assert code == 2 and err == (
+        f"error: {table}:12: column seed: duplicate run for model=m algorithm=DPO "
+        f"benchmark=b metric=acc seed=1 (first at {table}:3)\n"
+    )
