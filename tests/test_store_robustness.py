@@ -391,3 +391,26 @@ def test_a_duplicate_run_in_a_csv_is_named_at_the_repeated_line(tmp_path: Path, 
         f"error: {table}:12: column seed: duplicate run for model=m algorithm=DPO "
         f"benchmark=b metric=acc seed=1 (first at {table}:3)\n"
     )
+
+
+def test_report_json_is_strict_when_a_statistic_is_undefined(tmp_path: Path, capsys) -> None:
+    """Item 1 (report -f json wrote `"in_domain_gain": NaN`): a base model without an in-domain score
+    (null, as the evaluator writes a non-finite one) leaves the gain undefined: null in strict JSON."""
+    store = write_study(tmp_path)
+
+    def with_base(record: dict[str, Any]) -> None:
+        record["metrics"]["know"] = {**record["metrics"]["arith"], "task": "know", "in_domain": False}
+        record["base"] = {"metrics": {"arith": {"value": None}, "know": {"value": 0.5}}}
+
+    for run in range(1, 10):
+        rewrite(store, f"{run:016x}", with_base)
+    output = tmp_path / "out" / "r"
+    code, out, err = run_cli(
+        ["report", str(tmp_path), "-f", "json", "-o", str(output), "--resamples", "100"], capsys
+    )
+    assert code == 0, err
+    written = json.loads(
+        output.with_suffix(".json").read_text(), parse_constant=lambda c: pytest.fail(f"JSON {c}")
+    )
+    runs = written["post_training"]["forgetting"]["runs"]
+    assert len(runs) == 9 and all(r["in_domain_gain"] is None for r in runs)

@@ -178,6 +178,8 @@ def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None
             html = build_report(analysis, meta, claims=claims, curves=curves)
             target = output if output.suffix in (".html", ".htm") else output.with_suffix(".html")
             written.append(write_report(html, target))
-        else:
-            written.extend(export_tables(analysis, fmt, output))
+        else:  # JSON strict: a non-finite number (an undefined statistic) is null, never NaN
+            from oxstudy.stats.analyze import _clean
+
+            written.extend(export_tables(_clean(analysis) if fmt == "json" else analysis, fmt, output))
     return written
