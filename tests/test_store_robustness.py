@@ -230,7 +230,13 @@ def test_status_escapes_record_text_and_ignores_malformed_progress_files(tmp_pat
     assert code == 0, err
     text = " ".join(out.split())
     assert "CUDA error [/bold] at [x]" in text and "train [/b] 3/9" in text and "br[red]" in text
-    for content in ('{"phase": "train", "updated_at": "soon"}', "[1, 2]", '{"updated_at": 1}'):
+    bad = (
+        '{"phase": "train", "updated_at": "soon"}',
+        "[1, 2]",
+        '{"updated_at": 1}',
+        '{"phase": "x", "step": NaN}',
+    )
+    for content in bad:
         progress.write_text(content)
         code, out, err = run_cli(["status", str(root)], capsys)
         assert code == 0, err
@@ -393,6 +399,7 @@ def test_a_duplicate_run_in_a_csv_is_named_at_the_repeated_line(tmp_path: Path, 
     )
 
 
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
 def test_report_json_is_strict_when_a_statistic_is_undefined(tmp_path: Path, capsys) -> None:
     """Item 1 (report -f json wrote `"in_domain_gain": NaN`): a base model without an in-domain score
     (null, as the evaluator writes a non-finite one) leaves the gain undefined: null in strict JSON."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -260,12 +261,14 @@ def status(
         state = read_progress(store, run_id)
         if state is None:
             continue
+        numbers = [state.get(k, 0) for k in ("updated_at", "step", "total")] if isinstance(state, dict) else []
         if not (isinstance(state, dict) and isinstance(state.get("phase"), str)
-                and isinstance(state.get("updated_at", 0), (int, float))):
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers)):
             notes.append(f"{store.cell_dir(run_id) / PROGRESS_NAME}: malformed progress file ignored")
             continue
         if state["phase"] not in ("done", "failed") and time.time() - state.get("updated_at", 0) < 120:
-            running.append({"run_id": run_id, **state})
+            running.append({"run_id": run_id, **{k: state[k] for k in ("phase", "step", "total", "updated_at")
+                                                 if k in state}})
     arms: dict[tuple[str, str], dict[str, int | None]] = {}
     for run_id, cell in labels.items():
         key = (str(cell["model"]), str(cell["algorithm"]))
