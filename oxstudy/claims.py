@@ -4,7 +4,9 @@ A claims file (YAML) holds a ``description``, optional ``results`` (paths relati
 optional ``defaults`` (baseline, correction, alpha, family, test) and a list of ``claims``, each
 with a ``kind``: ``difference``, ``none_better_than_baseline``, ``best``, ``inversion``,
 ``leverage_order`` or ``spread_ratio`` (fields in ``docs/analysis.md``). Unknown keys are
-errors; every error is located ``FILE:LINE: claims[i].field: message``.
+errors, and so are a claim comparing a thing with itself (``a == b``, ``from_model == to_model``),
+duplicate claim ids and, at verification, a claim without ``metric`` on a benchmark whose results
+hold several metrics; every error is located ``FILE:LINE: claims[i].field: message``.
 
 Each claim gets a verdict: ``SUPPORTED``, ``REFUTED`` or ``INCONCLUSIVE`` (the data point the
 claimed way but the claimed significance is not reached, or the statistic is undefined), with
