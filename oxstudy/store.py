@@ -72,22 +72,28 @@ def _is_finite_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of a bad value, cut to ``limit`` characters (a record field may hold a long list)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _metric_problem(where: str, result: Any, *, value_required: bool) -> str | None:
     """What is wrong with one benchmark's result ``{"value", "stderr", "n", ...}``, or None."""
     if not isinstance(result, dict):
         return f"{where}: not an object ({type(result).__name__})"
     value = result.get("value")
     if not (_is_finite_number(value) or (value is None and not value_required)):
-        return f"{where}.value: {value!r} is not a finite number"
+        return f"{where}.value: {_shown(value)} is not a finite number"
     stderr = result.get("stderr")
     if stderr is not None and not _is_finite_number(stderr):
-        return f"{where}.stderr: {stderr!r} is not a finite number or null"
+        return f"{where}.stderr: {_shown(stderr)} is not a finite number or null"
     n = result.get("n")
     if n is not None and not (_is_int(n) and n >= 0):
-        return f"{where}.n: {n!r} is not a count"
+        return f"{where}.n: {_shown(n)} is not a count"
     for key in ("task", "metric"):
         if result.get(key) is not None and not isinstance(result[key], str):
-            return f"{where}.{key}: {result[key]!r} is not a string"
+            return f"{where}.{key}: {_shown(result[key])} is not a string"
     return None
 
 
@@ -127,12 +133,12 @@ def record_problem(record: dict[str, Any]) -> str | None:
     """
     schema = record.get("schema")
     if schema != RECORD_SCHEMA:
-        return f"schema: unsupported record schema {schema!r} (this oxstudy reads {RECORD_SCHEMA})"
+        return f"schema: unsupported record schema {_shown(schema)} (this oxstudy reads {RECORD_SCHEMA})"
     if not isinstance(record.get("run_id"), str):
-        return f"run_id: {record.get('run_id')!r} is not a string"
+        return f"run_id: {_shown(record.get('run_id'))} is not a string"
     status = record.get("status")
     if status not in ("done", "failed"):
-        return f"status: {status!r} is neither 'done' nor 'failed'"
+        return f"status: {_shown(status)} is neither 'done' nor 'failed'"
     cell = record.get("cell")
     if not isinstance(cell, dict):
         return f"cell: not an object ({type(cell).__name__})"
@@ -141,11 +147,11 @@ def record_problem(record: dict[str, Any]) -> str | None:
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
             return f"cell.{part}: not an object with a string id"
     if not _is_int(cell.get("seed")):
-        return f"cell.seed: missing or not an integer ({cell.get('seed')!r})"
+        return f"cell.seed: missing or not an integer ({_shown(cell.get('seed'))})"
     model_params = cell["model"].get("params")
     for where, params in (("params", record.get("params")), ("cell.model.params", model_params)):
         if params is not None and not (_is_finite_number(params) and params > 0):
-            return f"{where}: {params!r} is not a positive number or null"
+            return f"{where}: {_shown(params)} is not a positive number or null"
     error = record.get("error")
     if error is not None and not (isinstance(error, dict) and isinstance(error.get("reason", ""), str)):
         return "error: not an object with a string reason"
