@@ -4,7 +4,9 @@ A claims file (YAML) holds a ``description``, optional ``results`` (paths relati
 optional ``defaults`` (baseline, correction, alpha, family, test) and a list of ``claims``, each
 with a ``kind``: ``difference``, ``none_better_than_baseline``, ``best``, ``inversion``,
 ``leverage_order`` or ``spread_ratio`` (fields in ``docs/analysis.md``). Unknown keys are
-errors; every error is located ``FILE:LINE: claims[i].field: message``.
+errors, and so are a claim comparing a thing with itself (``a == b``, ``from_model == to_model``),
+duplicate claim ids and, at verification, a claim without ``metric`` on a benchmark whose results
+hold several metrics; every error is located ``FILE:LINE: claims[i].field: message``.
 
 Each claim gets a verdict: ``SUPPORTED``, ``REFUTED`` or ``INCONCLUSIVE`` (the data point the
 claimed way but the claimed significance is not reached, or the statistic is undefined), with
@@ -182,6 +184,15 @@ def _messages(exc: ValidationError, source: SourceMap, prefix: PathKey) -> list[
     return out
 
 
+def _self_contradiction(claim: _Claim) -> list[tuple[str, str]]:
+    """(field, message) for a claim that compares a thing with itself: no data can decide it."""
+    same = [("b", "a", "algorithm"), ("to_model", "from_model", "model"), ("denominator", "numerator", "benchmark"),
+            ("full", "candidate", "algorithm"), ("reference", "algorithm", "algorithm")]
+    return [(second, f"{second} is the same {what} as {first} ({getattr(claim, first)!r}): nothing to compare")
+            for second, first, what in same
+            if getattr(claim, first, None) is not None and getattr(claim, first, None) == getattr(claim, second, None)]
+
+
 def load_claims(path: str | Path) -> LoadedClaims:
     """Load and validate a claims file; ``SpecError`` with one located line per problem."""
     _regime_kinds()
@@ -210,9 +221,20 @@ def load_claims(path: str | Path) -> LoadedClaims:
                                     else "required field 'kind' is missing"))
             continue
         try:
-            claims.append(model.model_validate(item))
+            claim = model.model_validate(item)
         except ValidationError as exc:
             messages += _messages(exc, source, ("claims", i))
+            continue
+        messages += [located(source, ("claims", i, field), message) for field, message in _self_contradiction(claim)]
+        claims.append(claim)
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        claim_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(claim_id, str):
+            if claim_id in seen:
+                messages.append(located(source, ("claims", i, "id"),
+                                        f"duplicate claim id {claim_id!r} (also claims[{seen[claim_id]}])"))
+            seen.setdefault(claim_id, i)
     if messages:
         raise SpecError(*dict.fromkeys(messages))
     assert header is not None
@@ -256,6 +278,21 @@ class _Verifier:
             if value is not None and value not in known[what]:
                 raise InputError(f"{self.loaded.where(i, name)}: claims[{i}].{name}: unknown {what} {value!r} "
                                  f"(the results have: {', '.join(map(str, known[what]))})")
+        self.check_metric(i, claim)
+
+    def check_metric(self, i: int, claim: _Claim) -> None:
+        """A claim without ``metric:`` on a benchmark the results hold several metrics of is ambiguous:
+        rows of different metrics would be compared with each other."""
+        table = self.results.table
+        if claim.metric is not None or "metric" not in table.columns or "benchmark" not in table.columns:
+            return
+        named = [getattr(claim, f) for f in ("benchmark", "numerator", "denominator") if getattr(claim, f, None)]
+        metrics = table.groupby("benchmark")["metric"].unique()
+        for bench in named or list(metrics.index):  # no benchmark named (leverage_order): all may be read
+            found = sorted(map(str, metrics.get(bench, [])))
+            if len(found) > 1:
+                raise InputError(f"{self.loaded.where(i)}: claims[{i}].metric: benchmark {bench!r} has several "
+                                 f"metrics in the results ({', '.join(found)}): name one with metric:")
 
     # each returns (verdict, message, numbers)
     def difference(self, i: int, c: DifferenceClaim):
@@ -484,7 +521,8 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
     """Check every claim against ``results`` (:class:`oxstudy.results_io.Results`).
 
     Returns ``{"schema", "description", "claims": [{id, kind, text, verdict, message, numbers}],
-    "summary": {SUPPORTED: n, REFUTED: n, INCONCLUSIVE: n}, "all_supported"}``.
+    "summary": {SUPPORTED: n, REFUTED: n, INCONCLUSIVE: n}, "all_supported", "warnings"}``; the
+    warnings are the loader's (corrupt records, failed runs, a partial study), as in ``analyze``.
     """
     verifier = _Verifier(loaded, results, n_resamples, rng_seed)
     out = []
@@ -502,7 +540,8 @@ def verify(loaded: LoadedClaims, results: Any, *, n_resamples: int = 10_000, rng
     from oxstudy.stats.analyze import _clean
 
     return _clean({"schema": SCHEMA, "description": loaded.header.description, "claims": out, "summary": summary,
-                   "all_supported": summary[SUPPORTED] == len(out)})
+                   "all_supported": summary[SUPPORTED] == len(out),
+                   "warnings": list(getattr(results, "warnings", None) or [])})
 
 
 def _regime_kinds() -> None:

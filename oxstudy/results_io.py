@@ -179,6 +179,14 @@ def normalise_long(frame: pd.DataFrame, file: str) -> pd.DataFrame:
         out["metric"] = out["metric"].where(out["metric"].notna(), "value").astype(str)
     if "params" in out.columns:
         out["params"] = _numeric(out, "params", required=False, minimum=0)
+    keys = [c for c in ("model", "algorithm", "benchmark", "metric", "seed") if c in out.columns]
+    repeated = out.duplicated(keys, keep="first").to_numpy()
+    if repeated.any():  # named here, at the repeated row, with the row it repeats
+        i = int(repeated.nonzero()[0][0])
+        first = int((out[keys] == out[keys].iloc[i]).all(axis=1).to_numpy().nonzero()[0][0])
+        labels = " ".join(f"{c}={out[c].iloc[i]}" for c in keys)
+        raise InputError(f"{out['_where'].iloc[i]}: column seed: duplicate run for {labels} "
+                         f"(first at {out['_where'].iloc[first]})")
     return out
 
 
@@ -406,6 +414,8 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
                 warnings.append(f"{path}: {len(study.failed)} failed run(s) left out")
             if study.corrupt:
                 warnings.append(f"{path}: {len(study.corrupt)} corrupt record(s) left out: {', '.join(study.corrupt)}")
+            if study.missing:
+                warnings.append(f"{path}: partial study: {len(study.missing)} planned run(s) have no record yet")
             spec = spec or study.spec
             kinds.add("runs")
         elif path.is_dir():

@@ -25,6 +25,7 @@ import contextlib
 import errno
 import hashlib
 import json
+import math
 import os
 import platform
 import socket
@@ -53,13 +54,134 @@ FAILED_COLUMNS = ["run_id", "model", "algorithm", "seed", "reason"]
 
 
 class CorruptRecord(Exception):
-    """A record that cannot be trusted (truncated, edited, or checksum mismatch)."""
+    """A record that cannot be trusted (truncated, edited, checksum mismatch, an unsupported
+    schema, or a field of the wrong shape: see :func:`record_problem`)."""
 
 
 def record_checksum(record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "checksum"}
     payload = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
     return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr`` of a bad value, cut to ``limit`` characters (a record field may hold a long list)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _metric_problem(where: str, result: Any, *, value_required: bool) -> str | None:
+    """What is wrong with one benchmark's result ``{"value", "stderr", "n", ...}``, or None."""
+    if not isinstance(result, dict):
+        return f"{where}: not an object ({type(result).__name__})"
+    value = result.get("value")
+    if not (_is_finite_number(value) or (value is None and not value_required)):
+        return f"{where}.value: {_shown(value)} is not a finite number"
+    stderr = result.get("stderr")
+    if stderr is not None and not _is_finite_number(stderr):
+        return f"{where}.stderr: {_shown(stderr)} is not a finite number or null"
+    n = result.get("n")
+    if n is not None and not (_is_int(n) and n >= 0):
+        return f"{where}.n: {_shown(n)} is not a count"
+    for key in ("task", "metric"):
+        if result.get(key) is not None and not isinstance(result[key], str):
+            return f"{where}.{key}: {_shown(result[key])} is not a string"
+    return None
+
+
+def _items_problem(benchmark: str, items: Any) -> str | None:
+    """What is wrong with one benchmark's per-item outcomes (parallel lists), or None."""
+    where = f"items.{benchmark}"
+    if items is None:
+        return None
+    if not isinstance(items, dict):
+        return f"{where}: not an object ({type(items).__name__})"
+    score = items.get("score")
+    if not score:
+        return None  # no per-item outcomes for this benchmark: nothing is read
+    if not isinstance(score, list) or not all(_is_finite_number(s) for s in score):
+        return f"{where}.score: not a list of finite numbers"
+    for key in ("doc_id", "doc_hash", "level"):
+        column = items.get(key)
+        if column is None and key != "doc_id":
+            continue
+        if not isinstance(column, list) or len(column) != len(score):
+            return f"{where}.{key}: not a list as long as items.{benchmark}.score ({len(score)})"
+        if key == "doc_id" and not all(isinstance(d, (int, str)) and not isinstance(d, bool) for d in column):
+            return f"{where}.doc_id: not a list of ids (integers or strings)"
+    return None
+
+
+def record_problem(record: dict[str, Any]) -> str | None:
+    """The first field of a (checksum-valid) record whose shape the readers cannot trust, as
+    ``field: what is wrong``, or None when the record is sound.
+
+    The one place records are validated: every command reads them through
+    :meth:`Store.read_record`, so analyze, report, verify, status and plan treat a malformed
+    record alike (left out as corrupt, with this message). Checked: the schema, the status,
+    the cell's model/algorithm ids and integer seed, ``params``, ``error``, and for done
+    records every benchmark's metric (finite value), the base model's metrics and the
+    per-item outcome lists the statistics read.
+    """
+    schema = record.get("schema")
+    if schema != RECORD_SCHEMA:
+        return f"schema: unsupported record schema {_shown(schema)} (this oxstudy reads {RECORD_SCHEMA})"
+    if not isinstance(record.get("run_id"), str):
+        return f"run_id: {_shown(record.get('run_id'))} is not a string"
+    status = record.get("status")
+    if status not in ("done", "failed"):
+        return f"status: {_shown(status)} is neither 'done' nor 'failed'"
+    cell = record.get("cell")
+    if not isinstance(cell, dict):
+        return f"cell: not an object ({type(cell).__name__})"
+    for part in ("model", "algorithm"):
+        entry = cell.get(part)
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
+            return f"cell.{part}: not an object with a string id"
+    if not _is_int(cell.get("seed")):
+        return f"cell.seed: missing or not an integer ({_shown(cell.get('seed'))})"
+    model_params = cell["model"].get("params")
+    for where, params in (("params", record.get("params")), ("cell.model.params", model_params)):
+        if params is not None and not (_is_finite_number(params) and params > 0):
+            return f"{where}: {_shown(params)} is not a positive number or null"
+    error = record.get("error")
+    if error is not None and not (isinstance(error, dict) and isinstance(error.get("reason", ""), str)):
+        return "error: not an object with a string reason"
+    if status != "done":
+        return None
+    metrics = record.get("metrics")
+    if metrics is not None and not isinstance(metrics, dict):
+        return f"metrics: not an object ({type(metrics).__name__})"
+    for benchmark, result in (metrics or {}).items():
+        problem = _metric_problem(f"metrics.{benchmark}", result, value_required=True)
+        if problem:
+            return problem
+    base = record.get("base")
+    if base is not None and not isinstance(base, dict):
+        return f"base: not an object ({type(base).__name__})"
+    base_metrics = (base or {}).get("metrics")
+    if base_metrics is not None and not isinstance(base_metrics, dict):
+        return f"base.metrics: not an object ({type(base_metrics).__name__})"
+    for benchmark, result in (base_metrics or {}).items():
+        problem = _metric_problem(f"base.metrics.{benchmark}", result, value_required=False)
+        if problem:
+            return problem
+    items = record.get("items")
+    if items is not None and not isinstance(items, dict):
+        return f"items: not an object ({type(items).__name__})"
+    for benchmark, outcomes in (items or {}).items():
+        problem = _items_problem(benchmark, outcomes)
+        if problem:
+            return problem
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -265,6 +387,9 @@ class Store:
             raise CorruptRecord(f"{path}: checksum mismatch (the record was truncated or edited)")
         if record["run_id"] != path.stem:
             raise CorruptRecord(f"{path}: record is for run {record['run_id']}, not {path.stem}")
+        problem = record_problem(record)
+        if problem:
+            raise CorruptRecord(f"{path}: malformed record: {problem}")
         return record
 
     def record_paths(self) -> list[Path]:
@@ -313,8 +438,9 @@ def _labels_from_plan(root: Path) -> dict[str, dict[str, Any]]:
     try:
         cells = json.loads(plan_file.read_text())["cells"]
         return {c["run_id"]: {"model": c["model"], "algorithm": c["algorithm"], "seed": c["seed"]} for c in cells}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # truncated or edited: labels would silently go
+        raise InputError(f"{plan_file}: unreadable plan ({exc.__class__.__name__}: {exc}); `oxstudy run SPEC` "
+                         "rewrites it") from None
 
 
 def record_rows(record: dict[str, Any], labels: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -365,6 +491,8 @@ def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
         raise InputError(f"{root}: not a study directory")
     if not store.runs_dir.is_dir() and not (root / "plan.json").exists():
         raise InputError(f"{root}: not a study directory (no runs/ and no plan.json)")
+    if store.runs_dir.exists() and not store.runs_dir.is_dir():
+        raise InputError(f"{store.runs_dir}: not a directory (a study keeps its records in runs/)")
     labels = _labels_from_plan(root)
     run_rows: list[dict[str, Any]] = []
     item_frames: list[pd.DataFrame] = []
@@ -419,8 +547,13 @@ def load_study(path: str | Path, *, with_items: bool = True) -> StudyTables:
 
         try:
             spec_dict = yaml.safe_load(spec_file.read_text())
-        except yaml.YAMLError:
-            spec_dict = None
+        except yaml.YAMLError as exc:  # the analysis defaults (baseline, correction) would silently go
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{spec_file}:{mark.line + 1}" if mark is not None else str(spec_file)
+            raise InputError(f"{where}: the study's saved spec is not valid YAML "
+                             f"({getattr(exc, 'problem', None) or exc}); `oxstudy run SPEC` rewrites it") from None
+        if spec_dict is not None and not isinstance(spec_dict, dict):
+            raise InputError(f"{spec_file}: not a spec (a mapping); `oxstudy run SPEC` rewrites it")
     if labels:
         have = {r["run_id"] for r in records}
         missing = [{"run_id": rid, **lab} for rid, lab in labels.items() if rid not in have]

@@ -118,3 +118,56 @@ claims:
     assert numbers["p_value_student"] == pytest.approx(stats.ttest_ind(wide, narrow).pvalue)
     assert numbers["p_value_student"] < 0.05  # Student alone would have supported the claim
     assert "sets no verdict" in diff["message"]
+
+
+def test_self_comparisons_and_duplicate_ids_are_located_errors(tmp_path):
+    """Issue E item 24: these were judged (INCONCLUSIVE / REFUTED, exit 1) instead of rejected (exit 2)."""
+    path = _claims(tmp_path, """\
+claims:
+  - {id: c1, kind: difference, a: sft, b: sft, model: m1b, benchmark: bench0}
+  - {id: c2, kind: inversion, a: sft, b: dpo, from_model: m1b, to_model: m1b, benchmark: bench0}
+  - {id: c1, kind: best, algorithm: sft, model: m1b, benchmark: bench0}
+  - {id: c4, kind: spread_ratio, numerator: bench0, denominator: bench0, at_least: 2}
+""")
+    with pytest.raises(SpecError) as info:
+        load_claims(path)
+    assert str(info.value).splitlines() == [
+        f"{path}:2: claims[0].b: b is the same algorithm as a ('sft'): nothing to compare",
+        f"{path}:3: claims[1].to_model: to_model is the same model as from_model ('m1b'): nothing to compare",
+        f"{path}:5: claims[3].denominator: denominator is the same benchmark as numerator ('bench0'): "
+        "nothing to compare",
+        f"{path}:4: claims[2].id: duplicate claim id 'c1' (also claims[0])",
+    ]
+
+
+def test_a_claim_without_metric_on_a_benchmark_with_several_metrics_is_a_located_error(tmp_path):
+    """Issue E item S5: `best A` compared A's acc with B's acc_norm; `difference` took the first metric."""
+    import pandas as pd
+
+    rows = []
+    for algorithm, acc, acc_norm in (("A", 0.50, 0.60), ("B", 0.40, 0.70)):
+        for seed, noise in enumerate((-0.01, 0.0, 0.01)):
+            rows.append({"model": "m", "algorithm": algorithm, "seed": seed, "benchmark": "b", "metric": "acc",
+                         "value": acc + noise})
+            rows.append({"model": "m", "algorithm": algorithm, "seed": seed, "benchmark": "b",
+                         "metric": "acc_norm", "value": acc_norm + noise})
+    table = tmp_path / "runs.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    results = load_results([table])
+    for claim in ("{kind: best, algorithm: A, model: m, benchmark: b}",
+                  "{kind: best, algorithm: B, model: m, benchmark: b}",
+                  "{kind: difference, a: B, b: A, model: m, benchmark: b, direction: greater, family: pairwise}",
+                  "{kind: leverage_order, order: [paradigm, scale]}"):
+        path = _claims(tmp_path, f"claims:\n  - {claim}\n")
+        with pytest.raises(InputError, match=r"claims\.yaml:2: claims\[0\]\.metric: benchmark 'b' has several "
+                                             r"metrics in the results \(acc, acc_norm\): name one with metric:"):
+            verify(load_claims(path), results, n_resamples=200)
+    path = _claims(tmp_path, """\
+claims:
+  - {kind: best, algorithm: A, model: m, benchmark: b, metric: acc}
+  - {kind: best, algorithm: B, model: m, benchmark: b, metric: acc_norm}
+  - {kind: difference, a: B, b: A, model: m, benchmark: b, direction: greater, family: pairwise, metric: acc_norm}
+""")
+    report = verify(load_claims(path), results, n_resamples=200)
+    assert [c["verdict"] for c in report["claims"]] == ["SUPPORTED"] * 3
+    assert report["claims"][0]["numbers"]["runner_up_mean"] == pytest.approx(0.40)

@@ -352,6 +352,8 @@ def verify_command(
     loaded = _load(paths, items, mapping, model, algorithm, seed, params, metric)
     with err_console.status("verifying claims", spinner="dots"):
         report = verify(loaded_claims, loaded, n_resamples=resamples, rng_seed=rng_seed)
+    for w in report["warnings"]:  # on stderr in every mode, as analyze's
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}")
     if json_path is not None:
         _write_json(report, json_path)
     else:

@@ -87,3 +87,17 @@ def announce(command: str, study: Path) -> None:
         f"{command}: no study given; using {study}, the most recently run study in ./{study.parent}",
         markup=False,
     )
+
+
+def store_for_spec(spec_path: Path, spec_store: Path | None = None) -> Path:
+    """The store a spec's study lives in: the study directory itself for the ``spec.yaml`` that
+    ``oxstudy run`` saves inside it (next to ``plan.json`` / ``runs/``, wherever that directory was
+    moved), else the spec's own ``store`` setting (``spec_store``, or read from the spec; relative
+    to the working directory)."""
+    if spec_path.name == "spec.yaml" and _is_study(spec_path.parent):
+        return spec_path.parent
+    if spec_store is not None:
+        return spec_store
+    from oxstudy.spec import load_spec
+
+    return load_spec(spec_path).store_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import shutil
 import time
 from pathlib import Path
@@ -218,7 +219,9 @@ def status(
 
     Example: oxstudy status studies/quickstart
     """
-    from oxstudy.execute import read_progress
+    from rich.markup import escape
+
+    from oxstudy.execute import PROGRESS_NAME, read_progress
     from oxstudy.store import Store, load_study
 
     if target is None:  # `oxstudy status` while `oxstudy run` works in another terminal
@@ -227,58 +230,93 @@ def status(
         target = default_study("status")
         announce("status", target)
     if target.suffix in (".yaml", ".yml"):
-        from oxstudy.spec import load_spec
+        from oxstudy.commands.default_study import store_for_spec
 
-        target = load_spec(target).store_dir
+        target = store_for_spec(target)
     tables = load_study(target, with_items=False)
     store = Store(target)
     labels: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
     plan_file = target / "plan.json"
     if plan_file.exists():
         try:
             labels = {c["run_id"]: c for c in json.loads(plan_file.read_text(encoding="utf-8"))["cells"]}
             if not all({"model", "algorithm"} <= cell.keys() for cell in labels.values()):
                 raise KeyError("a cell without model/algorithm")
-        except (ValueError, KeyError, TypeError) as exc:  # truncated or edited (JSONDecodeError is a ValueError)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # truncated or edited
             raise OxstudyError(f"{plan_file}: unreadable plan ({exc.__class__.__name__}: {exc}); `oxstudy run SPEC` "
                                "rewrites it") from None
-    done_ids = set(tables.runs["run_id"])
+    else:
+        notes.append(f"no plan.json in {target}: pending cells unknown (`oxstudy run SPEC` writes it); "
+                     "counting the records found")
+    done_ids = set(tables.runs["run_id"]) | {r["run_id"] for r in tables.records if r["status"] == "done"}
     failed_ids = set(tables.failed["run_id"])
+    if labels:
+        outside = (done_ids | failed_ids) - set(labels)
+        if outside:  # records of cells the current plan no longer has (an edited spec): not in the totals
+            notes.append(f"{len(outside)} record(s) not in the current plan (left out of the totals)")
+        done_ids, failed_ids = done_ids & set(labels), failed_ids & set(labels)
     running = []
     for run_id in set(labels) - done_ids - failed_ids:
         state = read_progress(store, run_id)
-        if state and state.get("phase") not in ("done", "failed") and time.time() - state.get("updated_at", 0) < 120:
-            running.append({"run_id": run_id, **state})
-    arms: dict[tuple[str, str], dict[str, int]] = {}
+        if state is None:
+            continue
+        numbers = [state.get(k, 0) for k in ("updated_at", "step", "total")] if isinstance(state, dict) else []
+        if not (isinstance(state, dict) and isinstance(state.get("phase"), str)
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in numbers)):
+            notes.append(f"{store.cell_dir(run_id) / PROGRESS_NAME}: malformed progress file ignored")
+            continue
+        if state["phase"] not in ("done", "failed") and time.time() - state.get("updated_at", 0) < 120:
+            running.append({"run_id": run_id, **{k: state[k] for k in ("phase", "step", "total", "updated_at")
+                                                 if k in state}})
+    arms: dict[tuple[str, str], dict[str, int | None]] = {}
     for run_id, cell in labels.items():
-        key = (cell["model"], cell["algorithm"])
+        key = (str(cell["model"]), str(cell["algorithm"]))
         state = "done" if run_id in done_ids else "failed" if run_id in failed_ids else "pending"
         arms.setdefault(key, {"done": 0, "failed": 0, "pending": 0})[state] += 1
+    if not labels:  # no plan: the arms of the records found, pending unknown
+        for record in tables.records:
+            key = (record["cell"]["model"]["id"], record["cell"]["algorithm"]["id"])
+            arms.setdefault(key, {"done": 0, "failed": 0, "pending": None})[record["status"]] += 1
+    failures = [
+        {**row, "seed": None if row["seed"] is None or row["seed"] != row["seed"] else int(row["seed"])}
+        for row in tables.failed.astype(object).to_dict("records")
+        if row["run_id"] in failed_ids
+    ]
     out = {
         "store": str(target),
         "cells": len(labels) or len(done_ids | failed_ids),
         "done": len(done_ids), "failed": len(failed_ids),
-        "pending": max(0, len(labels) - len(done_ids) - len(failed_ids)),
+        "pending": len(labels) - len(done_ids) - len(failed_ids) if labels else None,
         "running": running,
-        "failures": tables.failed.to_dict("records"),
+        "failures": failures,
         "corrupt": tables.corrupt,
         "arms": [{"model": m, "algorithm": a, **counts} for (m, a), counts in arms.items()],
+        "notes": notes,
     }  # fmt: skip
     if as_json:
-        print(json.dumps(out, indent=2, default=str))
+        print(json.dumps(out, indent=2, default=str, allow_nan=False))
         return
-    table = Table(title=f"{target}: {out['done']} done, {out['failed']} failed, {out['pending']} pending of {out['cells']}")
+    pending = "pending unknown" if out["pending"] is None else f"{out['pending']} pending"
+    table = Table(title=escape(f"{target}: {out['done']} done, {out['failed']} failed, {pending} of {out['cells']}"))
     for column in ("model", "algorithm", "done", "failed", "pending"):
         table.add_column(column)
     for arm in out["arms"]:
-        table.add_row(arm["model"], arm["algorithm"], str(arm["done"]), f"[red]{arm['failed']}[/]" if arm["failed"] else "0", str(arm["pending"]))
+        table.add_row(escape(arm["model"]), escape(arm["algorithm"]), str(arm["done"]),
+                      f"[red]{arm['failed']}[/]" if arm["failed"] else "0",
+                      "?" if arm["pending"] is None else str(arm["pending"]))
     console.print(table)
     for state in running:
-        console.print(f"running {labels.get(state['run_id'], {}).get('algorithm', '')} {state['run_id']}: {state['phase']} {state.get('step', '')}/{state.get('total', '')}")
+        algorithm = labels.get(state["run_id"], {}).get("algorithm", "")
+        console.print(escape(f"running {algorithm} {state['run_id']}: {state['phase']} "
+                             f"{state.get('step', '')}/{state.get('total', '')}"))
     for failure in out["failures"]:
-        console.print(f"[red]failed[/] {failure['model']}/{failure['algorithm']}/seed{failure['seed']}: {failure['reason']}")
+        console.print("[red]failed[/] " + escape(f"{failure['model']}/{failure['algorithm']}/seed{failure['seed']}: "
+                                                 f"{failure['reason']}"))
     for problem in out["corrupt"]:
-        console.print(f"[red]corrupt[/] {problem}")
+        console.print(f"[red]corrupt[/] {escape(problem)}")
+    for note in notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -72,7 +72,9 @@ def plan_command(
     cells = plan(spec)
     if store_dir is not None and store_dir.exists() and not store_dir.is_dir():
         raise SpecError(f"--store: {store_dir} is a file; a results store is a study directory")
-    store = Store(store_dir or spec.store_dir)
+    from oxstudy.commands.default_study import store_for_spec
+
+    store = Store(store_dir or store_for_spec(spec_path, spec.store_dir))  # a study's saved spec.yaml: that study
     statuses, corrupt = store.statuses()
     rows = [
         {

@@ -183,6 +183,8 @@ def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None
             special = is_special(output)  # a device the user named (/dev/stdout) is written as named
             target = output if special or output.suffix in (".html", ".htm") else output.with_suffix(".html")
             written.append(write_report(html, target))
-        else:
-            written.extend(export_tables(analysis, fmt, output))
+        else:  # JSON strict: a non-finite number (an undefined statistic) is null, never NaN
+            from oxstudy.stats.analyze import _clean
+
+            written.extend(export_tables(_clean(analysis) if fmt == "json" else analysis, fmt, output))
     return written
