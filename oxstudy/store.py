@@ -363,8 +363,22 @@ class Store:
         record["checksum"] = record_checksum(record)
         text = json.dumps(record, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=True)
         path = self.record_path(record["run_id"])
+        self._keep_corrupt(path)
         atomic_write_text(path, text)
         return path
+
+    def _keep_corrupt(self, path: Path) -> None:
+        """A corrupt record about to be replaced by a re-run is kept beside it as
+        ``<run_id>.json.corrupt-<UTC time>`` (no reader globs it): it may be a truncated write, or a
+        record of a newer oxstudy this one cannot read, and is never silently destroyed."""
+        if not path.exists():
+            return
+        try:
+            self.read_record(path)
+        except CorruptRecord:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(f"{path.name}.corrupt-{stamp}"))
 
     def save_plan(self, spec_data: dict[str, Any], cells: list[dict[str, Any]]) -> None:
         """Save the merged spec (for analysis defaults) and the plan's labels (for loading)."""

@@ -421,3 +421,20 @@ def test_report_json_is_strict_when_a_statistic_is_undefined(tmp_path: Path, cap
     )
     runs = written["post_training"]["forgetting"]["runs"]
     assert len(runs) == 9 and all(r["in_domain_gain"] is None for r in runs)
+
+
+def test_a_corrupt_record_replaced_by_a_rerun_is_kept_beside_it(tmp_path):
+    from oxstudy.store import Store
+
+    store = Store(tmp_path / "study")
+    failed = {"run_id": "abc", "status": "failed", "error": {"reason": "oom"},
+              "cell": {"model": {"id": "m"}, "algorithm": {"id": "a"}, "seed": 0}}
+    path = store.write_record(failed)
+    newer = path.read_text().replace('"oxstudy.record/1"', '"oxstudy.record/99"')
+    path.write_text(newer)  # a record this oxstudy cannot read (and its checksum no longer matches)
+    store.write_record(failed)
+    kept = sorted(path.parent.glob("abc.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_text() == newer
+    assert store.read_record(path)["schema"] == "oxstudy.record/1"
+    store.write_record(failed)  # a sound record is simply replaced
+    assert len(sorted(path.parent.glob("abc.json.corrupt-*"))) == 1
