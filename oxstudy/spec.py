@@ -433,6 +433,26 @@ class AnalysisSpec(StrictModel):
     regime: RegimeSpec | None = Field(None, description="Difficulty / data-regime analyses (steps-to-match...).")
 
 
+def study_analysis_settings(spec: Any, where: str, overridden: set[str] = frozenset()) -> dict[str, Any]:
+    """The ``analysis:`` section of a study's saved spec (``analyze`` / ``report`` defaults), its
+    values checked here so that a bad one is blamed on ``where`` (the spec file), not on a --flag
+    the user never gave. A setting given on the command line (``overridden``) replaces the spec's
+    and is checked as a flag."""
+    from oxstudy.errors import InputError
+
+    section = (spec.get("analysis") or {}) if isinstance(spec, dict) else {}
+    if not isinstance(section, dict):
+        raise InputError(f"{where}: analysis: expected a mapping, got {type(section).__name__}")
+    for name in ("alpha", "correction", "family", "baseline", "factors"):
+        if name not in section or name in overridden:
+            continue
+        try:
+            AnalysisSpec.model_validate({name: section[name]})
+        except ValidationError as exc:
+            raise InputError(f"{where}: analysis.{name}: {exc.errors()[0]['msg']}, got {section[name]!r}") from None
+    return section
+
+
 class KLDriftSpec(StrictModel):
     """Output drift: mean per-token KL(trained || base) on a fixed held-out prompt set."""
 

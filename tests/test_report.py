@@ -347,6 +347,8 @@ def test_cli_report_on_a_study_directory(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     result = json.loads(out)
     assert result["outputs"] == [str(target), str(target.with_suffix(".tex"))] and result["seconds"] > 0
+    # the analysis' warnings reach the terminal too (here: the failed run left out)
+    assert "warning:" in err and "failed" in err.split("warning:", 1)[1], err
     html = target.read_text()
     body = sections_of(html)
     assert "<script" not in html.lower() and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -443,6 +445,11 @@ def test_a_bad_analysis_setting_in_the_study_spec_is_blamed_on_the_spec(tmp_path
     assert code == 2 and err.strip() == f"error: {study}/spec.yaml: analysis.alpha: Input should be less than 1, got 2"
     code, out, err = run_cli(["analyze", str(study), "--resamples", "100", "--alpha", "0.1", "--json", "-"], capsys)
     assert code == 0, err  # a flag given on the command line replaces the spec's value
+    code, out, err = run_cli(["report", str(study), "--resamples", "100", "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 2 and err.strip() == f"error: {study}/spec.yaml: analysis.alpha: Input should be less than 1, got 2"
+    code, out, err = run_cli(["report", str(study), "--resamples", "100", "--alpha", "0.1",
+                              "-o", str(tmp_path / "r.html")], capsys)
+    assert code == 0, err
 
 
 def test_markdown_and_latex_exports_state_their_conventions_and_warnings(tmp_path: Path,

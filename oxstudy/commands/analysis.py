@@ -135,7 +135,10 @@ def analyze_command(
         announce("analyze", results[0])
     loaded = _load(results, items, mapping, model, algorithm, seed, params, metric)
     given = {"alpha": alpha, "correction": correction, "family": family, "baseline": baseline, "factors": factors}
-    spec_analysis = _spec_analysis(loaded, {name for name, value in given.items() if value is not None})
+    from oxstudy.spec import study_analysis_settings
+
+    spec_analysis = study_analysis_settings(loaded.spec, f"{loaded.source}/spec.yaml",
+                                            {name for name, value in given.items() if value is not None})
     factor_list = ([f.strip() for f in factors.split(",") if f.strip()] if factors is not None
                    else list(spec_analysis.get("factors") or []))
     chosen_baseline = baseline if baseline is not None else spec_analysis.get("baseline")
@@ -166,29 +169,6 @@ def analyze_command(
         _write_json(result, json_path)
         return
     print_analysis(result)
-
-
-def _spec_analysis(loaded: Any, overridden: set[str]) -> dict:
-    """The study spec's ``analysis:`` settings that ``analyze`` uses as defaults, checked here so
-    that a bad value is blamed on the spec file (not on a --flag the user never gave). A setting
-    given on the command line (``overridden``) replaces the spec's and is checked as a flag."""
-    from pydantic import ValidationError
-
-    from oxstudy.errors import InputError
-    from oxstudy.spec import AnalysisSpec
-
-    section = ((loaded.spec or {}).get("analysis") or {}) if isinstance(loaded.spec, dict) else {}
-    if not isinstance(section, dict):
-        raise InputError(f"{loaded.source}/spec.yaml: analysis: expected a mapping, got {type(section).__name__}")
-    for field in ("alpha", "correction", "family", "baseline", "factors"):
-        if field not in section or field in overridden:
-            continue
-        try:
-            AnalysisSpec.model_validate({field: section[field]})
-        except ValidationError as exc:  # its first message, located in the file
-            raise InputError(f"{loaded.source}/spec.yaml: analysis.{field}: {exc.errors()[0]['msg']}, "
-                             f"got {section[field]!r}") from None
-    return section
 
 
 def _checkpoints_cell(block: dict | None, alpha: float) -> str:

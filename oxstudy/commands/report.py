@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 FORMATS = ("html", "md", "tex", "csv", "json")
 
@@ -66,8 +67,11 @@ def report(
         correction=correction, alpha=alpha, family=family, factors=list(factors), items=items, mapping=mapping,
         model=model, algorithm=algorithm, seed=seed, metric=metric, title=title, resamples=resamples,
     )
+    warnings: list[str] = []
     with console.status("loading results", spinner="dots") as status:
-        written = write_outputs(options, progress=lambda what: status.update(what))
+        written = write_outputs(options, progress=lambda what: status.update(what), warnings=warnings)
+    for warning in dict.fromkeys(warnings):
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
     seconds = time.perf_counter() - started
     if as_json:
         typer.echo(json.dumps({"outputs": [str(p) for p in written], "seconds": round(seconds, 3)}))

@@ -46,9 +46,14 @@ def _spec_analysis(spec: dict[str, Any] | None) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
-def analysis_options(options: ReportOptions, spec: dict[str, Any] | None) -> dict[str, Any]:
-    """``analyze`` keyword arguments: command-line flags over the spec's analysis section."""
-    defaults = _spec_analysis(spec)
+def analysis_options(options: ReportOptions, spec: dict[str, Any] | None, where: str = "spec.yaml") -> dict[str, Any]:
+    """``analyze`` keyword arguments: command-line flags over the spec's analysis section (whose
+    values are checked, located in ``where``)."""
+    from oxstudy.spec import study_analysis_settings
+
+    flags = {"alpha": options.alpha, "correction": options.correction, "family": options.family,
+             "baseline": options.baseline, "factors": options.factors or None}
+    defaults = study_analysis_settings(spec, where, {k for k, v in flags.items() if v is not None})
     out: dict[str, Any] = {"n_resamples": options.resamples}
     for key in ("baseline", "correction", "alpha", "family"):
         value = getattr(options, key)
@@ -111,7 +116,7 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
         progress("loading results")
     results = load_results(options.inputs, items=options.items, mapping=options.mapping, model=options.model,
                            algorithm=options.algorithm, seed=options.seed, metric=options.metric)
-    kwargs = analysis_options(options, results.spec)
+    kwargs = analysis_options(options, results.spec, f"{results.source}/spec.yaml")
     notes: list[str] = []
     algorithms = set(results.table["algorithm"].astype(str)) if "algorithm" in results.table.columns else set()
     if options.baseline is None and kwargs.get("baseline") is not None and kwargs["baseline"] not in algorithms:
@@ -160,8 +165,11 @@ def prepare(options: ReportOptions, progress: Callable[[str], None] | None = Non
     return analysis, meta, curves, claims
 
 
-def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Run the pipeline and write every requested format; returns the written paths."""
+def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None = None,
+                  warnings: list[str] | None = None) -> list[Path]:
+    """Run the pipeline and write every requested format; returns the written paths. The
+    analysis' warnings (corrupt records left out, a partial study, ...) are appended to
+    ``warnings`` when given, for the caller to show: the report states them too."""
     from oxstudy.report.build import build_report, write_report
     from oxstudy.report.export import export_tables
 
@@ -169,6 +177,8 @@ def write_outputs(options: ReportOptions, progress: Callable[[str], None] | None
     if unknown:
         raise InputError(f"--format: unknown format(s) {', '.join(unknown)} (choose from {', '.join(FORMATS)})")
     analysis, meta, curves, claims = prepare(options, progress)
+    if warnings is not None:
+        warnings.extend(str(w) for w in analysis.get("warnings") or [])
     output = options.output or default_output(meta.study)
     if output.is_dir():  # -o reports/: the study's report in that folder, not reports.html beside it
         output = output / default_output(meta.study).name
