@@ -429,7 +429,7 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
                 raise InputError(f"{path}: an lm-eval directory needs --model, --algorithm and --seed "
                                  "(or a --mapping file listing it)")
             lm_eval_runs.append({"path": path, "model": model, "algorithm": algorithm, "seed": seed,
-                                 "params": params})
+                                 "params": params, "labelled_by_flags": True})
         else:
             frame = read_table(path)
             kind = table_kind(frame)
@@ -446,6 +446,12 @@ def load_results(paths: Sequence[str | Path], *, items: str | Path | None = None
         item_frames.extend(run_items)
         warnings.extend(run_warnings)
         kinds.add("runs")
+    labels = [flag for flag, value in (("--model", model), ("--algorithm", algorithm), ("--seed", seed),
+                                       ("--params", params)) if value is not None]
+    if labels and not any(run.get("labelled_by_flags") for run in lm_eval_runs):
+        # they label one lm-eval output directory; on a study or a table they would be silently ignored
+        raise InputError(f"{labels[0]}: labels a single lm-eval output directory; "
+                         f"{', '.join(str(p) for p in paths) or mapping} has its own labels")
     if len(kinds) > 1:
         raise InputError("cannot mix a summary-statistics table (mean, sd, n) with per-run results in one analysis")
     if not frames:

@@ -144,6 +144,11 @@ def test_lm_eval_directories_with_a_mapping_file(tmp_path):
     assert single.table["seed"].tolist() == [0]
     with pytest.raises(InputError, match="needs --model"):
         load_results([tmp_path / "dpo_0"])
+    # labels for one lm-eval directory are an error elsewhere, not silently ignored
+    with pytest.raises(InputError, match="--model: labels a single lm-eval output directory"):
+        load_results([DATA / "analysis_runs.csv"], model="tiny")
+    with pytest.raises(InputError, match="--seed: labels a single lm-eval output directory"):
+        load_results([], mapping=mapping, seed=3)
 
 
 def test_study_directory_with_spec_defaults(tmp_path):
