@@ -121,7 +121,7 @@ def test_factorial_with_an_empty_cell_tests_main_effects_only():
             if not (lr == "hi" and beta == "1.0")]  # one of the six combinations has no runs
     data = pd.DataFrame(rows)
     result = anova(data, ["lr", "beta"])
-    assert result["model"] == "main effects only" and "1 of 6 factor combinations have no runs" in result["note"]
+    assert result["fit"] == "main effects only" and "1 of 6 factor combinations have no runs" in result["note"]
     assert "lr=hi, beta=1.0" in result["note"]
     reference = anova_lm(smf.ols("value ~ C(lr) + C(beta)", data=data).fit(), typ=2)
     terms = {t["term"]: t for t in result["terms"]}
@@ -131,5 +131,5 @@ def test_factorial_with_an_empty_cell_tests_main_effects_only():
         assert terms[term]["df"] == row["df"] and terms[term]["F"] == pytest.approx(row["F"])
         assert terms[term]["p_value"] == pytest.approx(row["PR(>F)"])
     full = data[data["beta"] != "1.0"]  # complete 2 x 2: the full factorial with its interaction
-    assert anova(full, ["lr", "beta"])["model"] == "full factorial"
+    assert anova(full, ["lr", "beta"])["fit"] == "full factorial"
     assert {t["term"] for t in anova(full, ["lr", "beta"])["terms"]} == {"lr", "beta", "lr:beta"}

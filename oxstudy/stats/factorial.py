@@ -97,7 +97,7 @@ def anova(data: pd.DataFrame, factors: list[str], response: str = "value", typ: 
     result["residual"] = {"sum_sq": ss_resid, "df": float(table.loc["Residual", "df"])}
     if ss_resid == 0:
         result["note"] = "zero residual variance: F statistics are undefined"
-    result["model"] = "full factorial" if joiner == " * " else "main effects only"
+    result["fit"] = "full factorial" if joiner == " * " else "main effects only"
     return result
 
 
