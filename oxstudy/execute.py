@@ -56,6 +56,7 @@ class ProgressWriter:
         self._last = 0.0
         self._phase: str | None = None
         self.train: list[int] | None = None
+        self.started_at = time.time()  # the driver counts a cell's time limit from here
 
     def __call__(self, phase: str, step: int = 0, total: int = 0, force: bool = False) -> None:
         if phase == "train" and total:
@@ -65,7 +66,8 @@ class ProgressWriter:
         if not force and not boundary and now - self._last < self.interval:
             return
         self._last, self._phase = now, phase
-        payload: dict[str, Any] = {"phase": phase, "step": step, "total": total, "updated_at": time.time()}
+        payload: dict[str, Any] = {"phase": phase, "step": step, "total": total, "updated_at": time.time(),
+                                   "started_at": self.started_at}
         if self.train is not None:
             payload["train"] = self.train
         with contextlib.suppress(OSError):  # progress is a courtesy: never fail a cell over it

@@ -72,7 +72,7 @@ class Attempt:
     attempt: int
     submitted_wall: float = field(default_factory=time.time)
     submitted: float = field(default_factory=time.monotonic)
-    running_since: float | None = None  # monotonic; from the cell's first progress write
+    running_since: float | None = None  # monotonic; the cell's start, from its progress file
     record_before: FileSignature = None
     handle: Any = None  # the engine's reference (Ray ObjectRef, submitit Job)
     last_progress: dict[str, Any] | None = None
@@ -89,7 +89,13 @@ class Attempt:
         if progress is None or progress.get("updated_at", 0) < self.submitted_wall - 1.0:
             return None  # absent, or left by an earlier attempt
         if self.running_since is None:
-            self.running_since = time.monotonic()
+            # From the cell's own start (``started_at``), not from when a poll first saw it: a
+            # slow poll (a loaded driver, SLURM's 10 s) must not give the cell extra time. Bounded
+            # by the submission, so another node's clock cannot make it older than that.
+            now = time.monotonic()
+            started = progress.get("started_at")
+            elapsed = time.time() - started if isinstance(started, int | float) else 0.0
+            self.running_since = now - min(max(elapsed, 0.0), now - self.submitted)
         if progress == self.last_progress:
             return None
         self.last_progress = progress

@@ -148,3 +148,32 @@ def test_local_executor_timeout_cancels_and_records(zoo_tiny: str, tmp_path: Pat
     assert outcomes[0].status == "failed"
     record = store.read_record(store.record_path(cell.run_id))
     assert record["error"]["reason"].startswith("timeout after 1 s")
+
+
+def test_a_cells_time_limit_counts_from_its_own_start_not_from_the_first_poll(tmp_path: Path) -> None:
+    import json
+    import time
+
+    from oxstudy.execute import PROGRESS_NAME
+    from runners.attempts import Attempt
+
+    cell = cells_for("slurm-clock", [0], timeout_s=10)[0]
+    store = Store(tmp_path / "study")
+    progress = store.cell_dir(cell.run_id) / PROGRESS_NAME
+    progress.parent.mkdir(parents=True, exist_ok=True)
+
+    def attempt_seeing(started_ago: float, submitted_ago: float = 60.0) -> Attempt:
+        attempt = Attempt(cell, 1, submitted_wall=time.time() - submitted_ago,
+                          submitted=time.monotonic() - submitted_ago)
+        now = time.time()
+        progress.write_text(json.dumps({"phase": "train", "step": 1, "total": 2, "updated_at": now,
+                                        "started_at": now - started_ago}))
+        assert attempt.poll_progress(store) is not None
+        return attempt
+
+    # the cell started 30 s ago; a driver that first polls now must see it past its 10 s limit
+    assert attempt_seeing(30.0).watch(store, lambda event: None, None) == 10
+    assert attempt_seeing(5.0).watch(store, lambda event: None, None) is None
+    # another node's clock far behind cannot make the cell older than its submission (60 s)
+    skewed = attempt_seeing(started_ago=1e6)
+    assert 59.0 <= time.monotonic() - skewed.running_since <= 61.0
