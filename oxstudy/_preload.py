@@ -5,6 +5,15 @@ cells. Nothing here may start threads or touch CUDA: processes are forked after 
 """
 
 import os
+import signal
+import sys
+
+# Ctrl-C goes to the whole process group: the fork server would die mid-import with a traceback
+# over the driver's one-line "interrupted", and every cell forked from it would print another.
+# They ignore it (children inherit this); the driver stops its cells itself when interrupted.
+# The fork server runs as `python -c ...`; a driver never imports this module.
+if sys.argv[:1] == ["-c"]:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")

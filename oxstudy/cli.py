@@ -107,6 +107,10 @@ def _os_error_message(exc: OSError) -> str:
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
+#: What Ctrl-C prints: finished cells are records in the store, so nothing done is lost.
+INTERRUPTED = "interrupted: work already finished is kept (run records are written whole); run the command again to resume"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every user error ends as one line on stderr and exit code 2."""
     usage_errors = _exception_classes("ClickException")
@@ -117,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         # Non-standalone mode returns typer.Exit codes and raises click errors to us, so
         # every error is printed here, the same way.
         code = app(args=argv, prog_name="oxstudy", standalone_mode=False)
+        if code == 130:  # Ctrl-C: typer turns it into Exit(130), which click returns here
+            err_console.print(INTERRUPTED)
     except OxstudyError as exc:
         report_error(exc)
         sys.exit(2)
@@ -127,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        err_console.print(INTERRUPTED)
         sys.exit(130)
     except usage_errors as exc:
         sys.exit(_usage_error(exc))

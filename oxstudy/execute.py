@@ -460,6 +460,9 @@ def trainer_config_problems(cells: list[Cell], on_step: Any = None) -> list[tupl
         found = receive.recv()
     except EOFError:  # the checker died: leave the settings to the cells rather than block the run
         found = []
+    except BaseException:  # Ctrl-C: the child ignores SIGINT (oxstudy._preload), so stop it here
+        process.kill()
+        raise
     finally:
         receive.close()
         process.join()
@@ -498,8 +501,9 @@ def _config_problems_child(payload: list[dict[str, Any]], device: str, send: Any
                 text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 problems.append((["algorithms", cell.algorithm.id],
                                  f"{cell.algorithm.method}: TRL rejects these settings: {text}"))
-    send.send(problems)
-    send.close()
+    with contextlib.suppress(OSError):  # the driver was interrupted (Ctrl-C) and left: nobody to tell
+        send.send(problems)
+        send.close()
 
 
 def _preflight_device(cells: list[Cell]) -> str:

@@ -485,3 +485,24 @@ def test_a_real_os_error_names_the_path(tmp_path: Path, capsys: pytest.CaptureFi
     a_file.write_text("x")
     argv = ["schema", "-o", str(a_file / "schema.json")]
     assert_one_line_error(run_cli(argv, capsys), argv, contains=f"{a_file / 'schema.json'}: not a directory")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import oxstudy.spec
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(oxstudy.spec, "load_spec", interrupted)
+    outcome = run_cli(["validate", str(ROOT / "specs" / "quickstart.yaml")], capsys)
+    assert outcome.code == 130 and "Traceback" not in outcome.err
+    assert outcome.err.strip().startswith("interrupted: work already finished is kept")
+
+
+def test_the_fork_server_and_its_cells_ignore_ctrl_c() -> None:
+    # the local runner's fork server runs `python -c ...` and imports oxstudy._preload: Ctrl-C to
+    # the process group must not kill it mid-import with a traceback (the driver stops the cells)
+    code = "import signal, oxstudy._preload; print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "True", out.stderr[-2000:]
