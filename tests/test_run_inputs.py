@@ -75,6 +75,17 @@ def test_an_unusable_store_is_refused_before_any_cell_trains(
                                                                    "plan_dir": ["plan.json"]}[layout])
 
 
+@pytest.mark.parametrize("command", [("run", "--dry-run"), ("plan",)])
+def test_a_store_under_a_file_is_refused(
+    tmp_path: Path, spec_file: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    (tmp_path / "afile").write_text("x\n")
+    spec_file.write_text(textwrap.dedent(SPEC.format(output_dir="afile/sub")))
+    argv = [command[0], str(spec_file), *command[1:]]
+    outcome = cli(capsys, *argv)
+    assert_one_line_error(outcome, argv, contains="afile is a file; the results store")
+
+
 def test_status_and_run_agree_on_a_plan_json_directory(spec_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """status used to promise that `oxstudy run SPEC` rewrites it; run then failed with 'Is a directory'."""
     store = spec_file.parent / "store"
