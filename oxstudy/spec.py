@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+from typing_extensions import TypeAliasType
 
 from oxstudy.errors import SpecError
 from oxstudy.yamlsource import PathKey, SourceMap, deep_merge, format_path, load_yaml, located
@@ -549,6 +550,10 @@ class Exclusion(StrictModel):
     seed: int | None = None
 
 
+#: strict: `true` is not seed 1; the range is numpy's and torch's (a seed outside it failed every cell in the worker)
+Seed = TypeAliasType("Seed", Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)])
+
+
 class StudySpec(StrictModel):
     """A controlled comparison: algorithms x models x seeds, evaluated on benchmarks."""
 
@@ -558,7 +563,7 @@ class StudySpec(StrictModel):
     extends: str | None = Field(None, description="A base spec whose settings this one overrides.")
     models: list[ModelSpec] = Field(min_length=1)
     algorithms: list[AlgorithmSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Seed] = Field(min_length=1, description="Integers 0..2**32-1 (what numpy and torch seeding accept).")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)

@@ -348,6 +348,21 @@ class Store:
         self.runs_dir = self.root / "runs"
         self.cells_dir = self.root / "cells"
 
+    def layout_problem(self) -> str | None:
+        """Why this path cannot hold a study's files (checked before any cell trains), or None."""
+        if self.root.exists() and not self.root.is_dir():
+            return f"{self.root} is a file; a results store is a study directory"
+        above = next((p for p in self.root.parents if p.exists()), None)  # the study directory's future parent
+        if not self.root.exists() and above is not None and not above.is_dir():
+            return f"{above} is a file; the results store {self.root} cannot be created under it"
+        for path, holds in ((self.runs_dir, "its records in runs/"), (self.cells_dir, "its cells' outputs in cells/")):
+            if path.exists() and not path.is_dir():
+                return f"{path}: not a directory (a study keeps {holds})"
+        for name in ("plan.json", "spec.yaml"):
+            if (self.root / name).is_dir():
+                return f"{self.root / name}: a directory where the study's {name} file belongs; remove it (`oxstudy run SPEC` then writes it)"
+        return None
+
     # ------------------------------------------------------------------ writing
     def record_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"

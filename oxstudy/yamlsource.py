@@ -55,13 +55,46 @@ def located(source: SourceMap, path: PathKey, message: str) -> str:
 
 _PLAIN_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map", yaml.SequenceNode: "tag:yaml.org,2002:seq"}
 
+#: Values a document may expand to through aliases. A large study spec has a few thousand; nested
+#: aliases ("billion laughs": 9 anchors of 9 aliases each) expand exponentially, and every value is
+#: built with its own source location, so the bomb would take minutes and gigabytes.
+MAX_VALUES = 100_000
 
-def _construct(node: yaml.Node, file: str, path: PathKey, source: SourceMap) -> Any:
-    source.locations[path] = (file, node.start_mark.line + 1)
+
+@dataclass
+class _Expansion:
+    """What a document's construction has built so far: for the alias checks."""
+
+    file: str
+    values: int = 0
+    active: set[int] = field(default_factory=set)  # ids of the collections being built (ancestors)
+
+
+def _construct(node: yaml.Node, file: str, path: PathKey, source: SourceMap, state: _Expansion | None = None) -> Any:
+    if state is None:
+        state = _Expansion(file)
+    line = node.start_mark.line + 1
+    state.values += 1
+    if state.values > MAX_VALUES:
+        raise SpecError(f"{file}:{line}: YAML aliases expand to more than {MAX_VALUES:,} values (nested anchors?); "
+                        "write the values out")
+    if id(node) in state.active:  # an alias inside its own anchor: an infinite value
+        raise SpecError(f"{file}:{line}: {format_path(path)}: recursive alias (an anchor used inside itself)")
+    source.locations[path] = (file, line)
     expected_tag = _PLAIN_TAGS.get(type(node))
     if expected_tag is not None and node.tag != expected_tag:
         # e.g. !!python/object/apply: never constructed, always refused
         raise SpecError(f"{file}:{node.start_mark.line + 1}: {format_path(path)}: unsupported YAML value: tag {node.tag}")
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        state.active.add(id(node))
+        try:
+            return _construct_collection(node, file, path, source, state)
+        finally:
+            state.active.discard(id(node))
+    return _scalar(node)
+
+
+def _construct_collection(node: yaml.Node, file: str, path: PathKey, source: SourceMap, state: _Expansion) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -73,12 +106,10 @@ def _construct(node: yaml.Node, file: str, path: PathKey, source: SourceMap) -> 
             if key in out:
                 raise SpecError(f"{file}:{key_node.start_mark.line + 1}: {format_path(path + (key,))}: duplicate key")
             # the key's own line is the most useful place to point at
-            out[key] = _construct(value_node, file, path + (key,), source)
+            out[key] = _construct(value_node, file, path + (key,), source, state)
             source.locations[path + (key,)] = (file, key_node.start_mark.line + 1)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, file, path + (i,), source) for i, item in enumerate(node.value)]
-    return _scalar(node)
+    return [_construct(item, file, path + (i,), source, state) for i, item in enumerate(node.value)]
 
 
 def _scalar(node: yaml.Node) -> Any:

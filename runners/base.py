@@ -48,8 +48,16 @@ class Runner(abc.ABC):
         """Run every cell (each in its own process), retrying failures up to the spec's limit."""
 
 
+#: the names ``execution.backend`` and ``oxstudy run --backend`` accept
+BACKENDS = ("local", "ray", "slurm")
+
+
 def get_runner(backend: str, **options: Any) -> Runner:
     """The runner for ``execution.backend`` (imports its engine lazily)."""
+    if backend not in BACKENDS:  # a user's typo: one line, exit 2
+        from oxstudy.errors import OxstudyError
+
+        raise OxstudyError(f"unknown backend {backend!r} ({', '.join(BACKENDS)})")
     if backend == "local":
         from runners.local import LocalRunner
 
@@ -62,4 +70,4 @@ def get_runner(backend: str, **options: Any) -> Runner:
         from runners.slurm import SlurmRunner
 
         return SlurmRunner(**options)
-    raise ValueError(f"unknown backend {backend!r} (local, ray, slurm)")
+    raise AssertionError(backend)  # pragma: no cover - BACKENDS lists every branch above

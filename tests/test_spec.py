@@ -179,6 +179,50 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@pytest.mark.timeout(60)
+def test_recursive_yaml_alias_is_one_located_error(tmp_path: Path) -> None:
+    for text in ("x: &a [1, *a]\n", "x: &m {k: [*m]}\n"):
+        path = write(tmp_path, GOOD + text)  # GOOD has 18 lines
+        (message,) = errors_of(path)
+        assert message.startswith(f"{path}:19: x") and message.endswith("recursive alias (an anchor used inside itself)")
+
+
+@pytest.mark.timeout(60)
+def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """Nested anchors expand exponentially ("billion laughs"): 5 levels of 10 aliases are 111,110
+    values from 60 written ones (9 levels of 9 used to run for minutes and gigabytes)."""
+    levels = ["l0: &l0 [" + ", ".join(["x"] * 10) + "]"]
+    levels += [f"l{k}: &l{k} [" + ", ".join([f"*l{k - 1}"] * 10) + "]" for k in range(1, 5)]
+    path = write(tmp_path, "bomb:\n" + "".join(f"  {line}\n" for line in levels) + GOOD)
+    (message,) = errors_of(path)
+    assert message == f"{path}:2: YAML aliases expand to more than 100,000 values (nested anchors?); write the values out"
+
+
+def test_anchors_and_aliases_within_the_limit_still_work(tmp_path: Path) -> None:
+    text = GOOD.replace("learning_rate: 1.0e-4", "learning_rate: *lr").replace(
+        "{id: SFT, method: sft}", "{id: SFT, method: sft, training: {learning_rate: &lr 2.0e-4}}"
+    )
+    spec = load_spec(write(tmp_path, text))
+    assert spec.training.learning_rate == spec.algorithms[2].training.learning_rate == 2.0e-4
+
+
+@pytest.mark.parametrize(
+    ("seeds", "fragment"),
+    [("[-1]", "greater than or equal to 0"), ("[4294967296]", "less than or equal to 4294967295"),
+     ("[true]", "valid integer"), ("[1, false]", "valid integer"), ("[1.5]", "valid integer")],
+)  # fmt: skip
+def test_seeds_are_integers_numpy_and_torch_accept(tmp_path: Path, seeds: str, fragment: str) -> None:
+    """A seed outside 0..2**32-1 used to pass validation and fail every cell in the worker; `true` was seed 1."""
+    path = write(tmp_path, GOOD.replace("seeds: [1, 2, 3]", f"seeds: {seeds}"))
+    index = 1 if seeds.startswith("[1,") else 0
+    assert_located(errors_of(path), path, 9, f"seeds[{index}]", fragment)
+
+
+def test_seed_range_ends_are_valid(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, GOOD.replace("seeds: [1, 2, 3]", "seeds: [0, 4294967295]")))
+    assert spec.seeds == [0, 2**32 - 1]
+
+
 def test_missing_required_fields_and_wrong_types(tmp_path: Path) -> None:
     path = write(tmp_path, "name: x\nmodels: []\nalgorithms:\n  - {id: a}\nseeds: [one]\nbenchmarks: []\n")
     messages = errors_of(path)

@@ -20,16 +20,36 @@ console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 
+def _matches(cell: Any, only: str | None) -> bool:
+    return not only or fnmatch.fnmatchcase(cell.label, only) or cell.run_id.startswith(only)
+
+
 def _select(cells: list[Any], statuses: dict[str, str], *, rerun_failed: bool, only: str | None) -> list[Any]:
     selected = []
     for cell in cells:
         status = statuses.get(cell.run_id)
         if status == "done" or (status == "failed" and not rerun_failed):
             continue
-        if only and not (fnmatch.fnmatch(cell.label, only) or cell.run_id.startswith(only)):
+        if not _matches(cell, only):
             continue
         selected.append(cell)
     return selected
+
+
+def _check_inputs(cells: list[Any], store: Any, *, only: str | None, backend: str | None) -> None:
+    """Bad options and a store that cannot hold records: one line, exit 2, before any training
+    (a cell that trained into a store it cannot write to loses its result)."""
+    from runners.base import BACKENDS
+
+    if backend is not None and backend not in BACKENDS:
+        raise OxstudyError(f"--backend: unknown backend {backend!r} ({', '.join(BACKENDS)})")
+    if only and cells and not any(_matches(cell, only) for cell in cells):
+        # a pattern that matches only finished cells is fine (nothing to do); one matching no cell is a typo
+        raise OxstudyError(f"--only: {only!r} matches no cell of the plan (labels look like {cells[0].label}, "
+                           f"run ids like {cells[0].run_id}; the glob is case-sensitive)")
+    problem = store.layout_problem()
+    if problem:
+        raise OxstudyError(problem)
 
 
 def _dry_run(spec: Any, cells: list[Any], store: Any, *, rerun_failed: bool, only: str | None, as_json: bool) -> None:
@@ -56,7 +76,7 @@ def run(
     only: Annotated[str | None, typer.Option("--only", help="Only cells whose MODEL/ALGORITHM/seedN label matches this glob (or a run-id prefix).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run; run nothing.")] = False,
     backend: Annotated[str | None, typer.Option("--backend", help="local | ray | slurm (default: the spec's).")] = None,
-    max_parallel: Annotated[int | None, typer.Option("--max-parallel", help="Concurrent cells (default: the spec's).")] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", min=1, help="Concurrent cells (default: the spec's).")] = None,
     break_lock: Annotated[bool, typer.Option("--break-lock", help="Remove another host's lock on the study first.")] = False,
     no_preflight: Annotated[bool, typer.Option("--no-preflight", help="Skip resolving models and data in the driver first.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
@@ -81,6 +101,7 @@ def run(
         spec = smoke_spec(spec)
     cells = plan(spec)
     store = Store(spec.store_dir)
+    _check_inputs(cells, store, only=only, backend=backend)
     if dry_run:
         _dry_run(spec, cells, store, rerun_failed=rerun_failed, only=only, as_json=as_json)
         return
@@ -89,7 +110,7 @@ def run(
     from runners.lock import StudyLock
 
     backend = backend or spec.execution.backend
-    options: dict[str, Any] = {"max_parallel": max_parallel or spec.execution.max_parallel,
+    options: dict[str, Any] = {"max_parallel": spec.execution.max_parallel if max_parallel is None else max_parallel,
                                "retries": spec.execution.retries, "timeout_s": spec.execution.timeout_s}
     if backend == "ray":
         options["address"] = spec.execution.ray.address
@@ -233,6 +254,9 @@ def status(
         from oxstudy.commands.default_study import store_for_spec
 
         target = store_for_spec(target)
+    problem = Store(target).layout_problem()  # the same words as `run` (e.g. plan.json a directory)
+    if problem:
+        raise OxstudyError(problem)
     tables = load_study(target, with_items=False)
     store = Store(target)
     labels: dict[str, dict[str, Any]] = {}

@@ -75,6 +75,9 @@ def plan_command(
     from oxstudy.commands.default_study import store_for_spec
 
     store = Store(store_dir or store_for_spec(spec_path, spec.store_dir))  # a study's saved spec.yaml: that study
+    problem = store.layout_problem()  # what `run` would refuse, before it shows cells as pending
+    if problem:
+        raise SpecError(problem)
     statuses, corrupt = store.statuses()
     rows = [
         {
