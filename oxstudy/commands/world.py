@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oxstudy.errors import InputError
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -247,12 +249,16 @@ def eval_command(
 
     pass@k: oxstudy eval -m zoo:tiny -b oxs_arith --limit 50 --pass-at-k 1,8,64 --samples 64
     """
-    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model, resolve_task
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
     from oxstudy.zoo import resolve_model_source
 
+    # Every input is checked before the model is resolved or loaded: a typo must not cost a
+    # model load and the evaluation of the benchmarks before it.
+    _check_eval_numbers(num_fewshot=num_fewshot, limit=limit, batch_size=batch_size)
     tasks = [t.strip() for item in benchmarks for t in item.split(",") if t.strip()]
-    for task in tasks:  # a missing or broken task YAML fails now, not after loading the model
-        resolve_task(task)
+    if not tasks:
+        raise InputError("--benchmarks: no benchmark given")
+    pass_at_k_settings = None if pass_at_k is None else _pass_at_k_settings(pass_at_k, samples, temperature, seed)
     requests = [
         BenchmarkRequest(
             id=Path(t).stem if t.endswith((".yaml", ".yml")) else t,
@@ -265,6 +271,7 @@ def eval_command(
         )
         for t in tasks
     ]
+    _check_benchmarks(requests, metric_given=metric is not None)
     path = resolve_model_source(model)
     with _progress() as progress:
         bar = progress.add_task("evaluating", total=len(requests))
@@ -274,8 +281,8 @@ def eval_command(
 
         result = evaluate_model(path, requests, on_benchmark=on_benchmark)
         progress.update(bar, completed=len(requests), description="evaluated")
-        if pass_at_k is not None:
-            result = _with_pass_at_k(result, path, requests, pass_at_k, samples, temperature, seed, progress)
+        if pass_at_k_settings is not None:
+            result = _with_pass_at_k(result, path, requests, pass_at_k_settings, progress)
     if as_json:
         payload: dict[str, Any] = {"model": model, "path": path, "metrics": result["metrics"]}
         if with_items:
@@ -296,19 +303,58 @@ def eval_command(
     console.print(table)
 
 
-def _with_pass_at_k(result: dict[str, Any], path: str, requests: list[Any], ks: str, samples: int,
-                    temperature: float, seed: int, progress: Any) -> dict[str, Any]:
-    """Add ``<bench>.pass@<k>`` metrics and items (oxstudy/passk.py) for the generative benchmarks."""
-    from oxstudy.errors import InputError
-    from oxstudy.evaluation import load_model
-    from oxstudy.passk import PassAtKSettings, pass_at_k_outcomes, pass_at_k_result, sample_correct_counts
+def _check_eval_numbers(*, num_fewshot: int, limit: int | None, batch_size: int) -> None:
+    """The ranges a spec's benchmark enforces (oxstudy.spec.BenchmarkSpec), for the CLI's options."""
+    if num_fewshot < 0:
+        raise InputError(f"--num-fewshot: must be >= 0 (got {num_fewshot})")
+    if limit is not None and limit <= 0:
+        raise InputError(f"--limit: must be > 0 (got {limit})")
+    if batch_size <= 0:
+        raise InputError(f"--batch-size: must be > 0 (got {batch_size})")
+
+
+def _check_benchmarks(requests: list[Any], *, metric_given: bool) -> None:
+    """Each task resolves and reports its metric (the check ``run`` makes in its pre-flight)."""
+    from oxstudy.execute import benchmark_problem
+
+    problems = []
+    for request in requests:
+        problem = benchmark_problem(request)
+        if problem is not None:
+            field_name, message = problem
+            option = "--metric" if field_name == "metric" and metric_given else "--benchmarks"
+            problems.append(f"{option}: {message}")
+    if problems:
+        raise InputError(*problems)
+
+
+def _pass_at_k_settings(ks: str, samples: int, temperature: float, seed: int) -> Any:
+    """``--pass-at-k`` and its sampling options as ``PassAtKSettings`` (ranges as in a spec's PassAtKSpec)."""
+    from oxstudy.passk import PassAtKSettings
 
     try:
         k_values = [int(k) for k in ks.split(",") if k.strip()]
     except ValueError:
         raise InputError(f"--pass-at-k: '{ks}' is not a comma-separated list of integers") from None
-    settings = PassAtKSettings(samples=samples, k=k_values, temperature=temperature, seed=seed)
-    settings.ks()  # k within 1..samples
+    if not k_values:
+        raise InputError(f"--pass-at-k: '{ks}' names no k")
+    if samples <= 0:
+        raise InputError(f"--samples: must be > 0 (got {samples})")
+    if not temperature > 0:
+        raise InputError(f"--temperature: must be > 0 (got {temperature:g})")
+    outside = sorted({k for k in k_values if not 1 <= k <= samples})
+    if outside:
+        raise InputError(f"--pass-at-k: k {', '.join(map(str, outside))} outside 1..--samples ({samples})")
+    return PassAtKSettings(samples=samples, k=k_values, temperature=temperature, seed=seed)
+
+
+def _with_pass_at_k(result: dict[str, Any], path: str, requests: list[Any], settings: Any,
+                    progress: Any) -> dict[str, Any]:
+    """Add ``<bench>.pass@<k>`` metrics and items (oxstudy/passk.py) for the generative benchmarks."""
+    from oxstudy.evaluation import load_model
+    from oxstudy.passk import pass_at_k_outcomes, pass_at_k_result, sample_correct_counts
+
+    samples = settings.samples
     model, tokenizer = load_model(path)
     for request in requests:
         if result["metrics"][request.id].get("output_type") != "generate_until":
