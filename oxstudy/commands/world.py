@@ -152,10 +152,11 @@ def tasks_export(
 
     Use DIR as lm-eval's --include_path. Example: oxstudy tasks export ./oxs_tasks
     """
-    from oxstudy.tasks import bundled_tasks, export_tasks
+    from oxstudy.tasks import bundled_tasks, export_task_files
 
-    out = export_tasks(directory)
-    files = sorted(str(p) for p in out.iterdir() if p.suffix in {".yaml", ".jsonl"})
+    written = export_task_files(directory)
+    out = written[0].parent
+    files = sorted(str(p) for p in written)  # only what was written: DIR may hold the user's own files
     if as_json:
         print(json.dumps({"directory": str(out), "tasks": bundled_tasks(), "files": files}, indent=2))
     else:
