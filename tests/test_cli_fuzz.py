@@ -485,3 +485,24 @@ def test_a_real_os_error_names_the_path(tmp_path: Path, capsys: pytest.CaptureFi
     a_file.write_text("x")
     argv = ["schema", "-o", str(a_file / "schema.json")]
     assert_one_line_error(run_cli(argv, capsys), argv, contains=f"{a_file / 'schema.json'}: not a directory")
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["zoo list", "tasks list", "algorithms"])
+def test_a_piped_table_is_not_cut(
+    command: str, in_empty_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``oxstudy zoo list | cat``: output that is not a terminal gets rich's default 80 columns
+    unless the command widens it; names and numbers were cut to ``zoo:sma…`` and ``oxs_a…``."""
+    monkeypatch.delenv("COLUMNS", raising=False)  # as under `| cat` (in_empty_dir sets 200)
+    outcome = run_cli(command.split(), capsys)
+    assert outcome.code == 0, outcome.err
+    assert "…" not in outcome.out, outcome.out
+    if command == "zoo list":
+        from oxstudy import zoo
+
+        assert all(f"zoo:{name}" in outcome.out for name in zoo.zoo_names())
+    elif command == "tasks list":
+        from oxstudy.tasks import TASKS
+
+        assert all(f" {name} " in outcome.out and TASKS[name].metric in outcome.out for name in TASKS)

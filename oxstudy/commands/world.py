@@ -19,6 +19,12 @@ zoo_app = typer.Typer(help="The tiny pretrained model zoo (CPU-sized Llama model
 tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", no_args_is_help=True)
 
 
+def _table_console() -> Console:
+    """The console for a table: piped output (``| cat``, a file) is not squeezed into 80
+    columns, where names and numbers were cut to ``zoo:sma…`` (as ``oxstudy algorithms``)."""
+    return console if console.is_terminal else Console(width=200, highlight=False)
+
+
 def _progress():
     # on the terminal while a build sends third-party output to its log (zoo.build_log)
     from oxstudy.terminal import progress_bar
@@ -113,6 +119,8 @@ def _print_zoo(names: list[str], as_json: bool) -> None:
         print(json.dumps(payload, indent=2))
         return
     table = Table("model", "seed", "params", "cached", "build s", "measured", "recorded", "drift")
+    for column in table.columns:
+        column.no_wrap = True
     for row in rows:
         acc = (
             "-"
@@ -131,9 +139,10 @@ def _print_zoo(names: list[str], as_json: bool) -> None:
             "-" if row["recorded_accuracy"] is None else f"{row['recorded_accuracy']:.3f}",
             drift_text,
         )
-    console.print(table)
+    out = _table_console()
+    out.print(table)
     machine = RECORDED["machine"]
-    console.print(
+    out.print(
         f"recorded on {machine['cpu']} ({machine['cpu_count']} cores, torch {machine['torch']}, "
         f"{machine['torch_threads']} thread); drift beyond ±{TOLERANCE:.2f} is marked !: another CPU "
         "trains slightly different weights (docs/world.md, Reproducibility). Models live under "
@@ -196,6 +205,9 @@ def tasks_list(
         print(json.dumps({"tasks": rows}, indent=2))
         return
     table = Table("task", "role", "type", "metric", "chance", "test", "train", "test items by level", "description")
+    for column in table.columns:  # names and numbers whole; the description wraps at word boundaries
+        column.no_wrap = column.header != "description"
+        column.overflow = "fold"
     for r in rows:
         table.add_row(
             r["task"],
@@ -208,7 +220,7 @@ def tasks_list(
             " ".join(f"L{k}:{v}" for k, v in r["levels"].items()),
             r["description"],
         )
-    console.print(table)
+    _table_console().print(table)
 
 
 def eval_command(
