@@ -537,13 +537,19 @@ def resolve_model_source(source: str, spec_dir: str | Path | None = None, *, rev
     """A local directory for a spec's model ``source``.
 
     ``zoo:NAME`` builds (once) or loads the zoo model; a local path must exist (relative
-    paths resolve against ``spec_dir``); anything else is a Hugging Face hub id, resolved at
+    paths resolve against ``spec_dir``); ``hf:ID`` and anything else is a Hugging Face hub id, resolved at
     ``revision`` by :func:`oxstudy.hub.resolve` (downloaded when online, the local cache only
     when ``HF_HUB_OFFLINE`` is set; ``hub_options`` are passed on, e.g. ``prefer_cache``).
     """
     source = str(source).strip()
     if source.startswith("zoo:"):
         return str(build(source[4:]))
+    if source.startswith("hf:"):  # always the hub (spec.source_kind), as for hf: datasets
+        from oxstudy.hub import resolve
+
+        if not source[3:].strip():
+            raise ResourceError(f"{source}: no repo id after 'hf:'")
+        return resolve(source[3:].strip(), repo_type="model", revision=revision, **hub_options).path
     candidate = Path(source).expanduser()
     if not candidate.is_absolute() and spec_dir is not None:
         candidate = Path(spec_dir) / candidate

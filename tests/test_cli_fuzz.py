@@ -506,3 +506,24 @@ def test_the_fork_server_and_its_cells_ignore_ctrl_c() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "True", out.stderr[-2000:]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["zoo list", "tasks list", "algorithms"])
+def test_a_piped_table_is_not_cut(
+    command: str, in_empty_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``oxstudy zoo list | cat``: output that is not a terminal gets rich's default 80 columns
+    unless the command widens it; names and numbers were cut to ``zoo:sma…`` and ``oxs_a…``."""
+    monkeypatch.delenv("COLUMNS", raising=False)  # as under `| cat` (in_empty_dir sets 200)
+    outcome = run_cli(command.split(), capsys)
+    assert outcome.code == 0, outcome.err
+    assert "…" not in outcome.out, outcome.out
+    if command == "zoo list":
+        from oxstudy import zoo
+
+        assert all(f"zoo:{name}" in outcome.out for name in zoo.zoo_names())
+    elif command == "tasks list":
+        from oxstudy.tasks import TASKS
+
+        assert all(f" {name} " in outcome.out and TASKS[name].metric in outcome.out for name in TASKS)

@@ -126,6 +126,31 @@ def test_offline_uncached_model_or_revision_fails_in_one_line(hub_cache, zoo_tin
         hub.resolve("acme/tiny-chat", revision="v9")
 
 
+def test_hf_prefixed_model_is_the_hub_id(hub_cache, zoo_tiny):
+    """``hf:ID`` is always the hub for a model (spec.source_kind, as for datasets): the prefix
+    is not part of the repo id, also for a one-part id such as ``hf:gpt2``."""
+    files = model_files(zoo_tiny)
+    put_snapshot(hub_cache, "acme/tiny-chat", files, commit=fake_commit("org"))
+    put_snapshot(hub_cache, "gpt2", files, commit=fake_commit("bare"))
+    path = resolve_model_source("hf:acme/tiny-chat")
+    assert path == str(hub_cache / "models--acme--tiny-chat" / "snapshots" / fake_commit("org"))
+    assert hub.source_provenance("hf:acme/tiny-chat", path)["repo"] == "acme/tiny-chat"
+    assert resolve_model_source("hf:gpt2") == str(
+        hub_cache / "models--gpt2" / "snapshots" / fake_commit("bare")
+    )
+
+    # Not cached, offline: the same one-line message as for the plain id, naming the repo id.
+    with pytest.raises(ResourceError) as info:
+        resolve_model_source("hf:acme/not-downloaded")
+    message = str(info.value)
+    assert message.startswith("model acme/not-downloaded: not in the local Hugging Face cache"), message
+    assert "\n" not in message and "huggingface-cli download acme/not-downloaded)" in message
+    with pytest.raises(ResourceError, match=r"^model gpt3: not in the local Hugging Face cache"):
+        resolve_model_source("hf:gpt3")
+    with pytest.raises(ResourceError, match=r"hf:: no repo id after 'hf:'"):
+        resolve_model_source("hf:")
+
+
 # ----------------------------------------------------------------------------- online boundary
 
 

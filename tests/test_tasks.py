@@ -169,6 +169,46 @@ def test_export_writes_jsonl_and_yaml_with_absolute_paths(tmp_path):
             assert len(read_jsonl(files["train"])) == TASKS[name].sizes["train"]
 
 
+
+def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
+    from oxstudy.cli import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    return exit_info.value.code or 0, captured.out, captured.err
+
+
+def test_tasks_export_lists_only_the_files_it_wrote(tmp_path, capsys):
+    """A user's own file in DIR is left alone and neither counted nor listed; the files listed
+    are exactly the new ones (base templates, each task's YAML and its splits)."""
+    out = tmp_path / "tasks"
+    out.mkdir()
+    (out / "mine.yaml").write_text("task: mine\n")
+    (out / "notes.jsonl").write_text("{}\n")
+    code, stdout, _ = _cli(["tasks", "export", str(out), "--json"], capsys)
+    assert code == 0
+    listed = json.loads(stdout)["files"]
+    expected = {f"{base}.yaml" for base in ("_oxs_generate", "_oxs_choice")}
+    for name in bundled_tasks():
+        expected |= {f"{name}.yaml", f"{name}_test.jsonl"} | ({f"{name}_train.jsonl"} if "train" in TASKS[name].sizes else set())
+    assert sorted(listed) == sorted(str(out / f) for f in expected)
+    assert set(p.name for p in out.iterdir()) == expected | {"mine.yaml", "notes.jsonl"}
+    assert (out / "mine.yaml").read_text() == "task: mine\n"
+    code, stdout, _ = _cli(["tasks", "export", str(out)], capsys)
+    assert code == 0 and f"wrote {len(expected)} files" in " ".join(stdout.split())
+
+
+def test_tasks_export_to_a_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "afile"
+    path.write_text("keep me")
+    code, _, err = _cli(["tasks", "export", str(path)], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0] == f"error: {path}: is a file, not a directory", err
+    assert path.read_text() == "keep me"
+
 def test_materialize_is_cached_and_deterministic(tmp_path, monkeypatch):
     monkeypatch.setenv("OXSTUDY_CACHE", str(tmp_path / "cache"))
     first = materialize_tasks()

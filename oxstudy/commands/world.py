@@ -10,11 +10,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oxstudy.errors import InputError
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 zoo_app = typer.Typer(help="The tiny pretrained model zoo (CPU-sized Llama models).", no_args_is_help=True)
 tasks_app = typer.Typer(help="Bundled synthetic tasks (lm-eval YAML + JSONL).", no_args_is_help=True)
+
+
+def _table_console() -> Console:
+    """The console for a table: piped output (``| cat``, a file) is not squeezed into 80
+    columns, where names and numbers were cut to ``zoo:sma…`` (as ``oxstudy algorithms``)."""
+    return console if console.is_terminal else Console(width=200, highlight=False)
 
 
 def _progress():
@@ -111,6 +119,8 @@ def _print_zoo(names: list[str], as_json: bool) -> None:
         print(json.dumps(payload, indent=2))
         return
     table = Table("model", "seed", "params", "cached", "build s", "measured", "recorded", "drift")
+    for column in table.columns:
+        column.no_wrap = True
     for row in rows:
         acc = (
             "-"
@@ -129,9 +139,10 @@ def _print_zoo(names: list[str], as_json: bool) -> None:
             "-" if row["recorded_accuracy"] is None else f"{row['recorded_accuracy']:.3f}",
             drift_text,
         )
-    console.print(table)
+    out = _table_console()
+    out.print(table)
     machine = RECORDED["machine"]
-    console.print(
+    out.print(
         f"recorded on {machine['cpu']} ({machine['cpu_count']} cores, torch {machine['torch']}, "
         f"{machine['torch_threads']} thread); drift beyond ±{TOLERANCE:.2f} is marked !: another CPU "
         "trains slightly different weights (docs/world.md, Reproducibility). Models live under "
@@ -150,10 +161,11 @@ def tasks_export(
 
     Use DIR as lm-eval's --include_path. Example: oxstudy tasks export ./oxs_tasks
     """
-    from oxstudy.tasks import bundled_tasks, export_tasks
+    from oxstudy.tasks import bundled_tasks, export_task_files
 
-    out = export_tasks(directory)
-    files = sorted(str(p) for p in out.iterdir() if p.suffix in {".yaml", ".jsonl"})
+    written = export_task_files(directory)
+    out = written[0].parent
+    files = sorted(str(p) for p in written)  # only what was written: DIR may hold the user's own files
     if as_json:
         print(json.dumps({"directory": str(out), "tasks": bundled_tasks(), "files": files}, indent=2))
     else:
@@ -193,6 +205,9 @@ def tasks_list(
         print(json.dumps({"tasks": rows}, indent=2))
         return
     table = Table("task", "role", "type", "metric", "chance", "test", "train", "test items by level", "description")
+    for column in table.columns:  # names and numbers whole; the description wraps at word boundaries
+        column.no_wrap = column.header != "description"
+        column.overflow = "fold"
     for r in rows:
         table.add_row(
             r["task"],
@@ -205,7 +220,7 @@ def tasks_list(
             " ".join(f"L{k}:{v}" for k, v in r["levels"].items()),
             r["description"],
         )
-    console.print(table)
+    _table_console().print(table)
 
 
 def eval_command(
@@ -247,12 +262,16 @@ def eval_command(
 
     pass@k: oxstudy eval -m zoo:tiny -b oxs_arith --limit 50 --pass-at-k 1,8,64 --samples 64
     """
-    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model, resolve_task
+    from oxstudy.evaluation import BenchmarkRequest, default_metric, evaluate_model
     from oxstudy.zoo import resolve_model_source
 
+    # Every input is checked before the model is resolved or loaded: a typo must not cost a
+    # model load and the evaluation of the benchmarks before it.
+    _check_eval_numbers(num_fewshot=num_fewshot, limit=limit, batch_size=batch_size)
     tasks = [t.strip() for item in benchmarks for t in item.split(",") if t.strip()]
-    for task in tasks:  # a missing or broken task YAML fails now, not after loading the model
-        resolve_task(task)
+    if not tasks:
+        raise InputError("--benchmarks: no benchmark given")
+    pass_at_k_settings = None if pass_at_k is None else _pass_at_k_settings(pass_at_k, samples, temperature, seed)
     requests = [
         BenchmarkRequest(
             id=Path(t).stem if t.endswith((".yaml", ".yml")) else t,
@@ -265,6 +284,7 @@ def eval_command(
         )
         for t in tasks
     ]
+    _check_benchmarks(requests, metric_given=metric is not None)
     path = resolve_model_source(model)
     with _progress() as progress:
         bar = progress.add_task("evaluating", total=len(requests))
@@ -274,8 +294,8 @@ def eval_command(
 
         result = evaluate_model(path, requests, on_benchmark=on_benchmark)
         progress.update(bar, completed=len(requests), description="evaluated")
-        if pass_at_k is not None:
-            result = _with_pass_at_k(result, path, requests, pass_at_k, samples, temperature, seed, progress)
+        if pass_at_k_settings is not None:
+            result = _with_pass_at_k(result, path, requests, pass_at_k_settings, progress)
     if as_json:
         payload: dict[str, Any] = {"model": model, "path": path, "metrics": result["metrics"]}
         if with_items:
@@ -296,19 +316,58 @@ def eval_command(
     console.print(table)
 
 
-def _with_pass_at_k(result: dict[str, Any], path: str, requests: list[Any], ks: str, samples: int,
-                    temperature: float, seed: int, progress: Any) -> dict[str, Any]:
-    """Add ``<bench>.pass@<k>`` metrics and items (oxstudy/passk.py) for the generative benchmarks."""
-    from oxstudy.errors import InputError
-    from oxstudy.evaluation import load_model
-    from oxstudy.passk import PassAtKSettings, pass_at_k_outcomes, pass_at_k_result, sample_correct_counts
+def _check_eval_numbers(*, num_fewshot: int, limit: int | None, batch_size: int) -> None:
+    """The ranges a spec's benchmark enforces (oxstudy.spec.BenchmarkSpec), for the CLI's options."""
+    if num_fewshot < 0:
+        raise InputError(f"--num-fewshot: must be >= 0 (got {num_fewshot})")
+    if limit is not None and limit <= 0:
+        raise InputError(f"--limit: must be > 0 (got {limit})")
+    if batch_size <= 0:
+        raise InputError(f"--batch-size: must be > 0 (got {batch_size})")
+
+
+def _check_benchmarks(requests: list[Any], *, metric_given: bool) -> None:
+    """Each task resolves and reports its metric (the check ``run`` makes in its pre-flight)."""
+    from oxstudy.execute import benchmark_problem
+
+    problems = []
+    for request in requests:
+        problem = benchmark_problem(request)
+        if problem is not None:
+            field_name, message = problem
+            option = "--metric" if field_name == "metric" and metric_given else "--benchmarks"
+            problems.append(f"{option}: {message}")
+    if problems:
+        raise InputError(*problems)
+
+
+def _pass_at_k_settings(ks: str, samples: int, temperature: float, seed: int) -> Any:
+    """``--pass-at-k`` and its sampling options as ``PassAtKSettings`` (ranges as in a spec's PassAtKSpec)."""
+    from oxstudy.passk import PassAtKSettings
 
     try:
         k_values = [int(k) for k in ks.split(",") if k.strip()]
     except ValueError:
         raise InputError(f"--pass-at-k: '{ks}' is not a comma-separated list of integers") from None
-    settings = PassAtKSettings(samples=samples, k=k_values, temperature=temperature, seed=seed)
-    settings.ks()  # k within 1..samples
+    if not k_values:
+        raise InputError(f"--pass-at-k: '{ks}' names no k")
+    if samples <= 0:
+        raise InputError(f"--samples: must be > 0 (got {samples})")
+    if not temperature > 0:
+        raise InputError(f"--temperature: must be > 0 (got {temperature:g})")
+    outside = sorted({k for k in k_values if not 1 <= k <= samples})
+    if outside:
+        raise InputError(f"--pass-at-k: k {', '.join(map(str, outside))} outside 1..--samples ({samples})")
+    return PassAtKSettings(samples=samples, k=k_values, temperature=temperature, seed=seed)
+
+
+def _with_pass_at_k(result: dict[str, Any], path: str, requests: list[Any], settings: Any,
+                    progress: Any) -> dict[str, Any]:
+    """Add ``<bench>.pass@<k>`` metrics and items (oxstudy/passk.py) for the generative benchmarks."""
+    from oxstudy.evaluation import load_model
+    from oxstudy.passk import pass_at_k_outcomes, pass_at_k_result, sample_correct_counts
+
+    samples = settings.samples
     model, tokenizer = load_model(path)
     for request in requests:
         if result["metrics"][request.id].get("output_type") != "generate_until":

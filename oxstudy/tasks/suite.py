@@ -336,9 +336,12 @@ def _template(name: str) -> str:
     return resources.files("oxstudy.tasks").joinpath("templates", f"{name}.yaml").read_text(encoding="utf-8")
 
 
-def _write_base_templates(directory: Path) -> None:
+def _write_base_templates(directory: Path) -> list[Path]:
+    written = []
     for base in BASE_TEMPLATES:
         (directory / f"{base}.yaml").write_text(_template(base), encoding="utf-8")
+        written.append(directory / f"{base}.yaml")
+    return written
 
 
 def suite_fingerprint() -> str:
@@ -359,19 +362,33 @@ def export_tasks(directory: str | Path, names: Iterable[str] | None = None) -> P
     """Write each bundled task's ``NAME.yaml`` (absolute ``data_files`` paths) and
     ``NAME_{train,test}.jsonl`` into ``directory``, with the shared configs the task files
     ``include:`` (``BASE_TEMPLATES``); returns it (an lm-eval include path)."""
-    directory = Path(directory).expanduser().resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    _write_base_templates(directory)
-    for name in names or TASKS:
-        if name not in TASKS:
-            from oxstudy.errors import InputError
+    files = export_task_files(directory, names)
+    return files[0].parent
 
-            raise InputError(f"{name}: unknown bundled task (known: {', '.join(TASKS)})")
+
+def export_task_files(directory: str | Path, names: Iterable[str] | None = None) -> list[Path]:
+    """:func:`export_tasks`, returning the files it wrote (other files in ``directory`` are
+    left alone and not listed). An existing file at ``directory`` is an ``InputError``."""
+    from oxstudy.errors import InputError
+
+    target = Path(directory).expanduser()
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{directory}: is a file, not a directory")
+    names = list(names or TASKS)
+    unknown = [name for name in names if name not in TASKS]
+    if unknown:  # before anything is written
+        raise InputError(f"{unknown[0]}: unknown bundled task (known: {', '.join(TASKS)})")
+    target = target.resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    written = _write_base_templates(target)
+    for name in names:
         for split in training_splits(name):
-            write_jsonl(task_split(name, split), directory / f"{name}_{split}.jsonl")
-        text = _template(name).replace("@DATA_DIR@", directory.as_posix())
-        (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
-    return directory
+            write_jsonl(task_split(name, split), target / f"{name}_{split}.jsonl")
+            written.append(target / f"{name}_{split}.jsonl")
+        text = _template(name).replace("@DATA_DIR@", target.as_posix())
+        (target / f"{name}.yaml").write_text(text, encoding="utf-8")
+        written.append(target / f"{name}.yaml")
+    return written
 
 
 def materialize_tasks(directory: str | Path | None = None) -> Path:
