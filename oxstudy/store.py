@@ -157,23 +157,18 @@ def record_problem(record: dict[str, Any]) -> str | None:
         return "error: not an object with a string reason"
     if status != "done":
         return None
-    metrics = record.get("metrics")
-    if metrics is not None and not isinstance(metrics, dict):
-        return f"metrics: not an object ({type(metrics).__name__})"
-    for benchmark, result in (metrics or {}).items():
-        problem = _metric_problem(f"metrics.{benchmark}", result, value_required=True)
-        if problem:
-            return problem
     base = record.get("base")
     if base is not None and not isinstance(base, dict):
         return f"base: not an object ({type(base).__name__})"
-    base_metrics = (base or {}).get("metrics")
-    if base_metrics is not None and not isinstance(base_metrics, dict):
-        return f"base.metrics: not an object ({type(base_metrics).__name__})"
-    for benchmark, result in (base_metrics or {}).items():
-        problem = _metric_problem(f"base.metrics.{benchmark}", result, value_required=False)
-        if problem:
-            return problem
+    # the trained model's metrics must all have a value; the base model's may lack one
+    for where, metrics, value_required in (("metrics", record.get("metrics"), True),
+                                           ("base.metrics", (base or {}).get("metrics"), False)):
+        if metrics is not None and not isinstance(metrics, dict):
+            return f"{where}: not an object ({type(metrics).__name__})"
+        for benchmark, result in (metrics or {}).items():
+            problem = _metric_problem(f"{where}.{benchmark}", result, value_required=value_required)
+            if problem:
+                return problem
     items = record.get("items")
     if items is not None and not isinstance(items, dict):
         return f"items: not an object ({type(items).__name__})"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_report import run_cli
 from test_store import make_record
 
 from oxstudy.store import Store, load_study, record_checksum
@@ -47,18 +48,6 @@ def rewrite(store: Store, run_id: str, mutate: Any) -> Path:
     record["checksum"] = record_checksum(record)
     path.write_text(json.dumps(record, allow_nan=True))
     return path
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    from oxstudy.cli import main
-
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 TARGET = f"{1:016x}"  # DPO seed 0
