@@ -550,8 +550,16 @@ class _Analysis:
                                 "ci_low": None, "ci_high": None, "test": None, "statistic": None, "df": None,
                                 "p_value": None, "flag_set_by": None, "conditions_on": CONDITIONS_ON,
                                 "cohens_d": None, "hedges_g": None,
-                                "note": f"single seed for {single}: descriptive only, a test needs at least 2 seeds "
-                                        "per arm"})
+                                "note": f"single seed for {single}: descriptive only, no test between algorithms "
+                                        "(a test needs at least 2 seeds per arm)"})
+                    if not self.all_single:
+                        column = "n" if self.kind == "summary" else "seed"
+                        for cell, n in ((self.recs[ca], n_a), (self.recs[cb], n_b)):
+                            if n < 2:  # located once per cell, as an input problem would be
+                                self.warnings.append(
+                                    f"{cell['where']}: column {column}: n < 2 for a test: model={cell['model']} "
+                                    f"algorithm={cell['algorithm']} benchmark={cell['benchmark']} has {n} seed(s); "
+                                    "its comparisons are descriptive only")
                 else:
                     row.update(self._compare(ca, cb, test))
                 if checkpoints:
